@@ -129,8 +129,9 @@ impl JobChanges {
     }
 }
 
-/// Keeps "present and null" (`Some(None)`) apart from "absent" (`None`, via `default`).
-fn present_or_null<'de, T, D>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+/// Keeps "present and null" (`Some(None)`) apart from "absent" (`None`, via `default`):
+/// use with `#[serde(default, deserialize_with = "present_or_null")]`.
+pub fn present_or_null<'de, T, D>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
 where
     T: Deserialize<'de>,
     D: serde::Deserializer<'de>,

@@ -11,13 +11,12 @@ pub mod values;
 
 pub use aggregate::{Job, JobServices};
 pub use commands::{
-    CancelJob, CreateJob, JobCommand, ProgressJob, RecordResult, ScheduleJob, StartJob,
-    SuspendJob,
+    CancelJob, CreateJob, JobCommand, ProgressJob, RecordResult, ScheduleJob, StartJob, SuspendJob,
 };
 pub use errors::{CommandKind, JobError};
 pub use events::{
-    JobCancelled, JobChanges, JobCompleted, JobCreated, JobEvent, JobProgressed, JobResumed,
-    JobScheduled, JobStarted, JobSuspended, JobUnscheduled, JobUpdated, EVENT_VERSION,
+    present_or_null, JobCancelled, JobChanges, JobCompleted, JobCreated, JobEvent, JobProgressed,
+    JobResumed, JobScheduled, JobStarted, JobSuspended, JobUnscheduled, JobUpdated, EVENT_VERSION,
 };
 pub use status::{JobStatus, Outcome, ProgressStatus};
 

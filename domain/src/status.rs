@@ -5,6 +5,7 @@ use std::fmt;
 
 /// Where a job is in its lifecycle. The serialized names are the wire values of the API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub enum JobStatus {
     New,
@@ -92,6 +93,7 @@ impl fmt::Display for JobStatus {
 
 /// The driver-side progress steps a job goes through before it starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub enum ProgressStatus {
     Sent,
@@ -129,6 +131,7 @@ impl ProgressStatus {
 
 /// How a started job ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub enum Outcome {
     CompletedOk,

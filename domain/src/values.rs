@@ -179,7 +179,10 @@ mod tests {
 
     #[test]
     fn cancel_reason_is_trimmed_and_bounded_in_characters() {
-        assert_eq!(CancelReason::parse("  no access  ").unwrap().as_str(), "no access");
+        assert_eq!(
+            CancelReason::parse("  no access  ").unwrap().as_str(),
+            "no access"
+        );
         assert_eq!(CancelReason::parse(" \t\n "), Err(ValueError::Blank));
         assert!(CancelReason::parse(&"é".repeat(500)).is_ok());
         assert_eq!(

@@ -1,1 +1,14 @@
+//! Read models of the jobs service, derived only from events: the job summary (one row per
+//! job) and its status history, how each event changes them, and the stores that keep them
+//! together with the events (PostgreSQL and SQLite). The stores write a command's events and
+//! its projection rows in one transaction, so a read never lags behind an acknowledged write.
 
+pub mod metadata;
+pub mod paging;
+pub mod store;
+pub mod view;
+
+pub use metadata::EventMetadata;
+pub use paging::{Direction, JobFilter, JobSort, Page, PageRequest};
+pub use store::{connect, JobQueries, JobStore, StoreError, StoredEvent};
+pub use view::{JobView, StatusHistoryEntry};

@@ -1,0 +1,138 @@
+//! Where events and projections live. Both backends implement the same two faces:
+//! cqrs-es's `PersistedEventRepository` (the write side: `persist` appends a command's events
+//! and updates the projection in one transaction; reads delegate to postgres-es/sqlite-es)
+//! and [`JobQueries`] (the read side). The code of both is generated from one body by
+//! `job_store!` in `shared.rs`, because the SQL is the same text on both.
+
+#[macro_use]
+mod shared;
+pub mod postgres;
+pub mod sqlite;
+
+use crate::paging::{Direction, JobFilter, Page, PageRequest};
+use crate::view::{JobView, StatusHistoryEntry};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+pub use postgres::PostgresJobStore;
+pub use sqlite::SqliteJobStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unsupported database URL: expected postgres://… or sqlite:…")]
+    UnsupportedUrl,
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data could not be read: {0}")]
+    Corrupt(String),
+}
+
+/// One stored event as the audit endpoint shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredEvent {
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_version: String,
+    pub recorded_at: DateTime<Utc>,
+    /// The event's fields, e.g. `{"reason": "…", "occurredAt": "…"}` for `JobCancelled`.
+    pub payload: serde_json::Value,
+    /// Who acted (`actor`), for which customer (`customerId`), in which request (`requestId`).
+    pub metadata: serde_json::Value,
+}
+
+/// The read side. Every lookup is scoped to a customer: another customer's job is
+/// indistinguishable from one that does not exist (`None`).
+#[async_trait]
+pub trait JobQueries: Send + Sync {
+    async fn job(&self, customer_id: i64, job_id: Uuid) -> Result<Option<JobView>, StoreError>;
+
+    async fn list_jobs(
+        &self,
+        customer_id: i64,
+        filter: &JobFilter,
+        page: PageRequest,
+    ) -> Result<Page<JobView>, StoreError>;
+
+    async fn status_history(
+        &self,
+        customer_id: i64,
+        job_id: Uuid,
+        direction: Direction,
+        page: PageRequest,
+    ) -> Result<Option<Page<StatusHistoryEntry>>, StoreError>;
+
+    async fn events(
+        &self,
+        customer_id: i64,
+        job_id: Uuid,
+        page: PageRequest,
+    ) -> Result<Option<Page<StoredEvent>>, StoreError>;
+
+    /// Answers when the store does.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// The store chosen by the database URL.
+#[derive(Clone)]
+pub enum JobStore {
+    Postgres(PostgresJobStore),
+    Sqlite(SqliteJobStore),
+}
+
+/// Connects to the store a URL names (`postgres://…`, `postgresql://…` or `sqlite:…`) and
+/// applies the migrations it has not seen yet.
+pub async fn connect(database_url: &str) -> Result<JobStore, StoreError> {
+    if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+        Ok(JobStore::Postgres(
+            PostgresJobStore::connect(database_url).await?,
+        ))
+    } else if database_url.starts_with("sqlite:") {
+        Ok(JobStore::Sqlite(
+            SqliteJobStore::connect(database_url).await?,
+        ))
+    } else {
+        Err(StoreError::UnsupportedUrl)
+    }
+}
+
+impl JobStore {
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            JobStore::Postgres(_) => "postgres",
+            JobStore::Sqlite(_) => "sqlite",
+        }
+    }
+
+    pub fn queries(&self) -> std::sync::Arc<dyn JobQueries> {
+        match self {
+            JobStore::Postgres(store) => std::sync::Arc::new(store.clone()),
+            JobStore::Sqlite(store) => std::sync::Arc::new(store.clone()),
+        }
+    }
+}
+
+/// Maps a database error on the write path to cqrs-es's terms. A unique violation on the
+/// events key means another writer appended this sequence first (optimistic concurrency);
+/// SQLite's "database is locked" is likewise a lost race. Both are safe to retry.
+fn persistence_error(error: sqlx::Error) -> cqrs_es::persist::PersistenceError {
+    use cqrs_es::persist::PersistenceError;
+    match &error {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            PersistenceError::OptimisticLockError
+        }
+        sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("5" | "6")) => {
+            PersistenceError::OptimisticLockError
+        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed => PersistenceError::ConnectionError(Box::new(error)),
+        _ => PersistenceError::UnknownError(Box::new(error)),
+    }
+}

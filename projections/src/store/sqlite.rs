@@ -1,0 +1,43 @@
+//! The SQLite store (the embedded default: nothing to install).
+
+use super::StoreError;
+use sqlx::sqlite::SqliteSynchronous;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Clone)]
+pub struct SqliteJobStore {
+    pool: SqlitePool,
+    delegate: Arc<sqlite_es::SqliteEventRepository>,
+}
+
+impl SqliteJobStore {
+    /// Opens (creating if missing) the database file. WAL lets readers run beside the one
+    /// writer; `synchronous = FULL` makes an acknowledged commit survive a power cut; the
+    /// busy timeout makes concurrent writers queue instead of failing.
+    pub async fn connect(database_url: &str) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(database_url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
+        Ok(Self {
+            delegate: Arc::new(sqlite_es::SqliteEventRepository::new(pool.clone())),
+            pool,
+        })
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+job_store!(SqliteJobStore, sqlx::Sqlite);

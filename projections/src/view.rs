@@ -1,0 +1,238 @@
+//! The job summary and status-history read models, and how each event changes them. Pure
+//! functions of the event stream, so the stores, a rebuild and the tests share one fold.
+
+use crate::metadata::EventMetadata;
+use chrono::{DateTime, Utc};
+use domain::{values::CustomFields, JobEvent, JobStatus, Outcome};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// A job as the API returns it: the latest state folded from its events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobView {
+    pub id: Uuid,
+    pub customer_id: i64,
+    pub type_id: i64,
+    pub contact_id: i64,
+    pub status: JobStatus,
+    pub reference: Option<String>,
+    pub description: Option<String>,
+    pub order_number: Option<String>,
+    pub person_id: Option<Uuid>,
+    /// Minutes.
+    pub planned_duration: Option<i64>,
+    pub planned_start: Option<DateTime<Utc>>,
+    pub resource_id: Option<i64>,
+    pub vehicle_id: Option<i64>,
+    pub custom_fields: Vec<CustomFieldView>,
+    pub cancellation: Option<Cancellation>,
+    pub result: Option<JobResult>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// The sequence number of the job's latest event; also the `ETag` of a GET.
+    pub version: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomFieldView {
+    pub definition_id: i64,
+    pub value: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Cancellation {
+    pub reason: String,
+    pub cancelled_at: DateTime<Utc>,
+    /// The client that cancelled the job.
+    pub cancelled_by: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobResult {
+    pub outcome: Outcome,
+    pub notes: Option<String>,
+    pub completed_at: DateTime<Utc>,
+}
+
+/// One change of a job's status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusHistoryEntry {
+    /// The sequence number of the event that changed the status.
+    pub sequence: i64,
+    pub status: JobStatus,
+    pub occurred_at: DateTime<Utc>,
+    /// The comment, reason or notes given with the change, if any.
+    pub comment: Option<String>,
+    /// The client that made the change.
+    pub actor: String,
+}
+
+fn custom_fields_view(fields: &CustomFields) -> Vec<CustomFieldView> {
+    fields
+        .as_slice()
+        .iter()
+        .map(|f| CustomFieldView {
+            definition_id: f.definition_id.get(),
+            value: f.value.as_ref().map(|v| v.as_str().to_owned()),
+        })
+        .collect()
+}
+
+/// Applies one event (the job's `sequence`-th) to its summary, if any. Idempotent: an event
+/// the view has already seen changes nothing. Returns `None` only for events of a job that
+/// was never created, which a consistent store does not hold.
+pub fn project(
+    view: Option<JobView>,
+    job_id: Uuid,
+    sequence: i64,
+    event: &JobEvent,
+    metadata: &EventMetadata,
+) -> Option<JobView> {
+    match (view, event) {
+        (Some(view), _) if sequence <= view.version => Some(view),
+        (None, JobEvent::JobCreated(created)) => Some(JobView {
+            id: job_id,
+            customer_id: created.customer_id.get(),
+            type_id: created.type_id.get(),
+            contact_id: created.contact_id.get(),
+            status: JobStatus::New,
+            reference: created.reference.as_ref().map(|v| v.as_str().to_owned()),
+            description: created.description.as_ref().map(|v| v.as_str().to_owned()),
+            order_number: created.order_number.as_ref().map(|v| v.as_str().to_owned()),
+            person_id: created.person_id,
+            planned_duration: created.planned_duration.map(|d| d.minutes()),
+            planned_start: None,
+            resource_id: None,
+            vehicle_id: None,
+            custom_fields: custom_fields_view(&created.custom_fields),
+            cancellation: None,
+            result: None,
+            created_at: created.occurred_at,
+            updated_at: created.occurred_at,
+            version: sequence,
+        }),
+        (None, _) => None,
+        (Some(mut view), event) => {
+            view.apply(event, metadata);
+            view.version = sequence;
+            view.updated_at = event.occurred_at();
+            Some(view)
+        }
+    }
+}
+
+impl JobView {
+    fn apply(&mut self, event: &JobEvent, metadata: &EventMetadata) {
+        if let Some(status) = status_after(event) {
+            self.status = status;
+        }
+        match event {
+            JobEvent::JobCreated(_) => {}
+            JobEvent::JobUpdated(updated) => {
+                let changes = &updated.changes;
+                if let Some(v) = changes.type_id {
+                    self.type_id = v.get();
+                }
+                if let Some(v) = changes.contact_id {
+                    self.contact_id = v.get();
+                }
+                if let Some(v) = changes.planned_duration {
+                    self.planned_duration = Some(v.minutes());
+                }
+                if let Some(v) = &changes.reference {
+                    self.reference = v.as_ref().map(|v| v.as_str().to_owned());
+                }
+                if let Some(v) = &changes.description {
+                    self.description = Some(v.as_str().to_owned());
+                }
+                if let Some(v) = changes.person_id {
+                    self.person_id = v;
+                }
+                if let Some(v) = &changes.order_number {
+                    self.order_number = v.as_ref().map(|v| v.as_str().to_owned());
+                }
+                if let Some(v) = &changes.custom_fields {
+                    self.custom_fields = custom_fields_view(v);
+                }
+            }
+            JobEvent::JobScheduled(scheduled) => {
+                self.resource_id = Some(scheduled.resource_id.get());
+                self.vehicle_id = Some(scheduled.vehicle_id.get());
+                self.planned_start = Some(scheduled.planned_start);
+                if let Some(duration) = scheduled.planned_duration {
+                    self.planned_duration = Some(duration.minutes());
+                }
+            }
+            // An unscheduled job has no slot: the resource, vehicle and start are released.
+            JobEvent::JobUnscheduled(_) => {
+                self.resource_id = None;
+                self.vehicle_id = None;
+                self.planned_start = None;
+            }
+            JobEvent::JobProgressed(_)
+            | JobEvent::JobStarted(_)
+            | JobEvent::JobSuspended(_)
+            | JobEvent::JobResumed(_) => {}
+            JobEvent::JobCompleted(completed) => {
+                self.result = Some(JobResult {
+                    outcome: completed.outcome,
+                    notes: completed.notes.as_ref().map(|n| n.as_str().to_owned()),
+                    completed_at: completed.occurred_at,
+                });
+            }
+            JobEvent::JobCancelled(cancelled) => {
+                self.cancellation = Some(Cancellation {
+                    reason: cancelled.reason.as_str().to_owned(),
+                    cancelled_at: cancelled.occurred_at,
+                    cancelled_by: metadata.actor.clone(),
+                });
+            }
+        }
+    }
+}
+
+/// The status an event moves a job to, if it is a status change.
+fn status_after(event: &JobEvent) -> Option<JobStatus> {
+    match event {
+        JobEvent::JobCreated(_) => Some(JobStatus::New),
+        JobEvent::JobUpdated(_) => None,
+        JobEvent::JobScheduled(_) => Some(JobStatus::Scheduled),
+        JobEvent::JobUnscheduled(_) => Some(JobStatus::Unscheduled),
+        JobEvent::JobProgressed(e) => Some(e.status.status()),
+        JobEvent::JobStarted(_) | JobEvent::JobResumed(_) => Some(JobStatus::Started),
+        JobEvent::JobSuspended(_) => Some(JobStatus::Suspended),
+        JobEvent::JobCompleted(e) => Some(e.outcome.status()),
+        JobEvent::JobCancelled(_) => Some(JobStatus::Cancelled),
+    }
+}
+
+/// The status-history entry an event adds, if it changes (or re-affirms, for a reschedule)
+/// the job's status.
+pub fn status_entry(
+    event: &JobEvent,
+    sequence: i64,
+    metadata: &EventMetadata,
+) -> Option<StatusHistoryEntry> {
+    let status = status_after(event)?;
+    let comment = match event {
+        JobEvent::JobProgressed(e) => e.comment.as_ref().map(|c| c.as_str()),
+        JobEvent::JobStarted(e) => e.comment.as_ref().map(|c| c.as_str()),
+        JobEvent::JobSuspended(e) => e.reason.as_ref().map(|c| c.as_str()),
+        JobEvent::JobCompleted(e) => e.notes.as_ref().map(|c| c.as_str()),
+        JobEvent::JobCancelled(e) => Some(e.reason.as_str()),
+        _ => None,
+    };
+    Some(StatusHistoryEntry {
+        sequence,
+        status,
+        occurred_at: event.occurred_at(),
+        comment: comment.map(str::to_owned),
+        actor: metadata.actor.clone(),
+    })
+}

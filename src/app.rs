@@ -1,0 +1,99 @@
+//! The application: build it (connect the store, bind the listener), then run it until a
+//! shutdown signal. Binaries and tests both go through here.
+
+use crate::config::Settings;
+use crate::http::{router, AppState};
+use crate::service::JobService;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot prepare the data directory: {0}")]
+    DataDir(#[source] std::io::Error),
+    #[error("cannot open the store: {0}")]
+    Store(#[from] projections::StoreError),
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    backend: &'static str,
+}
+
+impl Application {
+    /// Connects the store (applying migrations) and binds the listener; port 0 picks a free
+    /// port (see [`Application::local_addr`]).
+    pub async fn build(settings: &Settings) -> Result<Self, StartError> {
+        let database_url = settings
+            .resolved_database_url()
+            .map_err(StartError::DataDir)?;
+        let store = projections::connect(&database_url).await?;
+        let listener =
+            TcpListener::bind(settings.listen)
+                .await
+                .map_err(|source| StartError::Listen {
+                    address: settings.listen,
+                    source,
+                })?;
+        let state = AppState {
+            service: Arc::new(JobService::new(&store)),
+        };
+        Ok(Self {
+            listener,
+            router: router(state),
+            backend: store.backend_name(),
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight requests finish.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}

@@ -1,0 +1,136 @@
+//! Our own extractors. Each rejects with [`ApiError`], so every rejection is a problem with a
+//! specific type, never axum's plain-text default.
+
+use crate::http::problem::ApiError;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::{header, request::Parts};
+use domain::values::CustomerId;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+/// The tenant of the request, from the `Customer-Id` header (an integer ≥ 1).
+#[derive(Debug, Clone, Copy)]
+pub struct Customer(pub CustomerId);
+
+impl<S: Send + Sync> FromRequestParts<S> for Customer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let raw = parts.headers.get("customer-id").ok_or_else(|| {
+            ApiError::bad_request("invalid-customer-id", "the Customer-Id header is required")
+        })?;
+        raw.to_str()
+            .ok()
+            .and_then(|text| text.trim().parse::<i64>().ok())
+            .and_then(|id| CustomerId::parse(id).ok())
+            .map(Customer)
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid-customer-id",
+                    "the Customer-Id header must be an integer of at least 1",
+                )
+            })
+    }
+}
+
+/// The `{jobId}` path segment, which must be a UUID.
+#[derive(Debug, Clone, Copy)]
+pub struct JobId(pub Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for JobId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::bad_request("invalid-job-id", "the job id is missing"))?;
+        Uuid::parse_str(&raw)
+            .map(JobId)
+            .map_err(|_| ApiError::bad_request("invalid-job-id", format!("{raw:?} is not a UUID")))
+    }
+}
+
+/// A JSON request body: `application/json` (else 415), within the body limit (else 413),
+/// of the documented shape (else 400, naming what is wrong).
+pub struct JsonBody<T>(pub T);
+
+/// Like [`JsonBody`], but an empty body (with or without a content type) reads as `{}`:
+/// for commands whose fields are all optional.
+pub struct OptionalJsonBody<T>(pub T);
+
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<(bool, Bytes), ApiError> {
+    let has_json_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(is_json);
+    let bytes = Bytes::from_request(request, state)
+        .await
+        .map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::bad_request("malformed-body", "the request body could not be read")
+            }
+        })?;
+    Ok((has_json_type, bytes))
+}
+
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|error| {
+        ApiError::bad_request("malformed-body", format!("invalid JSON body: {error}"))
+    })
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let (has_json_type, bytes) = read_body(request, state).await?;
+        if !has_json_type {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let (has_json_type, bytes) = read_body(request, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJsonBody(T::default()));
+        }
+        if !has_json_type {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        parse_json(&bytes).map(OptionalJsonBody)
+    }
+}
+
+/// The raw query string as ordered name/value pairs (names may repeat).
+pub struct QueryPairs(pub Vec<(String, String)>);
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryPairs {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or_default();
+        serde_urlencoded::from_str(query)
+            .map(QueryPairs)
+            .map_err(|_| ApiError::bad_request("invalid-query", "the query string is malformed"))
+    }
+}

@@ -1,0 +1,363 @@
+//! The `/v1/jobs` endpoints. Handlers are thin: extract (customer, id, body) → build the
+//! command → run it through the service → 201/204, or read the projection.
+
+use crate::http::extract::{Customer, JobId, JsonBody, OptionalJsonBody, QueryPairs};
+use crate::http::openapi::{CommandResponses, CustomerIdHeader, JobIdPath, Paging, ReadResponses};
+use crate::http::problem::{ApiError, Problem};
+use crate::http::query::QueryParams;
+use crate::http::requests::*;
+use crate::http::AppState;
+use crate::telemetry::RequestId;
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use projections::{EventMetadata, JobSort, JobView, Page, StatusHistoryEntry, StoredEvent};
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// Who is acting: until authentication lands every request acts as `anonymous`.
+const ANONYMOUS: &str = "anonymous";
+
+fn metadata(customer: Customer, request_id: &RequestId) -> EventMetadata {
+    EventMetadata {
+        actor: ANONYMOUS.to_owned(),
+        customer_id: customer.0.get(),
+        request_id: request_id.0.clone(),
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedJob {
+    pub id: Uuid,
+}
+
+/// Create a job.
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs",
+    params(CustomerIdHeader),
+    request_body(content = CreateJobRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created; `Location` names the new job", body = CreatedJob,
+            headers(("Location" = String, description = "/v1/jobs/{id}"))),
+        (status = 400, description = "Malformed body or missing/invalid Customer-Id", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Field rules violated (`/problems/validation`, with `errors`)", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Unexpected error", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create_job(
+    State(app): State<AppState>,
+    request_id: RequestId,
+    customer: Customer,
+    JsonBody(body): JsonBody<CreateJobRequest>,
+) -> Result<Response, ApiError> {
+    let command = body.into_command(customer.0)?;
+    let id = app
+        .service
+        .create(command, &metadata(customer, &request_id))
+        .await?;
+    let location = HeaderValue::from_str(&format!("/v1/jobs/{id}")).map_err(ApiError::internal)?;
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(CreatedJob { id }),
+    )
+        .into_response())
+}
+
+/// List the customer's jobs.
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs",
+    params(
+        CustomerIdHeader,
+        ("status" = Option<Vec<domain::JobStatus>>, Query, description = "Only jobs in one of these statuses (repeat the parameter)", explode = true),
+        ("typeId" = Option<i64>, Query, description = "Only jobs of this type"),
+        ("contactId" = Option<i64>, Query, description = "Only jobs for this contact"),
+        ("reference" = Option<String>, Query, description = "Only jobs with exactly this reference"),
+        ("createdFrom" = Option<String>, Query, description = "Only jobs created at or after this RFC 3339 time"),
+        ("createdTo" = Option<String>, Query, description = "Only jobs created before this RFC 3339 time"),
+        ("sortBy" = Option<String>, Query, description = "createdAt (default) or updatedAt"),
+        ("direction" = Option<String>, Query, description = "ascending (default) or descending"),
+        Paging,
+    ),
+    responses(
+        (status = 200, description = "A page of jobs", body = Page<JobView>),
+        (status = 400, description = "Invalid Customer-Id, filter, sort or paging", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Unexpected error", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_jobs(
+    State(app): State<AppState>,
+    customer: Customer,
+    QueryPairs(pairs): QueryPairs,
+) -> Result<Json<Page<JobView>>, ApiError> {
+    let mut params = QueryParams::new(pairs);
+    let filter = params.job_filter()?;
+    let page = params.paging()?;
+    params.finish()?;
+    let jobs = app
+        .service
+        .queries()
+        .list_jobs(customer.0.get(), &filter, page)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(jobs))
+}
+
+/// Get one job.
+#[utoipa::path(get, path = "/v1/jobs/{jobId}", tag = "jobs",
+    params(CustomerIdHeader, JobIdPath),
+    responses(
+        (status = 200, description = "The job; `ETag` is its version", body = JobView,
+            headers(("ETag" = String, description = "The job's version, quoted"))),
+        (status = 400, description = "Invalid job id or Customer-Id", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job for this customer", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Unexpected error", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get_job(
+    State(app): State<AppState>,
+    customer: Customer,
+    JobId(job_id): JobId,
+) -> Result<Response, ApiError> {
+    let job = app.service.require_job(customer.0, job_id).await?;
+    let etag =
+        HeaderValue::from_str(&format!("\"{}\"", job.version)).map_err(ApiError::internal)?;
+    Ok(([(header::ETAG, etag)], Json(job)).into_response())
+}
+
+/// Runs a command for an existing job of the customer and answers 204.
+async fn change(
+    app: &AppState,
+    request_id: &RequestId,
+    customer: Customer,
+    job_id: Uuid,
+    command: Result<domain::JobCommand, ApiError>,
+) -> Result<StatusCode, ApiError> {
+    app.service
+        .change(customer.0, job_id, command, &metadata(customer, request_id))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Update a job.
+///
+/// 422 problem types: `/problems/validation` (with `errors`), `/problems/job-not-updatable`
+/// (the job is cancelled), `/problems/job-field-locked` (description or personId of a job
+/// that is started, suspended or completed). An update that changes nothing records nothing.
+#[utoipa::path(patch, path = "/v1/jobs/{jobId}", tag = "jobs",
+    params(CustomerIdHeader, JobIdPath),
+    request_body(content = UpdateJobRequest, content_type = "application/json"),
+    responses(CommandResponses))]
+pub async fn update_job(
+    State(app): State<AppState>,
+    request_id: RequestId,
+    customer: Customer,
+    JobId(job_id): JobId,
+    JsonBody(body): JsonBody<UpdateJobRequest>,
+) -> Result<StatusCode, ApiError> {
+    change(&app, &request_id, customer, job_id, body.into_command()).await
+}
+
+/// Schedule or reschedule a job.
+///
+/// Allowed from new, scheduled, unscheduled, sent, read, accepted and refused; else 422
+/// `/problems/job-not-schedulable`. Field rules: `/problems/validation`.
+#[utoipa::path(put, path = "/v1/jobs/{jobId}/schedule", tag = "jobs",
+    params(CustomerIdHeader, JobIdPath),
+    request_body(content = ScheduleJobRequest, content_type = "application/json"),
+    responses(CommandResponses))]
+pub async fn schedule_job(
+    State(app): State<AppState>,
+    request_id: RequestId,
+    customer: Customer,
+    JobId(job_id): JobId,
+    JsonBody(body): JsonBody<ScheduleJobRequest>,
+) -> Result<StatusCode, ApiError> {
+    change(&app, &request_id, customer, job_id, body.into_command()).await
+}
+
+/// Unschedule a job (releases its resource, vehicle and start).
+///
+/// Body: empty or `{}`. Allowed from scheduled, sent, read, accepted and refused; else 422
+/// `/problems/job-not-unschedulable`.
+#[utoipa::path(put, path = "/v1/jobs/{jobId}/unschedule", tag = "jobs",
+    params(CustomerIdHeader, JobIdPath),
+    request_body(content = Option<EmptyRequest>, content_type = "application/json"),
+    responses(CommandResponses))]
+pub async fn unschedule_job(
+    State(app): State<AppState>,
+    request_id: RequestId,
+    customer: Customer,
+    JobId(job_id): JobId,
+    OptionalJsonBody(EmptyRequest {}): OptionalJsonBody<EmptyRequest>,
+) -> Result<StatusCode, ApiError> {
+    let command = Ok(domain::JobCommand::Unschedule);
+    change(&app, &request_id, customer, job_id, command).await
+}
+
+/// Report a progress step (sent, read, accepted, refused, onTheWay).
+///
+/// Allowed steps: scheduled → sent; sent → read, accepted, refused, onTheWay; read →
+/// accepted, refused, onTheWay; accepted → onTheWay. Else 422
+/// `/problems/job-progress-not-allowed`.
+#[utoipa::path(put, path = "/v1/jobs/{jobId}/progress", tag = "jobs",
+    params(CustomerIdHeader, JobIdPath),
+    request_body(content = ProgressJobRequest, content_type = "application/json"),
+    responses(CommandResponses))]
+pub async fn progress_job(
+    State(app): State<AppState>,
+    request_id: RequestId,
+    customer: Customer,
+    JobId(job_id): JobId,
+    JsonBody(body): JsonBody<ProgressJobRequest>,
+) -> Result<StatusCode, ApiError> {
+    change(&app, &request_id, customer, job_id, body.into_command()).await
+}
+
+/// Start a job.
+///
+/// Body optional. Allowed from scheduled, sent, read, accepted and onTheWay; else 422
+/// `/problems/job-not-startable`.
+#[utoipa::path(put, path = "/v1/jobs/{jobId}/start", tag = "jobs",
+    params(CustomerIdHeader, JobIdPath),
+    request_body(content = Option<StartJobRequest>, content_type = "application/json"),
+    responses(CommandResponses))]
+pub async fn start_job(
+    State(app): State<AppState>,
+    request_id: RequestId,
+    customer: Customer,
+    JobId(job_id): JobId,
+    OptionalJsonBody(body): OptionalJsonBody<StartJobRequest>,
+) -> Result<StatusCode, ApiError> {
+    change(&app, &request_id, customer, job_id, body.into_command()).await
+}
+
+/// Suspend a started job.
+///
+/// Body optional. Else 422 `/problems/job-not-suspendable`.
+#[utoipa::path(put, path = "/v1/jobs/{jobId}/suspend", tag = "jobs",
+    params(CustomerIdHeader, JobIdPath),
+    request_body(content = Option<SuspendJobRequest>, content_type = "application/json"),
+    responses(CommandResponses))]
+pub async fn suspend_job(
+    State(app): State<AppState>,
+    request_id: RequestId,
+    customer: Customer,
+    JobId(job_id): JobId,
+    OptionalJsonBody(body): OptionalJsonBody<SuspendJobRequest>,
+) -> Result<StatusCode, ApiError> {
+    change(&app, &request_id, customer, job_id, body.into_command()).await
+}
+
+/// Resume a suspended job (it is started again).
+///
+/// Body: empty or `{}`. Else 422 `/problems/job-not-resumable`.
+#[utoipa::path(put, path = "/v1/jobs/{jobId}/resume", tag = "jobs",
+    params(CustomerIdHeader, JobIdPath),
+    request_body(content = Option<EmptyRequest>, content_type = "application/json"),
+    responses(CommandResponses))]
+pub async fn resume_job(
+    State(app): State<AppState>,
+    request_id: RequestId,
+    customer: Customer,
+    JobId(job_id): JobId,
+    OptionalJsonBody(EmptyRequest {}): OptionalJsonBody<EmptyRequest>,
+) -> Result<StatusCode, ApiError> {
+    let command = Ok(domain::JobCommand::Resume);
+    change(&app, &request_id, customer, job_id, command).await
+}
+
+/// Record the result of a started job (completedOk or completedWithIssues).
+///
+/// Else 422 `/problems/job-result-not-allowed`.
+#[utoipa::path(put, path = "/v1/jobs/{jobId}/result", tag = "jobs",
+    params(CustomerIdHeader, JobIdPath),
+    request_body(content = RecordResultRequest, content_type = "application/json"),
+    responses(CommandResponses))]
+pub async fn record_result(
+    State(app): State<AppState>,
+    request_id: RequestId,
+    customer: Customer,
+    JobId(job_id): JobId,
+    JsonBody(body): JsonBody<RecordResultRequest>,
+) -> Result<StatusCode, ApiError> {
+    change(&app, &request_id, customer, job_id, body.into_command()).await
+}
+
+/// Cancel a job.
+///
+/// Cancels a specific job. The job cannot be cancelled if it has already been started,
+/// suspended or completed (422 `/problems/job-not-cancellable`). Cancelling a cancelled job
+/// again with the same reason is a no-op (204, no new event); with another reason, 422
+/// `/problems/job-already-cancelled`. A blank or over-long reason: 422 `/problems/validation`
+/// with `errors.reason`.
+#[utoipa::path(put, path = "/v1/jobs/{jobId}/cancel", tag = "jobs",
+    params(CustomerIdHeader, JobIdPath),
+    request_body(content = CancelJobRequest, content_type = "application/json"),
+    responses(CommandResponses))]
+pub async fn cancel_job(
+    State(app): State<AppState>,
+    request_id: RequestId,
+    customer: Customer,
+    JobId(job_id): JobId,
+    JsonBody(body): JsonBody<CancelJobRequest>,
+) -> Result<StatusCode, ApiError> {
+    change(&app, &request_id, customer, job_id, body.into_command()).await
+}
+
+/// A job's status changes, oldest first by default.
+#[utoipa::path(get, path = "/v1/jobs/{jobId}/statusHistory", tag = "jobs",
+    params(
+        CustomerIdHeader, JobIdPath,
+        ("sortBy" = Option<String>, Query, description = "createdAt (the only order)"),
+        ("direction" = Option<String>, Query, description = "ascending (default) or descending"),
+        Paging,
+    ),
+    responses(
+        (status = 200, description = "A page of status changes", body = Page<StatusHistoryEntry>),
+        ReadResponses,
+    ))]
+pub async fn status_history(
+    State(app): State<AppState>,
+    customer: Customer,
+    JobId(job_id): JobId,
+    QueryPairs(pairs): QueryPairs,
+) -> Result<Json<Page<StatusHistoryEntry>>, ApiError> {
+    let mut params = QueryParams::new(pairs);
+    params.sort(&[("createdAt", JobSort::CreatedAt)])?;
+    let direction = params.direction()?;
+    let page = params.paging()?;
+    params.finish()?;
+    app.service
+        .queries()
+        .status_history(customer.0.get(), job_id, direction, page)
+        .await
+        .map_err(ApiError::internal)?
+        .map(Json)
+        .ok_or(ApiError::JobNotFound)
+}
+
+/// A job's raw event history from the event store, in sequence order: the audit trail of
+/// who did what, when and why.
+#[utoipa::path(get, path = "/v1/jobs/{jobId}/events", tag = "jobs",
+    params(CustomerIdHeader, JobIdPath, Paging),
+    responses(
+        (status = 200, description = "A page of stored events", body = Page<StoredEvent>),
+        ReadResponses,
+    ))]
+pub async fn job_events(
+    State(app): State<AppState>,
+    customer: Customer,
+    JobId(job_id): JobId,
+    QueryPairs(pairs): QueryPairs,
+) -> Result<Json<Page<StoredEvent>>, ApiError> {
+    let mut params = QueryParams::new(pairs);
+    let page = params.paging()?;
+    params.finish()?;
+    app.service
+        .queries()
+        .events(customer.0.get(), job_id, page)
+        .await
+        .map_err(ApiError::internal)?
+        .map(Json)
+        .ok_or(ApiError::JobNotFound)
+}

@@ -1,0 +1,62 @@
+//! The HTTP layer: the router, its middleware stack and shared state.
+
+pub mod extract;
+pub mod health;
+pub mod jobs;
+pub mod openapi;
+pub mod problem;
+pub mod query;
+pub mod requests;
+
+use crate::service::JobService;
+use crate::telemetry;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, put};
+use axum::Router;
+use std::sync::Arc;
+use std::time::Duration;
+use tower_http::timeout::TimeoutLayer;
+use utoipa_swagger_ui::SwaggerUi;
+
+/// Request bodies above this answer 413.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// A request that takes longer than this is answered 503 (the work may still commit).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Clone)]
+pub struct AppState {
+    pub service: Arc<JobService>,
+}
+
+pub fn router(state: AppState) -> Router {
+    use jobs::*;
+    let api = Router::new()
+        .route("/v1/jobs", get(list_jobs).post(create_job))
+        .route("/v1/jobs/{jobId}", get(get_job).patch(update_job))
+        .route("/v1/jobs/{jobId}/schedule", put(schedule_job))
+        .route("/v1/jobs/{jobId}/unschedule", put(unschedule_job))
+        .route("/v1/jobs/{jobId}/progress", put(progress_job))
+        .route("/v1/jobs/{jobId}/start", put(start_job))
+        .route("/v1/jobs/{jobId}/suspend", put(suspend_job))
+        .route("/v1/jobs/{jobId}/resume", put(resume_job))
+        .route("/v1/jobs/{jobId}/result", put(record_result))
+        .route("/v1/jobs/{jobId}/cancel", put(cancel_job))
+        .route("/v1/jobs/{jobId}/statusHistory", get(status_history))
+        .route("/v1/jobs/{jobId}/events", get(job_events))
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state);
+    Router::new()
+        .merge(api)
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi::document()))
+        // Outermost first: request id → request log → problem finishing → timeout.
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(axum::middleware::from_fn(problem::finish_problems))
+        .layer(axum::middleware::from_fn(telemetry::log_request))
+        .layer(axum::middleware::from_fn(telemetry::assign_request_id))
+}

@@ -1,0 +1,343 @@
+//! Every error answer is `application/problem+json` (RFC 9457). [`ApiError`] is the one error
+//! type of the HTTP layer: handlers and extractors return it, and it renders itself. The
+//! [`finish_problems`] middleware then adds what only the request knows (`instance`,
+//! `requestId`) and turns any non-problem error axum produces itself (unknown route, wrong
+//! method) into a problem too, so no client ever sees a `text/plain` error.
+
+use crate::telemetry::RequestId;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use domain::{CommandKind, JobError};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// The body of every error response.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Problem {
+    /// Stable URI of the rule or condition, e.g. `/problems/job-not-cancellable`.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// The request path.
+    #[serde(default)]
+    pub instance: String,
+    #[serde(default)]
+    pub request_id: String,
+    /// On 422 validation problems: property name → messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errors: Option<BTreeMap<String, Vec<String>>>,
+}
+
+/// Field-level rule violations, collected so one answer lists all of them.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct FieldErrors(BTreeMap<String, Vec<String>>);
+
+impl FieldErrors {
+    pub fn add(&mut self, field: impl Into<String>, message: impl ToString) {
+        self.0
+            .entry(field.into())
+            .or_default()
+            .push(message.to_string());
+    }
+
+    /// Records the error of a parse, if any, and passes the value on.
+    pub fn check<T, E: ToString>(&mut self, field: &str, result: Result<T, E>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(error) => {
+                self.add(field, error);
+                None
+            }
+        }
+    }
+
+    /// `Ok(value)` when nothing was recorded, else the 422 error.
+    pub fn into_result<T>(self, value: impl FnOnce() -> Option<T>) -> Result<T, ApiError> {
+        if !self.0.is_empty() {
+            return Err(ApiError::Validation(self));
+        }
+        value().ok_or_else(|| ApiError::Internal("validated value missing".into()))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400 with a specific problem type slug (e.g. `invalid-job-id`).
+    #[error("{detail}")]
+    BadRequest { slug: &'static str, detail: String },
+    #[error("the job does not exist")]
+    JobNotFound,
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    #[error("request body too large")]
+    PayloadTooLarge,
+    #[error("validation failed")]
+    Validation(FieldErrors),
+    #[error(transparent)]
+    Rule(#[from] JobError),
+    /// Concurrent changes kept winning after every retry.
+    #[error("conflict")]
+    Conflict,
+    #[error("store unavailable")]
+    Unavailable,
+    /// Never shown to the client; logged once by the request logger.
+    #[error("internal error: {0}")]
+    Internal(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ApiError {
+    pub fn bad_request(slug: &'static str, detail: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            slug,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn internal(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        ApiError::Internal(error.into())
+    }
+}
+
+/// The error chain of a 500, handed to the request logger through the response extensions.
+#[derive(Clone, Debug)]
+pub struct InternalErrorReport(pub String);
+
+/// The stable problem type slug for a refused domain rule.
+pub fn rule_slug(error: &JobError) -> &'static str {
+    match error {
+        JobError::AlreadyExists => "job-already-exists",
+        JobError::NotFound => "job-not-found",
+        JobError::AlreadyCancelled => "job-already-cancelled",
+        JobError::FieldLocked { .. } => "job-field-locked",
+        JobError::Refused { command, .. } => match command {
+            CommandKind::Update => "job-not-updatable",
+            CommandKind::Schedule => "job-not-schedulable",
+            CommandKind::Unschedule => "job-not-unschedulable",
+            CommandKind::Progress(_) => "job-progress-not-allowed",
+            CommandKind::Start => "job-not-startable",
+            CommandKind::Suspend => "job-not-suspendable",
+            CommandKind::Resume => "job-not-resumable",
+            CommandKind::RecordResult => "job-result-not-allowed",
+            CommandKind::Cancel => "job-not-cancellable",
+        },
+    }
+}
+
+/// Every problem type the service answers with, and its title: the catalogue the OpenAPI
+/// document lists.
+pub const PROBLEM_TYPES: &[(&str, &str)] = &[
+    ("malformed-body", "Malformed request body"),
+    ("invalid-job-id", "Invalid job id"),
+    (
+        "invalid-customer-id",
+        "Missing or invalid Customer-Id header",
+    ),
+    ("invalid-paging", "Invalid paging parameters"),
+    ("invalid-query", "Invalid query parameter"),
+    ("not-found", "Not found"),
+    ("method-not-allowed", "Method not allowed"),
+    ("job-not-found", "Job not found"),
+    ("unsupported-media-type", "Unsupported media type"),
+    ("payload-too-large", "Request body too large"),
+    ("validation", "Validation failed"),
+    ("job-already-exists", "Job already exists"),
+    (
+        "job-already-cancelled",
+        "Job already cancelled with another reason",
+    ),
+    ("job-field-locked", "Field locked once work has begun"),
+    ("job-not-updatable", "Job cannot be updated"),
+    ("job-not-schedulable", "Job cannot be scheduled"),
+    ("job-not-unschedulable", "Job cannot be unscheduled"),
+    ("job-progress-not-allowed", "Progress step not allowed"),
+    ("job-not-startable", "Job cannot be started"),
+    ("job-not-suspendable", "Job cannot be suspended"),
+    ("job-not-resumable", "Job cannot be resumed"),
+    ("job-result-not-allowed", "Result cannot be recorded"),
+    ("job-not-cancellable", "Job cannot be cancelled"),
+    ("conflict", "Concurrent modification"),
+    ("service-unavailable", "Service unavailable"),
+    ("internal", "Internal server error"),
+];
+
+fn title_of(slug: &str) -> &'static str {
+    PROBLEM_TYPES
+        .iter()
+        .find(|(s, _)| *s == slug)
+        .map(|(_, title)| *title)
+        .unwrap_or("Error")
+}
+
+fn problem_response(
+    status: StatusCode,
+    slug: &str,
+    detail: String,
+    errors: Option<BTreeMap<String, Vec<String>>>,
+) -> Response {
+    let problem = Problem {
+        problem_type: format!("/problems/{slug}"),
+        title: title_of(slug).to_owned(),
+        status: status.as_u16(),
+        detail,
+        instance: String::new(),
+        request_id: String::new(),
+        errors,
+    };
+    let body = serde_json::to_vec(&problem).unwrap_or_default();
+    (
+        status,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON))],
+        body,
+    )
+        .into_response()
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::BadRequest { slug, detail } => {
+                problem_response(StatusCode::BAD_REQUEST, slug, detail, None)
+            }
+            ApiError::JobNotFound => problem_response(
+                StatusCode::NOT_FOUND,
+                "job-not-found",
+                "no job with this id exists for this customer".into(),
+                None,
+            ),
+            ApiError::UnsupportedMediaType => problem_response(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "request bodies must be application/json".into(),
+                None,
+            ),
+            ApiError::PayloadTooLarge => problem_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                format!(
+                    "request bodies are limited to {} bytes",
+                    crate::http::MAX_BODY_BYTES
+                ),
+                None,
+            ),
+            ApiError::Validation(FieldErrors(errors)) => problem_response(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation",
+                "one or more fields are invalid; see errors".into(),
+                Some(errors),
+            ),
+            ApiError::Rule(error) => problem_response(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                rule_slug(&error),
+                error.to_string(),
+                None,
+            ),
+            ApiError::Conflict => problem_response(
+                StatusCode::CONFLICT,
+                "conflict",
+                "the job kept changing concurrently; retry the request".into(),
+                None,
+            ),
+            ApiError::Unavailable => problem_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service-unavailable",
+                "the store is not reachable".into(),
+                None,
+            ),
+            ApiError::Internal(error) => {
+                let mut report = error.to_string();
+                let mut source = error.source();
+                while let Some(cause) = source {
+                    report.push_str(": ");
+                    report.push_str(&cause.to_string());
+                    source = cause.source();
+                }
+                let mut response = problem_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "an unexpected error occurred; quote the requestId when reporting it".into(),
+                    None,
+                );
+                response
+                    .extensions_mut()
+                    .insert(InternalErrorReport(report));
+                response
+            }
+        }
+    }
+}
+
+/// Upper bound on a problem body we re-read to add `instance` and `requestId`.
+const MAX_PROBLEM_BYTES: usize = 64 * 1024;
+
+/// Completes every error response as a problem with `instance` and `requestId`.
+pub async fn finish_problems(request: Request, next: Next) -> Response {
+    let instance = request.uri().path().to_owned();
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .map(|id| id.0.clone())
+        .unwrap_or_default();
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == PROBLEM_JSON.as_bytes());
+    let (mut parts, body) = response.into_parts();
+    let problem = if is_problem {
+        axum::body::to_bytes(body, MAX_PROBLEM_BYTES)
+            .await
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<Problem>(&bytes).ok())
+    } else {
+        None
+    };
+    let mut problem = problem.unwrap_or_else(|| generic_problem(status));
+    problem.instance = instance;
+    problem.request_id = request_id;
+    let body = serde_json::to_vec(&problem).unwrap_or_default();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts
+        .headers
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    Response::from_parts(parts, Body::from(body))
+}
+
+/// A problem for an error axum or tower produced without our help.
+fn generic_problem(status: StatusCode) -> Problem {
+    let (slug, detail) = match status {
+        StatusCode::NOT_FOUND => ("not-found", "no such resource"),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method-not-allowed",
+            "this resource does not support the method",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload-too-large", "request body too large"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "unsupported-media-type",
+            "request bodies must be application/json",
+        ),
+        s if s.is_server_error() => ("internal", "an unexpected error occurred"),
+        _ => ("malformed-body", "the request could not be understood"),
+    };
+    Problem {
+        problem_type: format!("/problems/{slug}"),
+        title: title_of(slug).to_owned(),
+        status: status.as_u16(),
+        detail: detail.to_owned(),
+        instance: String::new(),
+        request_id: String::new(),
+        errors: None,
+    }
+}

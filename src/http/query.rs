@@ -1,0 +1,164 @@
+//! Query-string parsing for the list endpoints: paging, sorting and filters, each bad value
+//! a 400 problem naming the parameter. Unknown parameters are refused too, so a misspelt
+//! filter never silently returns everything.
+
+use crate::http::problem::ApiError;
+use projections::{Direction, JobFilter, JobSort, PageRequest};
+
+pub struct QueryParams(Vec<(String, String)>);
+
+impl QueryParams {
+    pub fn new(pairs: Vec<(String, String)>) -> Self {
+        Self(pairs)
+    }
+
+    fn take_all(&mut self, name: &str) -> Vec<String> {
+        let (taken, rest) = std::mem::take(&mut self.0)
+            .into_iter()
+            .partition(|(key, _)| key == name);
+        self.0 = rest;
+        taken.into_iter().map(|(_, value)| value).collect()
+    }
+
+    fn take_one(&mut self, name: &str) -> Result<Option<String>, ApiError> {
+        let mut values = self.take_all(name);
+        if values.len() > 1 {
+            return Err(ApiError::bad_request(
+                "invalid-query",
+                format!("{name} may be given only once"),
+            ));
+        }
+        Ok(values.pop())
+    }
+
+    fn take_parsed<T>(
+        &mut self,
+        name: &str,
+        slug: &'static str,
+        expected: &str,
+        parse: impl Fn(&str) -> Option<T>,
+    ) -> Result<Option<T>, ApiError> {
+        match self.take_one(name)? {
+            None => Ok(None),
+            Some(raw) => parse(&raw).map(Some).ok_or_else(|| {
+                ApiError::bad_request(slug, format!("{name} must be {expected}; got {raw:?}"))
+            }),
+        }
+    }
+
+    pub fn paging(&mut self) -> Result<PageRequest, ApiError> {
+        let defaults = PageRequest::default();
+        let in_range =
+            |max: u32| move |raw: &str| raw.parse::<u32>().ok().filter(|n| (1..=max).contains(n));
+        let number = self.take_parsed(
+            "pageNumber",
+            "invalid-paging",
+            &format!("an integer from 1 to {}", PageRequest::MAX_NUMBER),
+            in_range(PageRequest::MAX_NUMBER),
+        )?;
+        let size = self.take_parsed(
+            "pageSize",
+            "invalid-paging",
+            &format!("an integer from 1 to {}", PageRequest::MAX_SIZE),
+            in_range(PageRequest::MAX_SIZE),
+        )?;
+        Ok(PageRequest {
+            number: number.unwrap_or(defaults.number),
+            size: size.unwrap_or(defaults.size),
+        })
+    }
+
+    pub fn direction(&mut self) -> Result<Direction, ApiError> {
+        Ok(self
+            .take_parsed(
+                "direction",
+                "invalid-query",
+                "ascending or descending",
+                |raw| match raw {
+                    "ascending" => Some(Direction::Ascending),
+                    "descending" => Some(Direction::Descending),
+                    _ => None,
+                },
+            )?
+            .unwrap_or_default())
+    }
+
+    pub fn sort(&mut self, allowed: &[(&str, JobSort)]) -> Result<JobSort, ApiError> {
+        let expected = allowed
+            .iter()
+            .map(|(name, _)| *name)
+            .collect::<Vec<_>>()
+            .join(" or ");
+        Ok(self
+            .take_parsed("sortBy", "invalid-query", &expected, |raw| {
+                allowed
+                    .iter()
+                    .find(|(name, _)| *name == raw)
+                    .map(|(_, sort)| *sort)
+            })?
+            .unwrap_or_default())
+    }
+
+    pub fn job_filter(&mut self) -> Result<JobFilter, ApiError> {
+        let mut statuses = Vec::new();
+        for raw in self.take_all("status") {
+            let status = domain::JobStatus::parse(&raw).ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid-query",
+                    format!("status {raw:?} is not a job status"),
+                )
+            })?;
+            statuses.push(status);
+        }
+        let positive = |raw: &str| raw.parse::<i64>().ok().filter(|n| *n >= 1);
+        let timestamp = |raw: &str| {
+            chrono::DateTime::parse_from_rfc3339(raw)
+                .ok()
+                .map(|t| t.with_timezone(&chrono::Utc))
+        };
+        Ok(JobFilter {
+            statuses,
+            type_id: self.take_parsed(
+                "typeId",
+                "invalid-query",
+                "an integer of at least 1",
+                positive,
+            )?,
+            contact_id: self.take_parsed(
+                "contactId",
+                "invalid-query",
+                "an integer of at least 1",
+                positive,
+            )?,
+            reference: self.take_one("reference")?,
+            created_from: self.take_parsed(
+                "createdFrom",
+                "invalid-query",
+                "an RFC 3339 timestamp",
+                timestamp,
+            )?,
+            created_to: self.take_parsed(
+                "createdTo",
+                "invalid-query",
+                "an RFC 3339 timestamp",
+                timestamp,
+            )?,
+            sort: self.sort(&[
+                ("createdAt", JobSort::CreatedAt),
+                ("updatedAt", JobSort::UpdatedAt),
+            ])?,
+            direction: self.direction()?,
+        })
+    }
+
+    /// Refuses whatever parameter is left unread.
+    pub fn finish(self) -> Result<(), ApiError> {
+        match self.0.first() {
+            None => Ok(()),
+            Some((name, _)) => Err(ApiError::bad_request(
+                "invalid-query",
+                format!("unknown query parameter {name:?}"),
+            )),
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! Request ids and request logging. Every response carries `x-request-id` (the caller's,
+//! when it sent a sane one, else a fresh UUID v7); every request is logged once, with its
+//! id, and a 500's cause chain is logged there — the only place errors are logged.
+
+use crate::http::problem::InternalErrorReport;
+use axum::extract::{FromRequestParts, Request};
+use axum::http::{request::Parts, HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+use std::convert::Infallible;
+use std::time::Instant;
+
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The id of the request being served.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Infallible> {
+        Ok(parts
+            .extensions
+            .get::<RequestId>()
+            .cloned()
+            .unwrap_or_else(|| RequestId(uuid::Uuid::now_v7().to_string())))
+    }
+}
+
+/// A caller's id is kept if it is short, printable ASCII: it ends up in logs and in the
+/// audit metadata, so nothing else is trusted.
+fn acceptable(value: &HeaderValue) -> bool {
+    let bytes = value.as_bytes();
+    (1..=128).contains(&bytes.len()) && bytes.iter().all(|b| b.is_ascii_graphic())
+}
+
+pub async fn assign_request_id(mut request: Request, next: Next) -> Response {
+    let id = match request.headers().get(&X_REQUEST_ID) {
+        Some(value) if acceptable(value) => value.to_str().unwrap_or_default().to_owned(),
+        _ => uuid::Uuid::now_v7().to_string(),
+    };
+    request.extensions_mut().insert(RequestId(id.clone()));
+    let mut response = next.run(request).await;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(X_REQUEST_ID.clone(), value);
+    }
+    response
+}
+
+/// One line per request: method, path, status, duration, request id (and a 500's cause).
+pub async fn log_request(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .map(|id| id.0.clone())
+        .unwrap_or_default();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    match response.extensions().get::<InternalErrorReport>() {
+        Some(InternalErrorReport(cause)) => tracing::error!(
+            %method, %path, status, elapsed_ms, request_id, cause, "request failed"
+        ),
+        None => tracing::info!(%method, %path, status, elapsed_ms, request_id, "request"),
+    }
+    response
+}
+
+/// Logs to stderr; `RUST_LOG` overrides the default level (info).
+pub fn init() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
