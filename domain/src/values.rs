@@ -13,6 +13,8 @@ pub enum ValueError {
     Blank,
     #[error("must be at most {max} characters")]
     TooLong { max: usize },
+    #[error("must be at least {min}")]
+    TooSmall { min: i64 },
     #[error("must be between {min} and {max}")]
     OutOfRange { min: i64, max: i64 },
     #[error("must have at most {max} items")]
@@ -93,10 +95,7 @@ impl PositiveId {
         if value >= 1 {
             Ok(Self(value))
         } else {
-            Err(ValueError::OutOfRange {
-                min: 1,
-                max: i64::MAX,
-            })
+            Err(ValueError::TooSmall { min: 1 })
         }
     }
 
@@ -204,7 +203,11 @@ mod tests {
 
     #[test]
     fn ids_and_durations_have_ranges() {
-        assert!(PositiveId::parse(0).is_err());
+        assert_eq!(PositiveId::parse(0), Err(ValueError::TooSmall { min: 1 }));
+        assert_eq!(
+            ValueError::TooSmall { min: 1 }.to_string(),
+            "must be at least 1"
+        );
         assert!(PositiveId::parse(-5).is_err());
         assert_eq!(PositiveId::parse(7).unwrap().get(), 7);
         assert!(PlannedDuration::parse(0).is_err());

@@ -236,3 +236,81 @@ pub fn status_entry(
         actor: metadata.actor.clone(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::values::{CancelReason, PositiveId};
+    use domain::{JobCancelled, JobCreated, JobStatus};
+
+    fn metadata() -> EventMetadata {
+        EventMetadata {
+            actor: "client-1".into(),
+            customer_id: 9,
+            request_id: "req-1".into(),
+        }
+    }
+
+    fn created() -> JobEvent {
+        JobEvent::JobCreated(JobCreated {
+            customer_id: PositiveId::parse(9).unwrap(),
+            type_id: PositiveId::parse(1).unwrap(),
+            contact_id: PositiveId::parse(2).unwrap(),
+            planned_duration: None,
+            reference: None,
+            description: None,
+            person_id: None,
+            order_number: None,
+            custom_fields: Default::default(),
+            occurred_at: domain::now(),
+        })
+    }
+
+    fn cancelled() -> JobEvent {
+        JobEvent::JobCancelled(JobCancelled {
+            reason: CancelReason::parse("gone").unwrap(),
+            occurred_at: domain::now(),
+        })
+    }
+
+    #[test]
+    fn an_event_already_seen_changes_nothing() {
+        let id = Uuid::now_v7();
+        let view = project(None, id, 1, &created(), &metadata());
+        let view = project(view, id, 2, &cancelled(), &metadata()).unwrap();
+        assert_eq!(view.status, JobStatus::Cancelled);
+        assert_eq!(view.version, 2);
+        let replayed = project(Some(view.clone()), id, 2, &cancelled(), &metadata());
+        assert_eq!(replayed, Some(view.clone()));
+        let older = project(Some(view.clone()), id, 1, &created(), &metadata());
+        assert_eq!(older, Some(view));
+    }
+
+    #[test]
+    fn the_cancellation_names_who_and_why() {
+        let id = Uuid::now_v7();
+        let view = project(None, id, 1, &created(), &metadata());
+        let view = project(view, id, 2, &cancelled(), &metadata()).unwrap();
+        let cancellation = view.cancellation.unwrap();
+        assert_eq!(cancellation.reason, "gone");
+        assert_eq!(cancellation.cancelled_by, "client-1");
+        assert_eq!(view.updated_at, cancellation.cancelled_at);
+    }
+
+    #[test]
+    fn events_of_a_job_never_created_make_no_row() {
+        assert_eq!(
+            project(None, Uuid::now_v7(), 1, &cancelled(), &metadata()),
+            None
+        );
+    }
+
+    #[test]
+    fn status_entries_carry_the_reason_and_actor() {
+        let entry = status_entry(&cancelled(), 4, &metadata()).unwrap();
+        assert_eq!(entry.status, JobStatus::Cancelled);
+        assert_eq!(entry.comment.as_deref(), Some("gone"));
+        assert_eq!(entry.actor, "client-1");
+        assert_eq!(entry.sequence, 4);
+    }
+}

@@ -328,6 +328,10 @@ fn generic_problem(status: StatusCode) -> Problem {
             "unsupported-media-type",
             "request bodies must be application/json",
         ),
+        StatusCode::SERVICE_UNAVAILABLE => (
+            "service-unavailable",
+            "the request could not be completed in time; retry it",
+        ),
         s if s.is_server_error() => ("internal", "an unexpected error occurred"),
         _ => ("malformed-body", "the request could not be understood"),
     };

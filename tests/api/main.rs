@@ -2,5 +2,9 @@
 
 mod support;
 
+mod audit;
 mod cancel;
 mod concurrency;
+mod lifecycle;
+mod listing;
+mod openapi;

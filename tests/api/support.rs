@@ -85,7 +85,11 @@ impl Reply {
     /// Asserts a problem+json answer of this status and type, and returns its body.
     #[track_caller]
     pub fn assert_problem(&self, status: u16, problem_type: &str) -> Value {
-        assert_eq!(self.status, status, "unexpected status; body: {}", self.text);
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.text
+        );
         assert_eq!(
             self.header("content-type"),
             Some("application/problem+json"),
@@ -96,7 +100,9 @@ impl Reply {
         assert_eq!(body["status"], status);
         assert!(body["title"].as_str().is_some_and(|t| !t.is_empty()));
         assert!(body["detail"].as_str().is_some_and(|t| !t.is_empty()));
-        assert!(body["instance"].as_str().is_some_and(|t| t.starts_with('/')));
+        assert!(body["instance"]
+            .as_str()
+            .is_some_and(|t| t.starts_with('/')));
         assert_eq!(
             body["requestId"].as_str(),
             self.header("x-request-id"),
@@ -107,7 +113,11 @@ impl Reply {
 
     #[track_caller]
     pub fn assert_status(&self, status: u16) -> &Self {
-        assert_eq!(self.status, status, "unexpected status; body: {}", self.text);
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.text
+        );
         self
     }
 }
@@ -162,7 +172,9 @@ impl TestApp {
         customer: Option<i64>,
         body: Option<&Value>,
     ) -> Reply {
-        let mut request = self.client.request(method, format!("{}{path}", self.address));
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.address));
         if let Some(customer) = customer {
             request = request.header("Customer-Id", customer.to_string());
         }
@@ -246,13 +258,17 @@ impl TestApp {
 
     /// Drives a new job through the API to `status`, along the shortest legal path.
     pub async fn bring_to(&self, customer: i64, id: Uuid, status: &str) {
-        let schedule = json!({"resourceId": 7, "vehicleId": 8, "plannedStart": "2026-12-01T08:30:00Z"});
+        let schedule =
+            json!({"resourceId": 7, "vehicleId": 8, "plannedStart": "2026-12-01T08:30:00Z"});
         let steps: Vec<(&str, Value)> = match status {
             "new" => vec![],
             "scheduled" => vec![("schedule", schedule)],
             "unscheduled" => vec![("schedule", schedule), ("unschedule", json!({}))],
             "sent" | "read" | "accepted" | "refused" | "onTheWay" => {
-                let mut steps = vec![("schedule", schedule), ("progress", json!({"status": "sent"}))];
+                let mut steps = vec![
+                    ("schedule", schedule),
+                    ("progress", json!({"status": "sent"})),
+                ];
                 if status != "sent" {
                     steps.push(("progress", json!({"status": status})));
                 }
@@ -283,13 +299,15 @@ impl TestApp {
 
 async fn create_database(admin_url: &str, name: &str) {
     use sqlx::Connection;
-    let mut admin = sqlx::PgConnection::connect(admin_url).await.unwrap_or_else(|e| {
-        panic!(
+    let mut admin = sqlx::PgConnection::connect(admin_url)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
             "PostgreSQL is not reachable at {admin_url} ({e}). The PostgreSQL tests never skip: \
              start a server there, set JOBS_TEST_POSTGRES_URL, or run `scripts/test`, which \
              starts one when none answers."
         )
-    });
+        });
     sqlx::query(&format!("CREATE DATABASE \"{name}\""))
         .execute(&mut admin)
         .await
