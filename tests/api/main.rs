@@ -8,3 +8,4 @@ mod concurrency;
 mod lifecycle;
 mod listing;
 mod openapi;
+mod server;

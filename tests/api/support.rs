@@ -26,7 +26,11 @@ pub enum Backend {
 /// database (dropped from a thread of its own, since `Drop` cannot await).
 enum Cleanup {
     Directory(PathBuf),
-    Database { admin_url: String, name: String },
+    Database {
+        admin_url: String,
+        name: String,
+        data_dir: PathBuf,
+    },
 }
 
 impl Drop for Cleanup {
@@ -35,7 +39,12 @@ impl Drop for Cleanup {
             Cleanup::Directory(dir) => {
                 let _ = std::fs::remove_dir_all(dir);
             }
-            Cleanup::Database { admin_url, name } => {
+            Cleanup::Database {
+                admin_url,
+                name,
+                data_dir,
+            } => {
+                let _ = std::fs::remove_dir_all(data_dir);
                 let admin_url = admin_url.clone();
                 let statement = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
                 let _ = std::thread::spawn(move || {
@@ -61,7 +70,7 @@ impl Drop for Cleanup {
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
-    _cleanup: Cleanup,
+    _store: TestStore,
 }
 
 /// A response, read whole.
@@ -122,18 +131,24 @@ impl Reply {
     }
 }
 
-impl TestApp {
-    pub async fn spawn(backend: Backend) -> TestApp {
+/// A fresh, empty store for one test (a SQLite file in a temporary directory, or a new
+/// PostgreSQL database), removed when dropped.
+pub struct TestStore {
+    pub database_url: String,
+    pub data_dir: PathBuf,
+    _cleanup: Cleanup,
+}
+
+impl TestStore {
+    pub async fn new(backend: Backend) -> TestStore {
         let unique = Uuid::new_v4().simple().to_string();
         let data_dir = std::env::temp_dir().join(format!("jobs-test-{unique}"));
+        std::fs::create_dir_all(&data_dir).expect("temp dir");
         let (database_url, cleanup) = match backend {
-            Backend::Sqlite => {
-                std::fs::create_dir_all(&data_dir).expect("temp dir");
-                (
-                    format!("sqlite://{}", data_dir.join("jobs.db").display()),
-                    Cleanup::Directory(data_dir.clone()),
-                )
-            }
+            Backend::Sqlite => (
+                format!("sqlite://{}", data_dir.join("jobs.db").display()),
+                Cleanup::Directory(data_dir.clone()),
+            ),
             Backend::Postgres => {
                 let admin_url = postgres_admin_url();
                 let name = format!("jobs_test_{unique}");
@@ -142,13 +157,49 @@ impl TestApp {
                     Some((server, _)) => format!("{server}/{name}"),
                     None => panic!("JOBS_TEST_POSTGRES_URL must end in /DATABASE"),
                 };
-                (url, Cleanup::Database { admin_url, name })
+                (
+                    url,
+                    Cleanup::Database {
+                        admin_url,
+                        name,
+                        data_dir: data_dir.clone(),
+                    },
+                )
             }
         };
+        TestStore {
+            database_url,
+            data_dir,
+            _cleanup: cleanup,
+        }
+    }
+}
+
+/// What a `backend_tests!` body receives, made for one backend.
+pub trait Fixture: Sized {
+    fn for_backend(backend: Backend) -> impl std::future::Future<Output = Self>;
+}
+
+impl Fixture for TestStore {
+    async fn for_backend(backend: Backend) -> Self {
+        TestStore::new(backend).await
+    }
+}
+
+impl Fixture for TestApp {
+    async fn for_backend(backend: Backend) -> Self {
+        TestApp::spawn(backend).await
+    }
+}
+
+impl TestApp {
+    /// The real application, in process, on a free port, over a fresh store.
+    pub async fn spawn(backend: Backend) -> TestApp {
+        let store = TestStore::new(backend).await;
         let settings = Settings {
             listen: "127.0.0.1:0".parse().expect("address"),
-            database_url: Some(database_url),
-            data_dir,
+            database_url: Some(store.database_url.clone()),
+            data_dir: store.data_dir.clone(),
         };
         let application = Application::build(&settings)
             .await
@@ -161,7 +212,7 @@ impl TestApp {
         TestApp {
             address,
             client: reqwest::Client::new(),
-            _cleanup: cleanup,
+            _store: store,
         }
     }
 
@@ -330,25 +381,27 @@ pub fn fold_events(job_id: Uuid, events: &[Value]) -> Option<JobView> {
     view
 }
 
-/// Runs each test body on both backends: `mod name { fn sqlite(); fn postgres(); }`.
+/// Runs each test body on both backends: `mod name { fn sqlite(); fn postgres(); }`. The
+/// body's argument is any [`Fixture`]: a running `TestApp`, or just a `TestStore`.
 #[macro_export]
 macro_rules! backend_tests {
-    ($(async fn $name:ident($app:ident: TestApp) $body:block)*) => {
+    ($(async fn $name:ident($arg:ident: $fixture:ty) $body:block)*) => {
         $(
             mod $name {
                 #[allow(unused_imports)]
                 use super::*;
+                use $crate::support::Fixture;
 
-                async fn body($app: TestApp) $body
+                async fn body($arg: $fixture) $body
 
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn sqlite() {
-                    body(TestApp::spawn(Backend::Sqlite).await).await
+                    body(<$fixture>::for_backend(Backend::Sqlite).await).await
                 }
 
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn postgres() {
-                    body(TestApp::spawn(Backend::Postgres).await).await
+                    body(<$fixture>::for_backend(Backend::Postgres).await).await
                 }
             }
         )*
