@@ -55,8 +55,8 @@ impl<S: Send + Sync> FromRequestParts<S> for JobId {
 /// of the documented shape (else 400, naming what is wrong).
 pub struct JsonBody<T>(pub T);
 
-/// Like [`JsonBody`], but an empty body (with or without a content type) reads as `{}`:
-/// for commands whose fields are all optional.
+/// Like [`JsonBody`], but an empty body (with or without a content type) or JSON `null`
+/// reads as `{}`: for commands whose fields are all optional.
 pub struct OptionalJsonBody<T>(pub T);
 
 fn is_json(content_type: &str) -> bool {
@@ -117,7 +117,8 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
         if !has_json_type {
             return Err(ApiError::UnsupportedMediaType);
         }
-        parse_json(&bytes).map(OptionalJsonBody)
+        let body: Option<T> = parse_json(&bytes)?;
+        Ok(OptionalJsonBody(body.unwrap_or_default()))
     }
 }
 

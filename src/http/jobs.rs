@@ -2,7 +2,10 @@
 //! command → run it through the service → 201/204, or read the projection.
 
 use crate::http::extract::{Customer, JobId, JsonBody, OptionalJsonBody, QueryPairs};
-use crate::http::openapi::{CommandResponses, CustomerIdHeader, JobIdPath, Paging, ReadResponses};
+use crate::http::openapi::{
+    CommandResponses, CustomerIdHeader, HistorySortBy, JobIdPath, JobSortBy, Paging, ReadResponses,
+    SortDirection,
+};
 use crate::http::problem::{ApiError, Problem};
 use crate::http::query::QueryParams;
 use crate::http::requests::*;
@@ -71,13 +74,13 @@ pub async fn create_job(
     params(
         CustomerIdHeader,
         ("status" = Option<Vec<domain::JobStatus>>, Query, description = "Only jobs in one of these statuses (repeat the parameter)", explode = true),
-        ("typeId" = Option<i64>, Query, description = "Only jobs of this type"),
-        ("contactId" = Option<i64>, Query, description = "Only jobs for this contact"),
+        ("typeId" = Option<i64>, Query, description = "Only jobs of this type", minimum = 1),
+        ("contactId" = Option<i64>, Query, description = "Only jobs for this contact", minimum = 1),
         ("reference" = Option<String>, Query, description = "Only jobs with exactly this reference"),
-        ("createdFrom" = Option<String>, Query, description = "Only jobs created at or after this RFC 3339 time"),
-        ("createdTo" = Option<String>, Query, description = "Only jobs created before this RFC 3339 time"),
-        ("sortBy" = Option<String>, Query, description = "createdAt (default) or updatedAt"),
-        ("direction" = Option<String>, Query, description = "ascending (default) or descending"),
+        ("createdFrom" = Option<String>, Query, format = DateTime, description = "Only jobs created at or after this RFC 3339 time"),
+        ("createdTo" = Option<String>, Query, format = DateTime, description = "Only jobs created before this RFC 3339 time"),
+        ("sortBy" = Option<JobSortBy>, Query, description = "The order of the list (default createdAt)"),
+        ("direction" = Option<SortDirection>, Query, description = "Default ascending"),
         Paging,
     ),
     responses(
@@ -308,8 +311,8 @@ pub async fn cancel_job(
 #[utoipa::path(get, path = "/v1/jobs/{jobId}/statusHistory", tag = "jobs",
     params(
         CustomerIdHeader, JobIdPath,
-        ("sortBy" = Option<String>, Query, description = "createdAt (the only order)"),
-        ("direction" = Option<String>, Query, description = "ascending (default) or descending"),
+        ("sortBy" = Option<HistorySortBy>, Query, description = "createdAt (the only order)"),
+        ("direction" = Option<SortDirection>, Query, description = "Default ascending"),
         Paging,
     ),
     responses(

@@ -2,7 +2,7 @@
 //! reusable parameter and response sets the handlers' annotations refer to.
 
 use crate::http::problem::{Problem, PROBLEM_TYPES};
-use utoipa::{IntoParams, IntoResponses, OpenApi};
+use utoipa::{IntoParams, IntoResponses, OpenApi, ToSchema};
 
 /// The tenant of the request.
 #[derive(IntoParams)]
@@ -32,6 +32,32 @@ pub struct Paging {
     /// 1…1000, default 100.
     #[param(minimum = 1, maximum = 1000)]
     page_size: Option<u32>,
+}
+
+/// The orders a job list can have (documentation of `sortBy`; parsed by `QueryParams`).
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub enum JobSortBy {
+    CreatedAt,
+    UpdatedAt,
+}
+
+/// The order of a status history (documentation of `sortBy`).
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub enum HistorySortBy {
+    CreatedAt,
+}
+
+/// Documentation of `direction`.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub enum SortDirection {
+    Ascending,
+    Descending,
 }
 
 /// What a read of one job (or its history) can answer besides 200.
@@ -108,6 +134,8 @@ pub enum CommandResponses {
         crate::http::health::live,
         crate::http::health::ready,
     ),
+    // Types named only in query-parameter tuples are not collected automatically.
+    components(schemas(JobSortBy, HistorySortBy, SortDirection)),
     tags((name = "jobs", description = "Jobs and their lifecycle"), (name = "health", description = "Liveness and readiness")),
 )]
 struct ApiDoc;

@@ -15,6 +15,54 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+/// A JSON integer. JSON Schema (and so the OpenAPI document) counts `485.0` as the integer
+/// 485, so it is accepted as one; a fraction or a value outside i64 is a malformed body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JsonInt(pub i64);
+
+impl<'de> Deserialize<'de> for JsonInt {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = JsonInt;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an integer")
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<JsonInt, E> {
+                Ok(JsonInt(v))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<JsonInt, E> {
+                i64::try_from(v)
+                    .map(JsonInt)
+                    .map_err(|_| E::custom("integer out of range"))
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<JsonInt, E> {
+                // The i64 range is [-2^63, 2^63): both bounds are exact as f64.
+                const I64_RANGE: std::ops::Range<f64> =
+                    -9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0;
+                if v.fract() == 0.0 && I64_RANGE.contains(&v) {
+                    Ok(JsonInt(v as i64))
+                } else {
+                    Err(E::custom(format!("expected an integer, got {v}")))
+                }
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+fn positive_id(value: JsonInt) -> Result<PositiveId, domain::values::ValueError> {
+    PositiveId::parse(value.0)
+}
+
+fn planned_duration(value: JsonInt) -> Result<PlannedDuration, domain::values::ValueError> {
+    PlannedDuration::parse(value.0)
+}
+
 const REQUIRED: &str = "is required";
 const NOT_NULL: &str = "must not be null";
 
@@ -52,8 +100,10 @@ fn parse_timestamp(raw: String) -> Result<domain::Timestamp, &'static str> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CustomFieldInput {
-    pub definition_id: i64,
+    #[schema(value_type = i64, minimum = 1)]
+    pub definition_id: JsonInt,
     #[serde(default)]
+    #[schema(max_length = 2000)]
     pub value: Option<String>,
 }
 
@@ -65,7 +115,7 @@ fn parse_custom_fields(
     for (index, input) in inputs.into_iter().enumerate() {
         let definition_id = errors.check(
             &format!("customFields[{index}].definitionId"),
-            PositiveId::parse(input.definition_id),
+            positive_id(input.definition_id),
         );
         let value = optional(
             errors,
@@ -87,21 +137,23 @@ fn parse_custom_fields(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateJobRequest {
-    /// Required; ≥ 1.
-    pub type_id: Option<i64>,
-    /// Required; ≥ 1.
-    pub contact_id: Option<i64>,
-    /// Minutes, 1…10080.
-    pub planned_duration: Option<i64>,
-    /// ≤ 88 characters.
+    #[schema(value_type = i64, required = true, minimum = 1)]
+    pub type_id: Option<JsonInt>,
+    #[schema(value_type = i64, required = true, minimum = 1)]
+    pub contact_id: Option<JsonInt>,
+    /// Minutes.
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 10080)]
+    pub planned_duration: Option<JsonInt>,
+    #[schema(max_length = 88)]
     pub reference: Option<String>,
-    /// ≤ 2000 characters.
+    #[schema(max_length = 2000)]
     pub description: Option<String>,
-    /// A UUID.
+    #[schema(format = Uuid)]
     pub person_id: Option<String>,
-    /// ≤ 80 characters.
+    #[schema(max_length = 80)]
     pub order_number: Option<String>,
-    /// ≤ 100 entries, each definitionId at most once.
+    /// Each definitionId at most once.
+    #[schema(max_items = 100)]
     pub custom_fields: Option<Vec<CustomFieldInput>>,
 }
 
@@ -109,14 +161,14 @@ impl CreateJobRequest {
     pub fn into_command(self, customer_id: CustomerId) -> Result<JobCommand, ApiError> {
         let mut e = FieldErrors::default();
         let type_id = required(&mut e, "typeId", self.type_id)
-            .and_then(|v| e.check("typeId", PositiveId::parse(v)));
+            .and_then(|v| e.check("typeId", positive_id(v)));
         let contact_id = required(&mut e, "contactId", self.contact_id)
-            .and_then(|v| e.check("contactId", PositiveId::parse(v)));
+            .and_then(|v| e.check("contactId", positive_id(v)));
         let planned_duration = optional(
             &mut e,
             "plannedDuration",
             self.planned_duration,
-            PlannedDuration::parse,
+            planned_duration,
         );
         let reference = optional(&mut e, "reference", self.reference, Reference::parse);
         let description = optional(&mut e, "description", self.description, Description::parse);
@@ -146,28 +198,33 @@ impl CreateJobRequest {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateJobRequest {
     #[serde(default, deserialize_with = "present_or_null")]
-    #[schema(value_type = Option<i64>)]
-    pub type_id: Option<Option<i64>>,
+    #[schema(value_type = i64, minimum = 1)]
+    pub type_id: Option<Option<JsonInt>>,
     #[serde(default, deserialize_with = "present_or_null")]
-    #[schema(value_type = Option<i64>)]
-    pub contact_id: Option<Option<i64>>,
+    #[schema(value_type = i64, minimum = 1)]
+    pub contact_id: Option<Option<JsonInt>>,
+    /// Minutes.
     #[serde(default, deserialize_with = "present_or_null")]
-    #[schema(value_type = Option<i64>)]
-    pub planned_duration: Option<Option<i64>>,
+    #[schema(value_type = i64, minimum = 1, maximum = 10080)]
+    pub planned_duration: Option<Option<JsonInt>>,
+    /// `null` clears it.
     #[serde(default, deserialize_with = "present_or_null")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 88)]
     pub reference: Option<Option<String>>,
     #[serde(default, deserialize_with = "present_or_null")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = String, max_length = 2000)]
     pub description: Option<Option<String>>,
+    /// `null` clears it.
     #[serde(default, deserialize_with = "present_or_null")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, format = Uuid)]
     pub person_id: Option<Option<String>>,
+    /// `null` clears it.
     #[serde(default, deserialize_with = "present_or_null")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 80)]
     pub order_number: Option<Option<String>>,
+    /// Replaces all custom fields; each definitionId at most once.
     #[serde(default, deserialize_with = "present_or_null")]
-    #[schema(value_type = Option<Vec<CustomFieldInput>>)]
+    #[schema(value_type = Vec<CustomFieldInput>, max_items = 100)]
     pub custom_fields: Option<Option<Vec<CustomFieldInput>>>,
 }
 
@@ -205,13 +262,13 @@ fn clearable<R, T, E: ToString>(
 impl UpdateJobRequest {
     pub fn into_command(self) -> Result<JobCommand, ApiError> {
         let mut e = FieldErrors::default();
-        let type_id = settable(&mut e, "typeId", self.type_id, PositiveId::parse);
-        let contact_id = settable(&mut e, "contactId", self.contact_id, PositiveId::parse);
+        let type_id = settable(&mut e, "typeId", self.type_id, positive_id);
+        let contact_id = settable(&mut e, "contactId", self.contact_id, positive_id);
         let planned_duration = settable(
             &mut e,
             "plannedDuration",
             self.planned_duration,
-            PlannedDuration::parse,
+            planned_duration,
         );
         let reference = clearable(&mut e, "reference", self.reference, Reference::parse);
         let description = settable(&mut e, "description", self.description, Description::parse);
@@ -245,27 +302,32 @@ impl UpdateJobRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ScheduleJobRequest {
-    pub resource_id: Option<i64>,
-    pub vehicle_id: Option<i64>,
+    #[schema(value_type = i64, required = true, minimum = 1)]
+    pub resource_id: Option<JsonInt>,
+    #[schema(value_type = i64, required = true, minimum = 1)]
+    pub vehicle_id: Option<JsonInt>,
     /// RFC 3339, e.g. `2026-12-01T08:30:00Z`.
+    #[schema(value_type = String, required = true, format = DateTime)]
     pub planned_start: Option<String>,
-    pub planned_duration: Option<i64>,
+    /// Minutes.
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 10080)]
+    pub planned_duration: Option<JsonInt>,
 }
 
 impl ScheduleJobRequest {
     pub fn into_command(self) -> Result<JobCommand, ApiError> {
         let mut e = FieldErrors::default();
         let resource_id = required(&mut e, "resourceId", self.resource_id)
-            .and_then(|v| e.check("resourceId", PositiveId::parse(v)));
+            .and_then(|v| e.check("resourceId", positive_id(v)));
         let vehicle_id = required(&mut e, "vehicleId", self.vehicle_id)
-            .and_then(|v| e.check("vehicleId", PositiveId::parse(v)));
+            .and_then(|v| e.check("vehicleId", positive_id(v)));
         let planned_start = required(&mut e, "plannedStart", self.planned_start)
             .and_then(|v| e.check("plannedStart", parse_timestamp(v)));
         let planned_duration = optional(
             &mut e,
             "plannedDuration",
             self.planned_duration,
-            PlannedDuration::parse,
+            planned_duration,
         );
         e.into_result(|| {
             Some(JobCommand::Schedule(ScheduleJob {
@@ -287,10 +349,9 @@ pub struct EmptyRequest {}
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProgressJobRequest {
-    /// One of sent, read, accepted, refused, onTheWay.
-    #[schema(value_type = Option<ProgressStatus>)]
+    #[schema(value_type = ProgressStatus, required = true)]
     pub status: Option<String>,
-    /// ≤ 500 characters.
+    #[schema(max_length = 500)]
     pub comment: Option<String>,
 }
 
@@ -317,7 +378,7 @@ impl ProgressJobRequest {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StartJobRequest {
-    /// ≤ 500 characters.
+    #[schema(max_length = 500)]
     pub comment: Option<String>,
 }
 
@@ -332,7 +393,7 @@ impl StartJobRequest {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SuspendJobRequest {
-    /// ≤ 500 characters.
+    #[schema(max_length = 500)]
     pub reason: Option<String>,
 }
 
@@ -348,10 +409,9 @@ impl SuspendJobRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RecordResultRequest {
-    /// completedOk or completedWithIssues.
-    #[schema(value_type = Option<Outcome>)]
+    #[schema(value_type = Outcome, required = true)]
     pub outcome: Option<String>,
-    /// ≤ 2000 characters.
+    #[schema(max_length = 2000)]
     pub notes: Option<String>,
 }
 
@@ -378,7 +438,9 @@ impl RecordResultRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CancelJobRequest {
-    /// Required; not blank; at most 500 characters after trimming surrounding whitespace.
+    /// Required and not blank; at most 500 characters once surrounding whitespace is
+    /// trimmed (the stored reason is the trimmed text).
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 500, pattern = r"\S")]
     pub reason: Option<String>,
 }
 
@@ -388,5 +450,42 @@ impl CancelJobRequest {
         let reason = required(&mut e, "reason", self.reason)
             .and_then(|raw| e.check("reason", CancelReason::parse(&raw)));
         e.into_result(|| Some(JobCommand::Cancel(CancelJob { reason: reason? })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn int(json: &str) -> Result<JsonInt, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
+    #[test]
+    fn json_integers_include_integral_floats_only() {
+        assert_eq!(int("485").unwrap(), JsonInt(485));
+        assert_eq!(int("485.0").unwrap(), JsonInt(485));
+        assert_eq!(int("-3e2").unwrap(), JsonInt(-300));
+        assert_eq!(int("9223372036854775807").unwrap(), JsonInt(i64::MAX));
+        assert!(int("485.5").is_err());
+        assert!(int("9223372036854775808").is_err());
+        assert!(int("1e19").is_err());
+        assert!(int("\"5\"").is_err());
+        assert!(int("null").is_err());
+    }
+
+    #[test]
+    fn a_cancel_reason_is_trimmed_into_the_command() {
+        let command = CancelJobRequest {
+            reason: Some("  gone  ".into()),
+        }
+        .into_command()
+        .unwrap();
+        assert_eq!(
+            command,
+            JobCommand::Cancel(CancelJob {
+                reason: CancelReason::parse("gone").unwrap()
+            })
+        );
     }
 }

@@ -261,6 +261,36 @@ backend_tests! {
         assert!(doc["paths"]["/health/ready"]["get"]["responses"]["503"].is_object());
     }
 
+    async fn every_reference_resolves_and_sorting_is_enumerated(app: TestApp) {
+        let doc = document(&app).await;
+        fn walk(doc: &Value, value: &Value, seen: &mut usize) {
+            match value {
+                Value::Object(map) => {
+                    if let Some(reference) = map.get("$ref").and_then(Value::as_str) {
+                        *seen += 1;
+                        let pointer = reference.strip_prefix('#').unwrap_or(reference);
+                        assert!(doc.pointer(pointer).is_some(), "dangling reference {reference}");
+                    }
+                    map.values().for_each(|v| walk(doc, v, seen));
+                }
+                Value::Array(items) => items.iter().for_each(|v| walk(doc, v, seen)),
+                _ => {}
+            }
+        }
+        let mut seen = 0;
+        walk(&doc, &doc, &mut seen);
+        assert!(seen > 10, "the document uses references ({seen})");
+
+        let parameter = |path: &str, name: &str| -> Value {
+            let parameters = doc["paths"][path]["get"]["parameters"].as_array().cloned().unwrap_or_default();
+            let found = parameters.into_iter().find(|p| p["name"] == name).unwrap_or_else(|| panic!("{path} {name}"));
+            resolve(&doc, &found["schema"]).clone()
+        };
+        assert_eq!(parameter("/v1/jobs", "sortBy")["enum"], serde_json::json!(["createdAt", "updatedAt"]));
+        assert_eq!(parameter("/v1/jobs", "direction")["enum"], serde_json::json!(["ascending", "descending"]));
+        assert_eq!(parameter("/v1/jobs/{jobId}/statusHistory", "sortBy")["enum"], serde_json::json!(["createdAt"]));
+    }
+
     async fn the_problem_catalogue_lists_every_type(app: TestApp) {
         let doc = document(&app).await;
         let catalogue = doc["x-problem-types"].as_object().expect("an x-problem-types object");
