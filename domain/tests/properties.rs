@@ -19,7 +19,7 @@
 mod common;
 
 use chrono::{DateTime, TimeZone, Utc};
-use common::{allows, row, target, wire, CancelRule, Column, UpdateRule, TERMINAL};
+use common::{allows, block_on, row, target, wire, CancelRule, Column, UpdateRule, TERMINAL};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use domain::values::{
@@ -534,18 +534,6 @@ fn status_name(status: Option<JobStatus>) -> &'static str {
 // ---------------------------------------------------------------------------------------------
 // Running a sequence
 // ---------------------------------------------------------------------------------------------
-
-/// Polls a future that never waits (cqrs-es's event sink only takes an uncontended lock).
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    let mut future = std::pin::pin!(future);
-    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
-    for _ in 0..1_000 {
-        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut context) {
-            return output;
-        }
-    }
-    panic!("the future did not complete");
-}
 
 /// Runs `command` through `Aggregate::handle` on a copy of `job` with a fixed clock.
 fn handle(

@@ -1211,21 +1211,9 @@ fn create_twice_is_already_exists_and_create_first_records_job_created() {
 
 #[test]
 fn sync_and_async_when_agree() {
-    // `when_async` needs an executor; cqrs-es's futures here never wait, so a no-op waker
-    // polls them to completion.
-    fn block_on<F: std::future::Future>(future: F) -> F::Output {
-        let mut future = std::pin::pin!(future);
-        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
-        for _ in 0..1_000 {
-            if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut context) {
-                return output;
-            }
-        }
-        panic!("the future did not complete");
-    }
     for status in STATUSES {
         for probe in all_probes() {
-            let async_result = block_on(
+            let async_result = common::block_on(
                 TestFramework::<Job>::with(JobServices::fixed_clock(now()))
                     .given(history(status))
                     .when_async(probe.command()),

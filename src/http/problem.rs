@@ -281,11 +281,7 @@ const MAX_PROBLEM_BYTES: usize = 64 * 1024;
 /// Completes every error response as a problem with `instance` and `requestId`.
 pub async fn finish_problems(request: Request, next: Next) -> Response {
     let instance = request.uri().path().to_owned();
-    let request_id = request
-        .extensions()
-        .get::<RequestId>()
-        .map(|id| id.0.clone())
-        .unwrap_or_default();
+    let request_id = RequestId::of(&request);
     let response = next.run(request).await;
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {

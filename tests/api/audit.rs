@@ -2,7 +2,7 @@
 //! `GET /v1/jobs/{jobId}/events` — and the health probes.
 
 use crate::backend_tests;
-use crate::support::{Backend, TestApp};
+use crate::support::{timestamp, Backend, TestApp};
 use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -87,14 +87,6 @@ fn field(page: &Value, name: &str) -> Vec<Value> {
         .iter()
         .map(|item| item[name].clone())
         .collect()
-}
-
-fn timestamp(value: &Value) -> chrono::DateTime<chrono::Utc> {
-    value
-        .as_str()
-        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
-        .map(|t| t.with_timezone(&chrono::Utc))
-        .unwrap_or_else(|| panic!("an RFC 3339 timestamp: {value}"))
 }
 
 backend_tests! {

@@ -2,7 +2,7 @@
 //! query.
 
 use crate::backend_tests;
-use crate::support::{Backend, TestApp};
+use crate::support::{timestamp, Backend, TestApp};
 use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -60,14 +60,6 @@ fn encode(value: &str) -> String {
             other => format!("%{other:02X}"),
         })
         .collect()
-}
-
-fn timestamp(value: &Value) -> chrono::DateTime<chrono::Utc> {
-    value
-        .as_str()
-        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
-        .map(|t| t.with_timezone(&chrono::Utc))
-        .unwrap_or_else(|| panic!("an RFC 3339 timestamp: {value}"))
 }
 
 backend_tests! {

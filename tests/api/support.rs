@@ -365,6 +365,15 @@ async fn create_database(admin_url: &str, name: &str) {
         .expect("create the test database");
 }
 
+/// Reads an RFC 3339 timestamp the API returned.
+pub fn timestamp(value: &Value) -> chrono::DateTime<chrono::Utc> {
+    value
+        .as_str()
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .unwrap_or_else(|| panic!("an RFC 3339 timestamp: {value}"))
+}
+
 /// Folds the events the API returned into the job view, with the projection's own rules:
 /// what the stored summary row must equal.
 pub fn fold_events(job_id: Uuid, events: &[Value]) -> Option<JobView> {

@@ -191,3 +191,17 @@ pub fn wire(status: JobStatus) -> &'static str {
         S::Cancelled => "cancelled",
     }
 }
+
+/// Polls a future to completion without a runtime. cqrs-es's aggregate futures here never
+/// wait on anything, so a no-op waker suffices (and `when_async` needs no tokio).
+#[allow(dead_code)] // not every test binary that includes this module uses it
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    for _ in 0..1_000 {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
+        }
+    }
+    panic!("the future did not complete");
+}
