@@ -50,13 +50,40 @@ fn framework<R: PersistedEventRepository + 'static>(repository: R) -> Arc<dyn Jo
     ))
 }
 
-/// How many times a command is tried when other writers keep appending to the same job.
-/// Each retry reloads the job, so a retry only fails again if yet another write won.
-const MAX_ATTEMPTS: u32 = 12;
+/// How long a command keeps retrying while other writers keep winning the race for the same
+/// job. Writers in this process queue on [`JobLocks`] and never race each other, so this
+/// budget is only spent on writers in other processes sharing the store.
+const RETRY_BUDGET: Duration = Duration::from_secs(5);
+
+/// Per-job mutual exclusion for the writers of this process, striped so memory stays fixed:
+/// two jobs may share a stripe (and briefly wait for each other), one job never has two.
+/// Without it, N concurrent writers of one job would each lose up to N−1 races.
+struct JobLocks {
+    stripes: Vec<tokio::sync::Mutex<()>>,
+}
+
+impl JobLocks {
+    const STRIPES: usize = 256;
+
+    fn new() -> Self {
+        Self {
+            stripes: (0..Self::STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+        }
+    }
+
+    async fn lock(&self, job_id: Uuid) -> tokio::sync::MutexGuard<'_, ()> {
+        // The low bits of a v7 id are random, so they spread jobs evenly over the stripes.
+        let stripe = (job_id.as_u128() % Self::STRIPES as u128) as usize;
+        self.stripes[stripe].lock().await
+    }
+}
 
 pub struct JobService {
     commands: Arc<dyn JobCommands>,
     queries: Arc<dyn JobQueries>,
+    locks: JobLocks,
 }
 
 impl JobService {
@@ -68,6 +95,7 @@ impl JobService {
         Self {
             commands,
             queries: store.queries(),
+            locks: JobLocks::new(),
         }
     }
 
@@ -84,7 +112,7 @@ impl JobService {
         self.queries
             .job(customer.get(), job_id)
             .await
-            .map_err(ApiError::internal)?
+            .map_err(ApiError::store)?
             .ok_or(ApiError::JobNotFound)
     }
 
@@ -119,7 +147,11 @@ impl JobService {
         metadata: &EventMetadata,
     ) -> Result<(), ApiError> {
         let metadata = metadata.to_map();
-        for attempt in 1..=MAX_ATTEMPTS {
+        let _exclusive = self.locks.lock(job_id).await;
+        let deadline = tokio::time::Instant::now() + RETRY_BUDGET;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
             match self
                 .commands
                 .execute(job_id, command.clone(), metadata.clone())
@@ -128,25 +160,26 @@ impl JobService {
                 Ok(()) => return Ok(()),
                 Err(AggregateError::UserError(error)) => return Err(ApiError::Rule(error)),
                 Err(AggregateError::AggregateConflict) => {
+                    let pause = backoff(attempt);
+                    if tokio::time::Instant::now() + pause > deadline {
+                        return Err(ApiError::Conflict);
+                    }
                     tracing::debug!(%job_id, attempt, "concurrent write won; retrying command");
-                    tokio::time::sleep(backoff(attempt)).await;
+                    tokio::time::sleep(pause).await;
                 }
-                Err(AggregateError::DatabaseConnectionError(error)) => {
-                    tracing::warn!(%job_id, error = %error, "store unreachable");
-                    return Err(ApiError::Unavailable);
-                }
-                Err(AggregateError::DeserializationError(error))
+                Err(AggregateError::DatabaseConnectionError(error))
+                | Err(AggregateError::DeserializationError(error))
                 | Err(AggregateError::UnexpectedError(error)) => {
-                    return Err(ApiError::Internal(error))
+                    return Err(ApiError::store(error))
                 }
             }
         }
-        Err(ApiError::Conflict)
     }
 }
 
-/// A short, growing, jittered pause so racing writers do not collide again in lockstep.
+/// Capped exponential backoff with full jitter, so racing writers spread out instead of
+/// colliding again in lockstep.
 fn backoff(attempt: u32) -> Duration {
-    let base_ms = u64::from(attempt.min(6)) * 2;
-    Duration::from_millis(base_ms + rand::random_range(0..=base_ms))
+    let ceiling_ms = 2u64.saturating_pow(attempt.min(8)); // 2 ms … 256 ms
+    Duration::from_millis(rand::random_range(1..=ceiling_ms))
 }

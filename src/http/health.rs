@@ -28,9 +28,10 @@ pub async fn live() -> Json<Health> {
         (status = 503, description = "The store does not answer", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn ready(State(app): State<AppState>) -> Result<Json<Health>, ApiError> {
-    app.service.queries().ping().await.map_err(|error| {
-        tracing::warn!(error = %error, "readiness check failed");
-        ApiError::Unavailable
-    })?;
+    app.service
+        .queries()
+        .ping()
+        .await
+        .map_err(|error| ApiError::Unavailable(Some(error.into())))?;
     Ok(Json(Health { status: "ok" }))
 }

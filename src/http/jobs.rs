@@ -102,7 +102,7 @@ pub async fn list_jobs(
         .queries()
         .list_jobs(customer.0.get(), &filter, page)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::store)?;
     Ok(Json(jobs))
 }
 
@@ -334,7 +334,7 @@ pub async fn status_history(
         .queries()
         .status_history(customer.0.get(), job_id, direction, page)
         .await
-        .map_err(ApiError::internal)?
+        .map_err(ApiError::store)?
         .map(Json)
         .ok_or(ApiError::JobNotFound)
 }
@@ -360,7 +360,7 @@ pub async fn job_events(
         .queries()
         .events(customer.0.get(), job_id, page)
         .await
-        .map_err(ApiError::internal)?
+        .map_err(ApiError::store)?
         .map(Json)
         .ok_or(ApiError::JobNotFound)
 }

@@ -87,8 +87,9 @@ pub enum ApiError {
     /// Concurrent changes kept winning after every retry.
     #[error("conflict")]
     Conflict,
+    /// The store cannot be reached (503); the cause, if known, goes to the log.
     #[error("store unavailable")]
-    Unavailable,
+    Unavailable(Option<Box<dyn std::error::Error + Send + Sync>>),
     /// Never shown to the client; logged once by the request logger.
     #[error("internal error: {0}")]
     Internal(Box<dyn std::error::Error + Send + Sync>),
@@ -105,6 +106,54 @@ impl ApiError {
     pub fn internal(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         ApiError::Internal(error.into())
     }
+
+    /// A failure of the store: 503 when it cannot be reached (so clients and load balancers
+    /// can tell "try again" from a bug), 500 otherwise.
+    pub fn store(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        let error = error.into();
+        if store_unreachable(error.as_ref()) {
+            ApiError::Unavailable(Some(error))
+        } else {
+            ApiError::Internal(error)
+        }
+    }
+}
+
+/// Whether an error (or any of its causes) says the database cannot be reached or used
+/// right now, rather than that a query was wrong.
+fn store_unreachable(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if let Some(error) = error.downcast_ref::<sqlx::Error>() {
+            return match error {
+                sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed => true,
+                // PostgreSQL: connection exceptions (08…), the database is gone (3D000), the
+                // server is shutting down (57P01–57P03).
+                sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+                    code.starts_with("08") || code == "3D000" || code.starts_with("57P0")
+                }),
+                _ => false,
+            };
+        }
+        current = error.source();
+    }
+    false
+}
+
+/// The message and cause chain of an error, for the log.
+fn report(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut report = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        report.push_str(": ");
+        report.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    report
 }
 
 /// The error chain of a 500, handed to the request logger through the response extensions.
@@ -246,20 +295,22 @@ impl IntoResponse for ApiError {
                 "the job kept changing concurrently; retry the request".into(),
                 None,
             ),
-            ApiError::Unavailable => problem_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "service-unavailable",
-                "the store is not reachable".into(),
-                None,
-            ),
-            ApiError::Internal(error) => {
-                let mut report = error.to_string();
-                let mut source = error.source();
-                while let Some(cause) = source {
-                    report.push_str(": ");
-                    report.push_str(&cause.to_string());
-                    source = cause.source();
+            ApiError::Unavailable(cause) => {
+                let mut response = problem_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "service-unavailable",
+                    "the store is not reachable; retry later".into(),
+                    None,
+                );
+                if let Some(cause) = cause {
+                    response
+                        .extensions_mut()
+                        .insert(InternalErrorReport(report(cause.as_ref())));
                 }
+                response
+            }
+            ApiError::Internal(error) => {
+                let report = report(error.as_ref());
                 let mut response = problem_response(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal",

@@ -70,7 +70,7 @@ impl Drop for Cleanup {
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
-    _store: TestStore,
+    store: std::sync::Arc<TestStore>,
 }
 
 /// A response, read whole.
@@ -195,7 +195,16 @@ impl Fixture for TestApp {
 impl TestApp {
     /// The real application, in process, on a free port, over a fresh store.
     pub async fn spawn(backend: Backend) -> TestApp {
-        let store = TestStore::new(backend).await;
+        Self::serve(std::sync::Arc::new(TestStore::new(backend).await)).await
+    }
+
+    /// A second instance of the application on the same store, as when several servers
+    /// share one database: their writers race, and only optimistic concurrency orders them.
+    pub async fn another_instance(&self) -> TestApp {
+        Self::serve(self.store.clone()).await
+    }
+
+    async fn serve(store: std::sync::Arc<TestStore>) -> TestApp {
         let settings = Settings {
             listen: "127.0.0.1:0".parse().expect("address"),
             database_url: Some(store.database_url.clone()),
@@ -212,7 +221,7 @@ impl TestApp {
         TestApp {
             address,
             client: reqwest::Client::new(),
-            _store: store,
+            store,
         }
     }
 
