@@ -32,8 +32,38 @@ pub fn now() -> Timestamp {
     truncate_to_micros(chrono::Utc::now())
 }
 
+/// Parses an RFC 3339 timestamp into UTC at microsecond precision. `None` for anything else,
+/// including instants whose UTC year falls outside 0000–9999: RFC 3339 cannot write those,
+/// and the stores would order them differently.
+pub fn parse_timestamp(text: &str) -> Option<Timestamp> {
+    use chrono::Datelike;
+    let at = chrono::DateTime::parse_from_rfc3339(text)
+        .ok()?
+        .with_timezone(&chrono::Utc);
+    (0..=9999)
+        .contains(&at.year())
+        .then(|| truncate_to_micros(at))
+}
+
 /// Drops sub-microsecond precision so the value survives a round trip through any store.
 pub fn truncate_to_micros(at: Timestamp) -> Timestamp {
     use chrono::SubsecRound;
     at.trunc_subsecs(6)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_utc_micros_within_four_digit_years() {
+        let at = parse_timestamp("2026-12-01T08:30:00.123456789+02:00").unwrap();
+        assert_eq!(at.to_rfc3339(), "2026-12-01T06:30:00.123456+00:00");
+        assert!(parse_timestamp("9999-12-31T23:59:59Z").is_some());
+        assert!(parse_timestamp("0000-01-01T00:00:00Z").is_some());
+        assert_eq!(parse_timestamp("9999-12-31T23:59:59-23:59"), None);
+        assert_eq!(parse_timestamp("0000-01-01T00:00:00+23:59"), None);
+        assert_eq!(parse_timestamp("2026-12-01"), None);
+        assert_eq!(parse_timestamp(""), None);
+    }
 }

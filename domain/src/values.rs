@@ -21,9 +21,15 @@ pub enum ValueError {
     TooMany { max: usize },
     #[error("definitionId {0} appears more than once")]
     DuplicateDefinitionId(i64),
+    /// U+0000 is valid JSON but no text column can hold it (PostgreSQL refuses it).
+    #[error("must not contain the NUL character (U+0000)")]
+    NulCharacter,
 }
 
 fn check_length(value: &str, max: usize) -> Result<(), ValueError> {
+    if value.contains('\0') {
+        return Err(ValueError::NulCharacter);
+    }
     // Characters, not bytes: a limit a user can count.
     if value.chars().count() > max {
         Err(ValueError::TooLong { max })
@@ -190,6 +196,15 @@ mod tests {
         );
         // Padding does not count against the limit.
         assert!(CancelReason::parse(&format!("  {}  ", "x".repeat(500))).is_ok());
+    }
+
+    #[test]
+    fn text_never_holds_nul() {
+        assert_eq!(Reference::parse("a\0b"), Err(ValueError::NulCharacter));
+        assert_eq!(
+            CancelReason::parse("bad\0reason"),
+            Err(ValueError::NulCharacter)
+        );
     }
 
     #[test]

@@ -88,10 +88,35 @@ async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<(bool,
     Ok((has_json_type, bytes))
 }
 
-fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|error| {
-        ApiError::bad_request("malformed-body", format!("invalid JSON body: {error}"))
-    })
+/// A value that must be written as a JSON object. serde's derived structs also read a JSON
+/// array (fields by position), which is not a shape the API documents.
+#[derive(Debug)]
+pub struct JsonObject<T>(pub T);
+
+impl<'de, T: DeserializeOwned> serde::Deserialize<'de> for JsonObject<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let value = serde_json::Value::deserialize(deserializer)?;
+        if !value.is_object() {
+            return Err(D::Error::custom("expected a JSON object"));
+        }
+        T::deserialize(value)
+            .map(JsonObject)
+            .map_err(D::Error::custom)
+    }
+}
+
+/// Parses a body that must be a JSON object (or, when `allow_null`, `null`).
+fn parse_json<T: DeserializeOwned>(bytes: &[u8], allow_null: bool) -> Result<T, ApiError> {
+    let malformed = |detail: String| ApiError::bad_request("malformed-body", detail);
+    // The top level is checked on the text, so the struct's own parse still sees the whole
+    // body (and refuses duplicate fields, which a detour through a JSON value would hide).
+    let first = bytes.iter().find(|b| !b" \t\r\n".contains(b)).copied();
+    let is_null = first == Some(b'n') && allow_null;
+    if first != Some(b'{') && !is_null {
+        return Err(malformed("the body must be a JSON object".into()));
+    }
+    serde_json::from_slice(bytes).map_err(|error| malformed(format!("invalid JSON body: {error}")))
 }
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
@@ -102,7 +127,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         if !has_json_type {
             return Err(ApiError::UnsupportedMediaType);
         }
-        parse_json(&bytes).map(JsonBody)
+        parse_json(&bytes, false).map(JsonBody)
     }
 }
 
@@ -117,7 +142,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
         if !has_json_type {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let body: Option<T> = parse_json(&bytes)?;
+        let body: Option<T> = parse_json(&bytes, true)?;
         Ok(OptionalJsonBody(body.unwrap_or_default()))
     }
 }

@@ -111,11 +111,7 @@ impl QueryParams {
             statuses.push(status);
         }
         let positive = |raw: &str| raw.parse::<i64>().ok().filter(|n| *n >= 1);
-        let timestamp = |raw: &str| {
-            chrono::DateTime::parse_from_rfc3339(raw)
-                .ok()
-                .map(|t| t.with_timezone(&chrono::Utc))
-        };
+        let timestamp = domain::parse_timestamp;
         Ok(JobFilter {
             statuses,
             type_id: self.take_parsed(
@@ -130,17 +126,22 @@ impl QueryParams {
                 "an integer of at least 1",
                 positive,
             )?,
-            reference: self.take_one("reference")?,
+            reference: self.take_parsed(
+                "reference",
+                "invalid-query",
+                "text without NUL characters",
+                |raw| (!raw.contains('\0')).then(|| raw.to_owned()),
+            )?,
             created_from: self.take_parsed(
                 "createdFrom",
                 "invalid-query",
-                "an RFC 3339 timestamp",
+                "an RFC 3339 timestamp between years 0000 and 9999",
                 timestamp,
             )?,
             created_to: self.take_parsed(
                 "createdTo",
                 "invalid-query",
-                "an RFC 3339 timestamp",
+                "an RFC 3339 timestamp between years 0000 and 9999",
                 timestamp,
             )?,
             sort: self.sort(&[

@@ -2,6 +2,7 @@
 //! not of the documented shape was already refused with 400 by the extractor; here each
 //! field rule that fails adds a message to the 422 `errors` map, and all are reported at once.
 
+use crate::http::extract::JsonObject;
 use crate::http::problem::{ApiError, FieldErrors};
 use domain::values::{
     CancelReason, Comment, CustomField, CustomFieldValue, CustomFields, CustomerId, Description,
@@ -92,9 +93,9 @@ fn parse_uuid(raw: String) -> Result<Uuid, &'static str> {
 }
 
 fn parse_timestamp(raw: String) -> Result<domain::Timestamp, &'static str> {
-    chrono::DateTime::parse_from_rfc3339(&raw)
-        .map(|t| domain::truncate_to_micros(t.with_timezone(&chrono::Utc)))
-        .map_err(|_| "must be an RFC 3339 timestamp, e.g. 2026-12-01T08:30:00Z")
+    domain::parse_timestamp(&raw).ok_or(
+        "must be an RFC 3339 timestamp between years 0000 and 9999, e.g. 2026-12-01T08:30:00Z",
+    )
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -109,10 +110,10 @@ pub struct CustomFieldInput {
 
 fn parse_custom_fields(
     errors: &mut FieldErrors,
-    inputs: Vec<CustomFieldInput>,
+    inputs: Vec<JsonObject<CustomFieldInput>>,
 ) -> Option<CustomFields> {
     let mut fields = Vec::with_capacity(inputs.len());
-    for (index, input) in inputs.into_iter().enumerate() {
+    for (index, JsonObject(input)) in inputs.into_iter().enumerate() {
         let definition_id = errors.check(
             &format!("customFields[{index}].definitionId"),
             positive_id(input.definition_id),
@@ -153,8 +154,8 @@ pub struct CreateJobRequest {
     #[schema(max_length = 80)]
     pub order_number: Option<String>,
     /// Each definitionId at most once.
-    #[schema(max_items = 100)]
-    pub custom_fields: Option<Vec<CustomFieldInput>>,
+    #[schema(value_type = Option<Vec<CustomFieldInput>>, max_items = 100)]
+    pub custom_fields: Option<Vec<JsonObject<CustomFieldInput>>>,
 }
 
 impl CreateJobRequest {
@@ -225,7 +226,7 @@ pub struct UpdateJobRequest {
     /// Replaces all custom fields; each definitionId at most once.
     #[serde(default, deserialize_with = "present_or_null")]
     #[schema(value_type = Vec<CustomFieldInput>, max_items = 100)]
-    pub custom_fields: Option<Option<Vec<CustomFieldInput>>>,
+    pub custom_fields: Option<Option<Vec<JsonObject<CustomFieldInput>>>>,
 }
 
 /// A field that may be set but not cleared: `null` is an error.

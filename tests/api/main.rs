@@ -5,6 +5,7 @@ mod support;
 mod audit;
 mod cancel;
 mod concurrency;
+mod edge_inputs;
 mod lifecycle;
 mod listing;
 mod openapi;

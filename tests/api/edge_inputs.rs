@@ -1,0 +1,84 @@
+//! Inputs at the edges of the contract, each of which once got past validation: bodies
+//! that are JSON but not objects, NUL characters, and instants RFC 3339 cannot write.
+//! Each must be refused with a clear problem and change nothing.
+
+use crate::backend_tests;
+use crate::support::{Backend, TestApp};
+use serde_json::json;
+
+const CUSTOMER: i64 = 11;
+
+backend_tests! {
+    async fn bodies_must_be_json_objects(app: TestApp) {
+        let id = app.create_job(CUSTOMER).await;
+        let put = |path: String, body: &'static str| {
+            app.client
+                .put(format!("{}{path}", app.address))
+                .header("Customer-Id", CUSTOMER.to_string())
+                .header("content-type", "application/json")
+                .body(body)
+        };
+        // serde would read these arrays as structs, field by field.
+        let cases = [
+            (app.client.post(format!("{}/v1/jobs", app.address)).header("Customer-Id", CUSTOMER.to_string())
+                .header("content-type", "application/json").body(r#"[1, 2, null, "REF"]"#), "POST /v1/jobs"),
+            (put(format!("/v1/jobs/{id}/cancel"), r#"["array reason"]"#), "cancel"),
+            (put(format!("/v1/jobs/{id}/unschedule"), "[]"), "unschedule"),
+            (put(format!("/v1/jobs/{id}/start"), r#""text""#), "start"),
+            (put(format!("/v1/jobs/{id}/cancel"), "null"), "cancel null"),
+        ];
+        for (request, what) in cases {
+            let problem = app.send(request).await.assert_problem(400, "/problems/malformed-body");
+            assert!(problem["detail"].as_str().unwrap_or_default().contains("object"), "{what}: {problem}");
+        }
+        let nested = app
+            .post("/v1/jobs", CUSTOMER, json!({"typeId": 1, "contactId": 2, "customFields": [[3, "x"]]}))
+            .await;
+        nested.assert_problem(400, "/problems/malformed-body");
+        // `null` is "no body" where every field is optional.
+        app.command(CUSTOMER, id, "start", serde_json::Value::Null).await.assert_status(422);
+        assert_eq!(app.job(CUSTOMER, id).await["status"], "new");
+        assert_eq!(app.events(CUSTOMER, id).await.len(), 1, "nothing was recorded");
+    }
+
+    async fn nul_characters_are_refused_everywhere(app: TestApp) {
+        let id = app.create_job(CUSTOMER).await;
+        let problem = app
+            .post("/v1/jobs", CUSTOMER, json!({"typeId": 1, "contactId": 2, "description": "a\u{0}b"}))
+            .await
+            .assert_problem(422, "/problems/validation");
+        assert_eq!(problem["errors"]["description"], json!(["must not contain the NUL character (U+0000)"]));
+        app.command(CUSTOMER, id, "cancel", json!({"reason": "bad\u{0}reason"}))
+            .await
+            .assert_problem(422, "/problems/validation");
+        app.patch(&format!("/v1/jobs/{id}"), CUSTOMER, json!({"customFields": [{"definitionId": 1, "value": "\u{0}"}]}))
+            .await
+            .assert_problem(422, "/problems/validation");
+        app.get("/v1/jobs?reference=a%00b", CUSTOMER)
+            .await
+            .assert_problem(400, "/problems/invalid-query");
+        assert_eq!(app.job(CUSTOMER, id).await["status"], "new");
+    }
+
+    async fn instants_outside_four_digit_years_are_refused(app: TestApp) {
+        let id = app.create_job(CUSTOMER).await;
+        for start in ["9999-12-31T23:59:59-23:59", "0000-01-01T00:00:00+23:59", "2026-12-01"] {
+            let problem = app
+                .command(CUSTOMER, id, "schedule", json!({"resourceId": 1, "vehicleId": 2, "plannedStart": start}))
+                .await
+                .assert_problem(422, "/problems/validation");
+            assert!(problem["errors"]["plannedStart"].is_array(), "{start}: {problem}");
+        }
+        app.get("/v1/jobs?createdTo=9999-12-31T23:59:59-23:59", CUSTOMER)
+            .await
+            .assert_problem(400, "/problems/invalid-query");
+        // The last instant with a four-digit year works, and both stores agree it is after now.
+        let page = app.get("/v1/jobs?createdTo=9999-12-31T23:59:59.999999Z", CUSTOMER).await;
+        page.assert_status(200);
+        assert_eq!(page.json()["items"].as_array().map(Vec::len), Some(1));
+        app.command(CUSTOMER, id, "schedule", json!({"resourceId": 1, "vehicleId": 2, "plannedStart": "9999-12-31T23:59:59Z"}))
+            .await
+            .assert_status(204);
+        assert_eq!(app.job(CUSTOMER, id).await["plannedStart"], "9999-12-31T23:59:59Z");
+    }
+}
