@@ -1,7 +1,7 @@
 //! The application: build it (connect the store, bind the listener), then run it until a
 //! shutdown signal. Binaries and tests both go through here.
 
-use crate::config::Settings;
+use crate::config::{Settings, StoreLocation};
 use crate::http::{router, AppState};
 use crate::service::JobService;
 use std::future::Future;
@@ -33,10 +33,12 @@ impl Application {
     /// Connects the store (applying migrations) and binds the listener; port 0 picks a free
     /// port (see [`Application::local_addr`]).
     pub async fn build(settings: &Settings) -> Result<Self, StartError> {
-        let database_url = settings
-            .resolved_database_url()
-            .map_err(StartError::DataDir)?;
-        let store = projections::connect(&database_url).await?;
+        let store = match settings.store_location().map_err(StartError::DataDir)? {
+            StoreLocation::Url(url) => projections::connect(&url).await?,
+            StoreLocation::SqliteFile(path) => projections::store::SqliteJobStore::open_file(&path)
+                .await
+                .map(projections::JobStore::Sqlite)?,
+        };
         let listener =
             TcpListener::bind(settings.listen)
                 .await

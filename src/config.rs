@@ -26,18 +26,21 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// The database URL to use: the configured one, or the SQLite file `jobs.db` in the data
-    /// directory (which is created if missing).
-    pub fn resolved_database_url(&self) -> std::io::Result<String> {
+    /// The store to open: the configured URL, or the SQLite file `jobs.db` in the data
+    /// directory (created if missing). The file is named by path, not spliced into a URL,
+    /// so any directory name works (`?` or `%` would mean something in a URL).
+    pub fn store_location(&self) -> std::io::Result<StoreLocation> {
         match &self.database_url {
-            Some(url) => Ok(url.clone()),
+            Some(url) => Ok(StoreLocation::Url(url.clone())),
             None => {
                 std::fs::create_dir_all(&self.data_dir)?;
-                Ok(format!(
-                    "sqlite://{}",
-                    self.data_dir.join("jobs.db").display()
-                ))
+                Ok(StoreLocation::SqliteFile(self.data_dir.join("jobs.db")))
             }
         }
     }
+}
+
+pub enum StoreLocation {
+    Url(String),
+    SqliteFile(PathBuf),
 }

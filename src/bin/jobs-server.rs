@@ -7,7 +7,23 @@ use std::process::ExitCode;
 #[tokio::main]
 async fn main() -> ExitCode {
     jobs_service::telemetry::init();
-    let settings = Settings::parse();
+    let settings = match Settings::try_parse() {
+        Ok(settings) => settings,
+        Err(error) => {
+            use clap::error::ErrorKind;
+            if matches!(
+                error.kind(),
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+            ) {
+                error.exit();
+            }
+            // One line, like every other start-up failure (clap's own adds usage text).
+            let text = error.to_string();
+            let reason = text.lines().next().unwrap_or("invalid arguments");
+            eprintln!("jobs-server: {}", reason.trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
+    };
     let application = match Application::build(&settings).await {
         Ok(application) => application,
         Err(error) => {

@@ -15,6 +15,7 @@ use axum::routing::{get, put};
 use axum::Router;
 use std::sync::Arc;
 use std::time::Duration;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -56,6 +57,9 @@ pub fn router(state: AppState) -> Router {
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             REQUEST_TIMEOUT,
         ))
+        // A panic is a bug, but it answers a 500 problem like any other, not a dropped
+        // connection.
+        .layer(CatchPanicLayer::new())
         .layer(axum::middleware::from_fn(problem::finish_problems))
         .layer(axum::middleware::from_fn(telemetry::log_request))
         .layer(axum::middleware::from_fn(telemetry::assign_request_id))

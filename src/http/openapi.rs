@@ -1,7 +1,7 @@
 //! The OpenAPI 3.1 document, generated from the handlers and types (utoipa), plus the
 //! reusable parameter and response sets the handlers' annotations refer to.
 
-use crate::http::problem::{Problem, PROBLEM_TYPES};
+use crate::http::problem::{Problem, PROBLEM_JSON, PROBLEM_TYPES};
 use utoipa::{IntoParams, IntoResponses, OpenApi, ToSchema};
 
 /// The tenant of the request.
@@ -140,15 +140,62 @@ pub enum CommandResponses {
 )]
 struct ApiDoc;
 
-/// The document served at `/openapi.json`, with the problem-type catalogue attached.
+/// The document served at `/openapi.json`: the generated one, plus what holds for every
+/// operation and so is added here rather than repeated on each: the `x-request-id` header of
+/// every response, the 503 that any `/v1` request can answer (store unreachable, or the
+/// request timed out), and the problem-type catalogue.
 pub fn document() -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    use utoipa::openapi::{ContentBuilder, HeaderBuilder, Ref, RefOr, ResponseBuilder};
+
     let mut doc = ApiDoc::openapi();
+    let request_id = HeaderBuilder::new()
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+        .description(Some(
+            "The request's id: the caller's own when it sent a usable one, else generated",
+        ))
+        .build();
+    let unavailable = ResponseBuilder::new()
+        .description(
+            "The store is unreachable or the request timed out \
+             (`/problems/service-unavailable`); retry later",
+        )
+        .content(
+            PROBLEM_JSON,
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build();
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.patch,
+            &mut item.delete,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let responses = &mut operation.responses.responses;
+            if path.starts_with("/v1/") {
+                responses
+                    .entry("503".to_owned())
+                    .or_insert_with(|| RefOr::T(unavailable.clone()));
+            }
+            for response in responses.values_mut() {
+                if let RefOr::T(response) = response {
+                    response
+                        .headers
+                        .insert("x-request-id".to_owned(), RefOr::T(request_id.clone()));
+                }
+            }
+        }
+    }
     let catalogue: serde_json::Map<String, serde_json::Value> = PROBLEM_TYPES
         .iter()
         .map(|(slug, title)| (format!("/problems/{slug}"), serde_json::Value::from(*title)))
         .collect();
-    let extensions = doc.extensions.get_or_insert_with(Default::default);
-    extensions.insert(
+    doc.extensions.get_or_insert_with(Default::default).insert(
         "x-problem-types".to_owned(),
         serde_json::Value::Object(catalogue),
     );

@@ -176,6 +176,11 @@ backend_tests! {
             .await
             .assert_problem(404, "/problems/job-not-found");
         assert_eq!(foreign["detail"], missing["detail"]);
+        // Existence is checked before the body's rules: a foreign job with a blank reason is
+        // 404, not 422 — the rule answer would confirm the job exists.
+        app.command(OTHER_CUSTOMER, id, "cancel", json!({"reason": ""}))
+            .await
+            .assert_problem(404, "/problems/job-not-found");
         assert_eq!(app.job(CUSTOMER, id).await["status"], "new", "untouched");
     }
 

@@ -289,6 +289,23 @@ backend_tests! {
         assert_eq!(parameter("/v1/jobs", "sortBy")["enum"], serde_json::json!(["createdAt", "updatedAt"]));
         assert_eq!(parameter("/v1/jobs", "direction")["enum"], serde_json::json!(["ascending", "descending"]));
         assert_eq!(parameter("/v1/jobs/{jobId}/statusHistory", "sortBy")["enum"], serde_json::json!(["createdAt"]));
+
+        // What every answer has: an x-request-id header; and every /v1 request may meet an
+        // unreachable store or the request timeout.
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, operation) in item.as_object().expect("path item") {
+                let responses = operation["responses"].as_object().expect("responses");
+                for (status, response) in responses {
+                    assert!(
+                        resolve(&doc, response)["headers"]["x-request-id"].is_object(),
+                        "{method} {path} {status} documents x-request-id"
+                    );
+                }
+                if path.starts_with("/v1/") {
+                    assert!(responses.contains_key("503"), "{method} {path} documents 503");
+                }
+            }
+        }
     }
 
     async fn the_problem_catalogue_lists_every_type(app: TestApp) {

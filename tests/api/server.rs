@@ -133,3 +133,133 @@ async fn an_unusable_database_is_a_one_line_failure() {
         assert!(reason[0].contains(expected), "{url}: {stderr}");
     }
 }
+
+#[tokio::test]
+async fn a_bad_flag_is_a_one_line_failure_with_status_2() {
+    for args in [&["--listen", "nope"][..], &["--no-such-flag"][..]] {
+        let output = Command::new(BINARY)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .expect("runs");
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("jobs-server: "), "{stderr}");
+    }
+}
+
+#[tokio::test]
+async fn the_default_store_works_in_any_directory_name() {
+    // `?` and `%` mean something in a URL; the data directory is a path, not a URL.
+    let dir = std::env::temp_dir().join(format!("jobs odd?dir%41 {}", uuid::Uuid::now_v7()));
+    let mut child = Command::new(BINARY)
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&dir)
+        .env_remove("DATABASE_URL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("runs");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let line = tokio::time::timeout(PATIENCE, lines.next_line())
+        .await
+        .expect("starts")
+        .expect("stdout")
+        .unwrap_or_default();
+    assert!(line.contains("store: sqlite"), "{line}");
+    assert!(dir.join("jobs.db").exists(), "the database is in {dir:?}");
+    assert!(terminate(&mut child).await.success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+backend_tests! {
+    async fn sigterm_lets_a_request_in_flight_finish(store: TestStore) {
+        let mut server = server_command(&store, "127.0.0.1:0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary runs");
+        let mut stdout = BufReader::new(server.stdout.take().expect("stdout")).lines();
+        let line = tokio::time::timeout(PATIENCE, stdout.next_line())
+            .await
+            .expect("the server reports its address")
+            .expect("stdout")
+            .unwrap_or_default();
+        let address = line
+            .split_whitespace()
+            .find_map(|word| word.strip_prefix("http://"))
+            .expect("an address")
+            .to_owned();
+        let mut stderr = BufReader::new(server.stderr.take().expect("stderr")).lines();
+
+        // Half a request: headers and the start of the body.
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let body = r#"{"typeId": 1, "contactId": 2}"#;
+        let mut connection = tokio::net::TcpStream::connect(&address).await.expect("connects");
+        let head = format!(
+            "POST /v1/jobs HTTP/1.1\r\nHost: {address}\r\nCustomer-Id: 3\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        connection.write_all(head.as_bytes()).await.expect("writes");
+        connection.write_all(&body.as_bytes()[..10]).await.expect("writes");
+
+        let pid = server.id().expect("running").to_string();
+        assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+        // Wait for the server to say it is draining, then finish the request.
+        let drained = tokio::time::timeout(PATIENCE, async {
+            while let Ok(Some(line)) = stderr.next_line().await {
+                if line.contains("shutdown signal received") {
+                    return true;
+                }
+            }
+            false
+        })
+        .await
+        .expect("the server logs the signal");
+        assert!(drained);
+        connection.write_all(&body.as_bytes()[10..]).await.expect("writes the rest");
+        let mut answer = String::new();
+        connection.read_to_string(&mut answer).await.expect("reads");
+        assert!(answer.starts_with("HTTP/1.1 201"), "the request in flight completes: {answer}");
+
+        let status = tokio::time::timeout(PATIENCE, server.wait()).await.expect("stops").expect("status");
+        assert!(status.success(), "{status:?}");
+    }
+}
+
+/// PostgreSQL only: a SQLite file cannot be taken away from a process that has it open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_store_answers_503() {
+    let app = crate::support::TestApp::spawn(Backend::Postgres).await;
+    let id = app.create_job(3).await;
+    let database = app.database_name().expect("a PostgreSQL database");
+    {
+        use sqlx::Connection;
+        let mut admin = sqlx::PgConnection::connect(&crate::support::postgres_admin_url())
+            .await
+            .expect("admin connection");
+        sqlx::query(&format!("DROP DATABASE \"{database}\" WITH (FORCE)"))
+            .execute(&mut admin)
+            .await
+            .expect("drop");
+    }
+    app.get(&format!("/v1/jobs/{id}"), 3)
+        .await
+        .assert_problem(503, "/problems/service-unavailable");
+    app.command(3, id, "cancel", json!({"reason": "store gone"}))
+        .await
+        .assert_problem(503, "/problems/service-unavailable");
+    let ready = app
+        .request(reqwest::Method::GET, "/health/ready", None, None)
+        .await;
+    ready.assert_problem(503, "/problems/service-unavailable");
+    let live = app
+        .request(reqwest::Method::GET, "/health/live", None, None)
+        .await;
+    live.assert_status(200);
+}

@@ -141,7 +141,7 @@ pub struct TestStore {
 
 impl TestStore {
     pub async fn new(backend: Backend) -> TestStore {
-        let unique = Uuid::new_v4().simple().to_string();
+        let unique = Uuid::now_v7().simple().to_string();
         let data_dir = std::env::temp_dir().join(format!("jobs-test-{unique}"));
         std::fs::create_dir_all(&data_dir).expect("temp dir");
         let (database_url, cleanup) = match backend {
@@ -196,6 +196,14 @@ impl TestApp {
     /// The real application, in process, on a free port, over a fresh store.
     pub async fn spawn(backend: Backend) -> TestApp {
         Self::serve(std::sync::Arc::new(TestStore::new(backend).await)).await
+    }
+
+    /// The PostgreSQL database behind this app, if it has one.
+    pub fn database_name(&self) -> Option<String> {
+        match &self.store._cleanup {
+            Cleanup::Database { name, .. } => Some(name.clone()),
+            Cleanup::Directory(_) => None,
+        }
     }
 
     /// A second instance of the application on the same store, as when several servers

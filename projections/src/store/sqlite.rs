@@ -3,6 +3,7 @@
 use super::StoreError;
 use sqlx::sqlite::SqliteSynchronous;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,11 +15,21 @@ pub struct SqliteJobStore {
 }
 
 impl SqliteJobStore {
-    /// Opens (creating if missing) the database file. WAL lets readers run beside the one
-    /// writer; `synchronous = FULL` makes an acknowledged commit survive a power cut; the
-    /// busy timeout makes concurrent writers queue instead of failing.
+    /// Opens (creating if missing) the database a `sqlite:` URL names.
     pub async fn connect(database_url: &str) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str(database_url)?
+        Self::open(SqliteConnectOptions::from_str(database_url)?).await
+    }
+
+    /// Opens the database file at `path` (created if missing).
+    pub async fn open_file(path: &Path) -> Result<Self, StoreError> {
+        Self::open(SqliteConnectOptions::new().filename(path)).await
+    }
+
+    /// WAL lets readers run beside the one writer; `synchronous = FULL` makes an acknowledged
+    /// commit survive a power cut; the busy timeout makes concurrent writers queue instead
+    /// of failing.
+    async fn open(options: SqliteConnectOptions) -> Result<Self, StoreError> {
+        let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
