@@ -144,13 +144,17 @@ fn store_unreachable(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// The message and cause chain of an error, for the log.
+/// The message and cause chain of an error, for the log. Many errors already print their
+/// cause in their own message; a cause whose text is already there is not repeated.
 fn report(error: &(dyn std::error::Error + 'static)) -> String {
     let mut report = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
-        report.push_str(": ");
-        report.push_str(&cause.to_string());
+        let text = cause.to_string();
+        if !report.contains(&text) {
+            report.push_str(": ");
+            report.push_str(&text);
+        }
         source = cause.source();
     }
     report
@@ -390,5 +394,37 @@ fn generic_problem(status: StatusCode) -> Problem {
         instance: String::new(),
         request_id: String::new(),
         errors: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer: {0}")]
+    struct Outer(#[source] Inner);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("inner detail")]
+    struct Inner;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("wrapper")]
+    struct Wrapper(#[source] Inner);
+
+    #[test]
+    fn a_report_names_each_cause_once() {
+        assert_eq!(report(&Outer(Inner)), "outer: inner detail");
+        assert_eq!(report(&Wrapper(Inner)), "wrapper: inner detail");
+    }
+
+    #[test]
+    fn only_connection_failures_count_as_unreachable() {
+        assert!(store_unreachable(&sqlx::Error::PoolTimedOut));
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert!(store_unreachable(&sqlx::Error::Io(io)));
+        assert!(!store_unreachable(&sqlx::Error::RowNotFound));
+        assert!(!store_unreachable(&Wrapper(Inner)));
     }
 }
