@@ -1,6 +1,6 @@
 //! The body shared by both stores. `job_store!(Store, Database)` implements the write side
 //! (`PersistedEventRepository`) and the read side (`JobQueries`) for a store struct that has
-//! `pool` and `delegate` fields. The SQL is written once: `$N` placeholders and
+//! `pool` and `delegate` fields and an `exclusive_writer` method. The SQL is written once: `$N` placeholders and
 //! `ON CONFLICT` upserts mean the same text on PostgreSQL and SQLite.
 
 /// Appends one event; the store's own columns (position, transaction id) take defaults.
@@ -56,6 +56,7 @@ macro_rules! job_store {
                     return Ok(());
                 };
                 let error = super::persistence_error;
+                let _writer = self.exclusive_writer().await;
                 let mut tx = self.pool.begin().await.map_err(error)?;
                 // Events first: on SQLite this takes the write lock before any read, so two
                 // writers queue on the busy timeout instead of deadlocking on an upgrade.

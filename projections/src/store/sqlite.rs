@@ -12,6 +12,10 @@ use std::time::Duration;
 pub struct SqliteJobStore {
     pool: SqlitePool,
     delegate: Arc<sqlite_es::SqliteEventRepository>,
+    /// SQLite has one writer at a time. Queueing this process's write transactions here,
+    /// in order, replaces the busy handler's growing sleeps (hundreds of milliseconds at
+    /// the tail under load) with a plain wait for the writer ahead.
+    writer: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl SqliteJobStore {
@@ -43,7 +47,12 @@ impl SqliteJobStore {
         Ok(Self {
             delegate: Arc::new(sqlite_es::SqliteEventRepository::new(pool.clone())),
             pool,
+            writer: Arc::new(tokio::sync::Mutex::new(())),
         })
+    }
+
+    async fn exclusive_writer(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        Some(self.writer.lock().await)
     }
 
     pub fn pool(&self) -> &SqlitePool {
