@@ -140,7 +140,28 @@ impl JobService {
         self.run(job_id, command?, metadata).await
     }
 
+    /// Runs a command, counting its outcome by kind (`jobs_commands_total`).
     async fn run(
+        &self,
+        job_id: Uuid,
+        command: JobCommand,
+        metadata: &EventMetadata,
+    ) -> Result<(), ApiError> {
+        let name = command.name();
+        let result = self.run_with_retries(job_id, command, metadata).await;
+        let outcome = match &result {
+            Ok(()) => "accepted",
+            Err(ApiError::Rule(_)) => "refused",
+            Err(ApiError::Conflict) => "conflict",
+            Err(ApiError::Unavailable(_)) => "unavailable",
+            Err(_) => "error",
+        };
+        metrics::counter!("jobs_commands_total", "command" => name, "outcome" => outcome)
+            .increment(1);
+        result
+    }
+
+    async fn run_with_retries(
         &self,
         job_id: Uuid,
         command: JobCommand,
@@ -165,6 +186,8 @@ impl JobService {
                         return Err(ApiError::Conflict);
                     }
                     tracing::debug!(%job_id, attempt, "concurrent write won; retrying command");
+                    metrics::counter!("jobs_command_retries_total", "command" => command.name())
+                        .increment(1);
                     tokio::time::sleep(pause).await;
                 }
                 Err(AggregateError::DatabaseConnectionError(error))

@@ -1,13 +1,16 @@
-//! Request ids and request logging. Every response carries `x-request-id` (the caller's,
-//! when it sent a sane one, else a fresh UUID v7); every request is logged once, with its
-//! id, and a 500's cause chain is logged there — the only place errors are logged.
+//! Request ids, request logging and metrics. Every response carries `x-request-id` (the
+//! caller's, when it sent a sane one, else a fresh UUID v7); every request is logged once,
+//! with its id, and a 500's cause chain is logged there — the only place errors are logged.
+//! Metrics go to a process-wide Prometheus recorder, scraped at `GET /metrics`.
 
 use crate::http::problem::InternalErrorReport;
-use axum::extract::{FromRequestParts, Request};
+use axum::extract::{FromRequestParts, MatchedPath, Request};
 use axum::http::{request::Parts, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::convert::Infallible;
+use std::sync::OnceLock;
 use std::time::Instant;
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -86,4 +89,44 @@ pub fn init() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
+}
+
+/// Seconds; from a fast lookup to the request timeout.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// The process's Prometheus recorder, installed on first use. The `metrics` facade has one
+/// global recorder per process, so every application in it (tests run several) reports to
+/// it. `None` only if something else installed a recorder first.
+pub fn metrics() -> Option<&'static PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets(LATENCY_BUCKETS)
+                .ok()?
+                .install_recorder()
+                .ok()
+        })
+        .as_ref()
+}
+
+/// Counts and times each routed request by method, route template and status. A route
+/// layer, so the route is known (and unmatched paths cannot explode the label set).
+pub async fn record_metrics(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().to_owned())
+        .unwrap_or_default();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("jobs_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("jobs_http_request_duration_seconds", "method" => method, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
 }

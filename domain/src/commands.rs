@@ -25,6 +25,24 @@ pub enum JobCommand {
     Cancel(CancelJob),
 }
 
+impl JobCommand {
+    /// A short, stable name of the kind of command (for metrics and logs).
+    pub fn name(&self) -> &'static str {
+        match self {
+            JobCommand::Create(_) => "create",
+            JobCommand::Update(_) => "update",
+            JobCommand::Schedule(_) => "schedule",
+            JobCommand::Unschedule => "unschedule",
+            JobCommand::Progress(_) => "progress",
+            JobCommand::Start(_) => "start",
+            JobCommand::Suspend(_) => "suspend",
+            JobCommand::Resume => "resume",
+            JobCommand::RecordResult(_) => "result",
+            JobCommand::Cancel(_) => "cancel",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct CreateJob {
     pub customer_id: CustomerId,

@@ -31,6 +31,8 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Before the address is printed: from then on a signal must stop the server gracefully.
+    let shutdown = shutdown_signal();
     match application.local_addr() {
         Ok(address) => println!(
             "jobs-server listening on http://{address} (store: {})",
@@ -41,7 +43,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    match application.run_until_stopped(shutdown_signal()).await {
+    match application.run_until_stopped(shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("jobs-server: {error}");

@@ -47,6 +47,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs/{jobId}/events", get(job_events))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
+        .route("/metrics", get(health::metrics))
+        .route_layer(axum::middleware::from_fn(telemetry::record_metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state);
     Router::new()

@@ -133,10 +133,11 @@ pub enum CommandResponses {
         crate::http::jobs::job_events,
         crate::http::health::live,
         crate::http::health::ready,
+        crate::http::health::metrics,
     ),
     // Types named only in query-parameter tuples are not collected automatically.
     components(schemas(JobSortBy, HistorySortBy, SortDirection)),
-    tags((name = "jobs", description = "Jobs and their lifecycle"), (name = "health", description = "Liveness and readiness")),
+    tags((name = "jobs", description = "Jobs and their lifecycle"), (name = "health", description = "Liveness, readiness and metrics")),
 )]
 struct ApiDoc;
 

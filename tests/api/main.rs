@@ -8,5 +8,6 @@ mod concurrency;
 mod edge_inputs;
 mod lifecycle;
 mod listing;
+mod metrics;
 mod openapi;
 mod server;

@@ -196,17 +196,30 @@ backend_tests! {
             .to_owned();
         let mut stderr = BufReader::new(server.stderr.take().expect("stderr")).lines();
 
-        // Half a request: headers and the start of the body.
+        // Half a request: the headers, asking to be told when the body is wanted. The
+        // server's `100 Continue` proves the request is in its hands (a request whose bytes
+        // merely sit in a socket buffer is not yet in flight, and shutdown may drop it).
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let body = r#"{"typeId": 1, "contactId": 2}"#;
         let mut connection = tokio::net::TcpStream::connect(&address).await.expect("connects");
         let head = format!(
             "POST /v1/jobs HTTP/1.1\r\nHost: {address}\r\nCustomer-Id: 3\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+             Content-Type: application/json\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\
+             Connection: close\r\n\r\n",
             body.len()
         );
         connection.write_all(head.as_bytes()).await.expect("writes");
-        connection.write_all(&body.as_bytes()[..10]).await.expect("writes");
+        let mut interim = Vec::new();
+        while !interim.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            let read = tokio::time::timeout(PATIENCE, connection.read(&mut byte))
+                .await
+                .expect("the server answers the headers")
+                .expect("reads");
+            assert_eq!(read, 1, "the connection stays open");
+            interim.push(byte[0]);
+        }
+        assert!(interim.starts_with(b"HTTP/1.1 100"), "{}", String::from_utf8_lossy(&interim));
 
         let pid = server.id().expect("running").to_string();
         assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
@@ -222,7 +235,7 @@ backend_tests! {
         .await
         .expect("the server logs the signal");
         assert!(drained);
-        connection.write_all(&body.as_bytes()[10..]).await.expect("writes the rest");
+        connection.write_all(body.as_bytes()).await.expect("writes the body");
         let mut answer = String::new();
         connection.read_to_string(&mut answer).await.expect("reads");
         assert!(answer.starts_with("HTTP/1.1 201"), "the request in flight completes: {answer}");

@@ -1,0 +1,67 @@
+//! `GET /metrics`: Prometheus counters of requests and command outcomes. The recorder is
+//! process-wide and tests run in parallel, so assertions are on increases, never on exact
+//! totals.
+
+use crate::backend_tests;
+use crate::support::{Backend, TestApp};
+use reqwest::Method;
+use serde_json::json;
+
+const CUSTOMER: i64 = 21;
+
+/// The value of the sample of `name` whose labels include all of `labels`, if any.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|line| line.starts_with(&format!("{name}{{")))
+        .find(|line| {
+            labels
+                .iter()
+                .all(|(key, value)| line.contains(&format!("{key}=\"{value}\"")))
+        })
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
+
+async fn scrape(app: &TestApp) -> String {
+    let reply = app.request(Method::GET, "/metrics", None, None).await;
+    reply.assert_status(200);
+    assert!(
+        reply
+            .header("content-type")
+            .is_some_and(|t| t.starts_with("text/plain; version=0.0.4")),
+        "{:?}",
+        reply.header("content-type")
+    );
+    reply.text
+}
+
+backend_tests! {
+    async fn requests_and_command_outcomes_are_counted(app: TestApp) {
+        let cancels = [("command", "cancel"), ("outcome", "accepted")];
+        let refused_starts = [("command", "start"), ("outcome", "refused")];
+        let creates = [("method", "POST"), ("route", "/v1/jobs"), ("status", "201")];
+        let before = scrape(&app).await;
+        let count = |text: &str, name: &str, labels: &[(&str, &str)]| sample(text, name, labels).unwrap_or(0.0);
+
+        let id = app.create_job(CUSTOMER).await;
+        app.command(CUSTOMER, id, "start", json!({})).await.assert_status(422);
+        app.command(CUSTOMER, id, "cancel", json!({"reason": "measured"})).await.assert_status(204);
+        app.get("/v1/no/such/route", CUSTOMER).await.assert_status(404);
+
+        let after = scrape(&app).await;
+        for (name, labels) in [
+            ("jobs_http_requests_total", &creates[..]),
+            ("jobs_commands_total", &cancels[..]),
+            ("jobs_commands_total", &refused_starts[..]),
+        ] {
+            assert!(
+                count(&after, name, labels) >= count(&before, name, labels) + 1.0,
+                "{name} {labels:?} grew:\n{after}"
+            );
+        }
+        let latency = [("route", "/v1/jobs/{jobId}/cancel"), ("le", "+Inf")];
+        assert!(count(&after, "jobs_http_request_duration_seconds_bucket", &latency) >= 1.0, "{after}");
+        // Unmatched paths are not labels: a scan of random URLs cannot grow the series.
+        assert!(!after.contains("/v1/no/such/route"));
+    }
+}
