@@ -31,26 +31,34 @@ fn server_command(store: &TestStore, listen: &str) -> Command {
     command
 }
 
-/// Starts the binary on a free port and returns it with the base URL it printed.
-async fn start(store: &TestStore) -> (Child, String) {
-    let mut child = server_command(store, "127.0.0.1:0")
+/// Spawns the binary and waits for the line it prints once it accepts connections.
+async fn launch(command: &mut Command) -> (Child, String) {
+    let mut child = command
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
         .spawn()
         .expect("the binary runs");
     let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(PATIENCE, lines.next_line())
+    let line = tokio::time::timeout(PATIENCE, BufReader::new(stdout).lines().next_line())
         .await
-        .expect("the server reports its address")
+        .expect("the server announces itself")
         .expect("readable stdout")
         .expect("a line");
-    let address = line
+    (child, line)
+}
+
+/// The base URL (`http://host:port`) in the server's announcement.
+fn base_url(announcement: &str) -> String {
+    announcement
         .split_whitespace()
         .find(|word| word.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_owned();
-    (child, address)
+        .unwrap_or_else(|| panic!("no address in {announcement:?}"))
+        .to_owned()
+}
+
+/// Starts the binary on a free port and returns it with its base URL.
+async fn start(store: &TestStore) -> (Child, String) {
+    let (child, line) = launch(server_command(store, "127.0.0.1:0").stderr(Stdio::null())).await;
+    (child, base_url(&line))
 }
 
 async fn terminate(child: &mut Child) -> std::process::ExitStatus {
@@ -154,22 +162,16 @@ async fn a_bad_flag_is_a_one_line_failure_with_status_2() {
 async fn the_default_store_works_in_any_directory_name() {
     // `?` and `%` mean something in a URL; the data directory is a path, not a URL.
     let dir = std::env::temp_dir().join(format!("jobs odd?dir%41 {}", uuid::Uuid::now_v7()));
-    let mut child = Command::new(BINARY)
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&dir)
-        .env_remove("DATABASE_URL")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("runs");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let line = tokio::time::timeout(PATIENCE, lines.next_line())
-        .await
-        .expect("starts")
-        .expect("stdout")
-        .unwrap_or_default();
+    let (mut child, line) = launch(
+        Command::new(BINARY)
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&dir)
+            .env_remove("DATABASE_URL")
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true),
+    )
+    .await;
     assert!(line.contains("store: sqlite"), "{line}");
     assert!(dir.join("jobs.db").exists(), "the database is in {dir:?}");
     assert!(terminate(&mut child).await.success());
@@ -178,22 +180,10 @@ async fn the_default_store_works_in_any_directory_name() {
 
 backend_tests! {
     async fn sigterm_lets_a_request_in_flight_finish(store: TestStore) {
-        let mut server = server_command(&store, "127.0.0.1:0")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the binary runs");
-        let mut stdout = BufReader::new(server.stdout.take().expect("stdout")).lines();
-        let line = tokio::time::timeout(PATIENCE, stdout.next_line())
-            .await
-            .expect("the server reports its address")
-            .expect("stdout")
-            .unwrap_or_default();
-        let address = line
-            .split_whitespace()
-            .find_map(|word| word.strip_prefix("http://"))
-            .expect("an address")
-            .to_owned();
+        let (mut server, line) =
+            launch(server_command(&store, "127.0.0.1:0").stderr(Stdio::piped())).await;
+        let url = base_url(&line);
+        let address = url.trim_start_matches("http://");
         let mut stderr = BufReader::new(server.stderr.take().expect("stderr")).lines();
 
         // Half a request: the headers, asking to be told when the body is wanted. The
