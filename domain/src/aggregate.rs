@@ -67,10 +67,6 @@ impl Job {
         self.state.as_ref().map(|s| s.status)
     }
 
-    pub fn customer_id(&self) -> Option<CustomerId> {
-        self.state.as_ref().map(|s| s.customer_id)
-    }
-
     pub fn cancel_reason(&self) -> Option<&CancelReason> {
         self.state.as_ref().and_then(|s| s.cancel_reason.as_ref())
     }

@@ -64,14 +64,6 @@ impl JobStatus {
         JobStatus::ALL.into_iter().find(|s| s.as_str() == value)
     }
 
-    /// Completed or cancelled: no command changes the status any more.
-    pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            JobStatus::CompletedOk | JobStatus::CompletedWithIssues | JobStatus::Cancelled
-        )
-    }
-
     /// Work has begun (started, suspended or completed): the job can no longer be cancelled
     /// and its description and assigned person are locked.
     pub fn work_has_begun(self) -> bool {

@@ -30,10 +30,6 @@ impl PostgresJobStore {
         })
     }
 
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
     /// PostgreSQL runs writers side by side; its row locks order them.
     async fn exclusive_writer(&self) -> Option<()> {
         None

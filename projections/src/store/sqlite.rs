@@ -54,10 +54,6 @@ impl SqliteJobStore {
     async fn exclusive_writer(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
         Some(self.writer.lock().await)
     }
-
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
 }
 
 job_store!(SqliteJobStore, sqlx::Sqlite);
