@@ -1,7 +1,10 @@
 //! The application: build it (connect the store, bind the listener), then run it until a
 //! shutdown signal. Binaries and tests both go through here.
 
-use crate::config::{Settings, StoreLocation};
+use crate::auth::secrets::{HashError, SecretHasher};
+use crate::auth::tokens::{KeyError, TokenKeys};
+use crate::auth::Authenticator;
+use crate::config::{OpenError, Settings};
 use crate::http::{router, AppState};
 use crate::service::JobService;
 use std::future::Future;
@@ -11,10 +14,12 @@ use tokio::net::TcpListener;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot prepare the data directory: {0}")]
-    DataDir(#[source] std::io::Error),
-    #[error("cannot open the store: {0}")]
-    Store(#[from] projections::StoreError),
+    #[error(transparent)]
+    Store(#[from] OpenError),
+    #[error(transparent)]
+    SigningKey(#[from] KeyError),
+    #[error("cannot prepare password hashing: {0}")]
+    Hasher(#[from] HashError),
     #[error("cannot listen on {address}: {source}")]
     Listen {
         address: SocketAddr,
@@ -30,15 +35,18 @@ pub struct Application {
 }
 
 impl Application {
-    /// Connects the store (applying migrations) and binds the listener; port 0 picks a free
-    /// port (see [`Application::local_addr`]).
+    /// Connects the store (applying migrations), loads or makes the token signing key, and
+    /// binds the listener; port 0 picks a free port (see [`Application::local_addr`]).
     pub async fn build(settings: &Settings) -> Result<Self, StartError> {
-        let store = match settings.store_location().map_err(StartError::DataDir)? {
-            StoreLocation::Url(url) => projections::connect(&url).await?,
-            StoreLocation::SqliteFile(path) => projections::store::SqliteJobStore::open_file(&path)
-                .await
-                .map(projections::JobStore::Sqlite)?,
-        };
+        let store = settings.store.open().await?;
+        let key = settings
+            .tokens
+            .key_source(&settings.store.data_dir)
+            .load()?;
+        let keys = TokenKeys::new(&key, settings.tokens.policy())?;
+        let hasher = tokio::task::spawn_blocking(SecretHasher::new)
+            .await
+            .map_err(HashError::from)??;
         let listener =
             TcpListener::bind(settings.listen)
                 .await
@@ -50,6 +58,7 @@ impl Application {
         crate::telemetry::metrics();
         let state = AppState {
             service: Arc::new(JobService::new(&store)),
+            auth: Arc::new(Authenticator::new(keys, Arc::new(hasher), store.clients())),
         };
         Ok(Self {
             listener,

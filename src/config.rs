@@ -1,9 +1,12 @@
 //! Typed configuration. Defaults live here and only here; every setting is a flag with an
-//! environment variable of the same meaning (SPEC §6).
+//! environment variable of the same meaning (SPEC §6). The store options are shared by
+//! `jobs-server` and `jobs-admin`, so both find the same database.
 
-use clap::Parser;
+use crate::auth::tokens::{KeySource, TokenPolicy};
+use clap::{Args, Parser};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -16,31 +19,119 @@ pub struct Settings {
     #[arg(long, env = "JOBS_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
+    #[command(flatten)]
+    pub store: StoreOptions,
+
+    #[command(flatten)]
+    pub tokens: TokenOptions,
+}
+
+/// Where the data lives.
+#[derive(Debug, Clone, Args)]
+pub struct StoreOptions {
     /// Database URL: postgres://… or sqlite:… (default: a SQLite file in the data directory).
-    #[arg(long, env = "DATABASE_URL")]
+    #[arg(long, env = "DATABASE_URL", global = true)]
     pub database_url: Option<String>,
 
-    /// Directory for the embedded database (and, later, generated keys).
-    #[arg(long, env = "JOBS_DATA_DIR", default_value = "./data")]
+    /// Directory for the embedded database and the generated token signing key.
+    #[arg(long, env = "JOBS_DATA_DIR", default_value = "./data", global = true)]
     pub data_dir: PathBuf,
 }
 
-impl Settings {
-    /// The store to open: the configured URL, or the SQLite file `jobs.db` in the data
-    /// directory (created if missing). The file is named by path, not spliced into a URL,
-    /// so any directory name works (`?` or `%` would mean something in a URL).
-    pub fn store_location(&self) -> std::io::Result<StoreLocation> {
+/// How access tokens are signed and what they say.
+#[derive(Debug, Clone, Args)]
+pub struct TokenOptions {
+    /// File holding the token signing key (HS256; at least 32 bytes; trailing whitespace is
+    /// ignored). Default: a key generated on first start into the data directory.
+    #[arg(long, env = "JOBS_TOKEN_KEY_FILE", conflicts_with = "token_key")]
+    pub token_key_file: Option<PathBuf>,
+
+    /// The token signing key itself (at least 32 bytes). Prefer the environment variable or
+    /// the key file: a flag's value is visible to other users of the machine.
+    #[arg(long, env = "JOBS_TOKEN_KEY", hide_env_values = true)]
+    pub token_key: Option<Redacted>,
+
+    /// Lifetime of an access token, in seconds (60…86400).
+    #[arg(long, env = "JOBS_TOKEN_TTL", default_value_t = 3600,
+          value_parser = clap::value_parser!(u32).range(60..=86400))]
+    pub token_ttl: u32,
+
+    /// The `iss` claim of issued tokens; only tokens with this issuer are accepted.
+    #[arg(long, env = "JOBS_TOKEN_ISSUER", default_value = "jobs-service")]
+    pub token_issuer: String,
+
+    /// The `aud` claim of issued tokens; only tokens for this audience are accepted.
+    #[arg(long, env = "JOBS_TOKEN_AUDIENCE", default_value = "jobs-api")]
+    pub token_audience: String,
+}
+
+/// A secret setting: its `Debug` never shows the value, so no log line can leak it.
+#[derive(Clone)]
+pub struct Redacted(pub String);
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl std::str::FromStr for Redacted {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(Redacted(text.to_owned()))
+    }
+}
+
+impl TokenOptions {
+    /// The configured key, or the one generated in `data_dir`.
+    pub fn key_source<'a>(&'a self, data_dir: &'a std::path::Path) -> KeySource<'a> {
+        match (&self.token_key, &self.token_key_file) {
+            (Some(key), _) => KeySource::Inline(&key.0),
+            (None, Some(path)) => KeySource::File(path),
+            (None, None) => KeySource::Generated(data_dir),
+        }
+    }
+
+    pub fn policy(&self) -> TokenPolicy {
+        TokenPolicy {
+            issuer: self.token_issuer.clone(),
+            audience: self.token_audience.clone(),
+            lifetime: Duration::from_secs(self.token_ttl.into()),
+        }
+    }
+}
+
+impl StoreOptions {
+    /// The data directory, created if missing.
+    pub fn prepare_data_dir(&self) -> std::io::Result<&std::path::Path> {
+        std::fs::create_dir_all(&self.data_dir)?;
+        Ok(&self.data_dir)
+    }
+
+    /// Opens the store: the configured URL, or the SQLite file `jobs.db` in the data
+    /// directory (created if missing), applying pending migrations. The file is named by
+    /// path, not spliced into a URL, so any directory name works (`?` or `%` would mean
+    /// something in a URL).
+    pub async fn open(&self) -> Result<projections::JobStore, OpenError> {
         match &self.database_url {
-            Some(url) => Ok(StoreLocation::Url(url.clone())),
+            Some(url) => Ok(projections::connect(url).await?),
             None => {
-                std::fs::create_dir_all(&self.data_dir)?;
-                Ok(StoreLocation::SqliteFile(self.data_dir.join("jobs.db")))
+                let dir = self.prepare_data_dir().map_err(OpenError::DataDir)?;
+                Ok(
+                    projections::store::SqliteJobStore::open_file(&dir.join("jobs.db"))
+                        .await
+                        .map(projections::JobStore::Sqlite)?,
+                )
             }
         }
     }
 }
 
-pub enum StoreLocation {
-    Url(String),
-    SqliteFile(PathBuf),
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot prepare the data directory: {0}")]
+    DataDir(#[source] std::io::Error),
+    #[error("cannot open the store: {0}")]
+    Store(#[from] projections::StoreError),
 }

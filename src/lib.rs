@@ -2,7 +2,9 @@
 //! that binaries and tests run. Business rules live in `domain`, storage and read models in
 //! `projections`; this crate connects them to the outside world.
 
+pub mod admin;
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod http;
 pub mod service;

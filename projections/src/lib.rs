@@ -10,5 +10,7 @@ pub mod view;
 
 pub use metadata::EventMetadata;
 pub use paging::{Direction, JobFilter, JobSort, Page, PageRequest};
-pub use store::{connect, JobQueries, JobStore, StoreError, StoredEvent};
+pub use store::{
+    connect, ClientRecord, ClientRegistry, JobQueries, JobStore, StoreError, StoredEvent,
+};
 pub use view::{JobView, StatusHistoryEntry};

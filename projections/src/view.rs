@@ -190,7 +190,7 @@ impl JobView {
                 self.cancellation = Some(Cancellation {
                     reason: cancelled.reason.as_str().to_owned(),
                     cancelled_at: cancelled.occurred_at,
-                    cancelled_by: metadata.actor.clone(),
+                    cancelled_by: metadata.client_id.clone(),
                 });
             }
         }
@@ -233,7 +233,7 @@ pub fn status_entry(
         status,
         occurred_at: event.occurred_at(),
         comment: comment.map(str::to_owned),
-        actor: metadata.actor.clone(),
+        actor: metadata.client_id.clone(),
     })
 }
 
@@ -245,7 +245,8 @@ mod tests {
 
     fn metadata() -> EventMetadata {
         EventMetadata {
-            actor: "client-1".into(),
+            client_id: "client-1".into(),
+            token_id: "token-1".into(),
             customer_id: 9,
             request_id: "req-1".into(),
         }

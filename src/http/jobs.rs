@@ -1,7 +1,8 @@
-//! The `/v1/jobs` endpoints. Handlers are thin: extract (customer, id, body) → build the
-//! command → run it through the service → 201/204, or read the projection.
+//! The `/v1/jobs` endpoints. Handlers are thin: extract (authorized caller and customer, id,
+//! body) → build the command → run it through the service → 201/204, or read the projection.
 
-use crate::http::extract::{Customer, JobId, JsonBody, OptionalJsonBody, QueryPairs};
+use crate::http::access::{Authorized, Read, Write};
+use crate::http::extract::{JobId, JsonBody, OptionalJsonBody, QueryPairs};
 use crate::http::openapi::{
     CommandResponses, CustomerIdHeader, HistorySortBy, JobIdPath, JobSortBy, Paging, ReadResponses,
     SortDirection,
@@ -15,21 +16,10 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use projections::{EventMetadata, JobSort, JobView, Page, StatusHistoryEntry, StoredEvent};
+use projections::{JobSort, JobView, Page, StatusHistoryEntry, StoredEvent};
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
-
-/// Who is acting: until authentication lands every request acts as `anonymous`.
-const ANONYMOUS: &str = "anonymous";
-
-fn metadata(customer: Customer, request_id: &RequestId) -> EventMetadata {
-    EventMetadata {
-        actor: ANONYMOUS.to_owned(),
-        customer_id: customer.0.get(),
-        request_id: request_id.0.clone(),
-    }
-}
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CreatedJob {
@@ -51,14 +41,14 @@ pub struct CreatedJob {
     ))]
 pub async fn create_job(
     State(app): State<AppState>,
+    access: Authorized<Write>,
     request_id: RequestId,
-    customer: Customer,
     JsonBody(body): JsonBody<CreateJobRequest>,
 ) -> Result<Response, ApiError> {
-    let command = body.into_command(customer.0)?;
+    let command = body.into_command(access.customer)?;
     let id = app
         .service
-        .create(command, &metadata(customer, &request_id))
+        .create(command, &access.metadata(&request_id))
         .await?;
     let location = HeaderValue::from_str(&format!("/v1/jobs/{id}")).map_err(ApiError::internal)?;
     Ok((
@@ -90,7 +80,7 @@ pub async fn create_job(
     ))]
 pub async fn list_jobs(
     State(app): State<AppState>,
-    customer: Customer,
+    access: Authorized<Read>,
     QueryPairs(pairs): QueryPairs,
 ) -> Result<Json<Page<JobView>>, ApiError> {
     let mut params = QueryParams::new(pairs);
@@ -100,7 +90,7 @@ pub async fn list_jobs(
     let jobs = app
         .service
         .queries()
-        .list_jobs(customer.0.get(), &filter, page)
+        .list_jobs(access.customer.get(), &filter, page)
         .await
         .map_err(ApiError::store)?;
     Ok(Json(jobs))
@@ -118,10 +108,10 @@ pub async fn list_jobs(
     ))]
 pub async fn get_job(
     State(app): State<AppState>,
-    customer: Customer,
+    access: Authorized<Read>,
     JobId(job_id): JobId,
 ) -> Result<Response, ApiError> {
-    let job = app.service.require_job(customer.0, job_id).await?;
+    let job = app.service.require_job(access.customer, job_id).await?;
     let etag =
         HeaderValue::from_str(&format!("\"{}\"", job.version)).map_err(ApiError::internal)?;
     Ok(([(header::ETAG, etag)], Json(job)).into_response())
@@ -130,13 +120,18 @@ pub async fn get_job(
 /// Runs a command for an existing job of the customer and answers 204.
 async fn change(
     app: &AppState,
+    access: Authorized<Write>,
     request_id: &RequestId,
-    customer: Customer,
     job_id: Uuid,
     command: Result<domain::JobCommand, ApiError>,
 ) -> Result<StatusCode, ApiError> {
     app.service
-        .change(customer.0, job_id, command, &metadata(customer, request_id))
+        .change(
+            access.customer,
+            job_id,
+            command,
+            &access.metadata(request_id),
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -152,12 +147,12 @@ async fn change(
     responses(CommandResponses))]
 pub async fn update_job(
     State(app): State<AppState>,
+    access: Authorized<Write>,
     request_id: RequestId,
-    customer: Customer,
     JobId(job_id): JobId,
     JsonBody(body): JsonBody<UpdateJobRequest>,
 ) -> Result<StatusCode, ApiError> {
-    change(&app, &request_id, customer, job_id, body.into_command()).await
+    change(&app, access, &request_id, job_id, body.into_command()).await
 }
 
 /// Schedule or reschedule a job.
@@ -170,12 +165,12 @@ pub async fn update_job(
     responses(CommandResponses))]
 pub async fn schedule_job(
     State(app): State<AppState>,
+    access: Authorized<Write>,
     request_id: RequestId,
-    customer: Customer,
     JobId(job_id): JobId,
     JsonBody(body): JsonBody<ScheduleJobRequest>,
 ) -> Result<StatusCode, ApiError> {
-    change(&app, &request_id, customer, job_id, body.into_command()).await
+    change(&app, access, &request_id, job_id, body.into_command()).await
 }
 
 /// Unschedule a job (releases its resource, vehicle and start).
@@ -188,13 +183,13 @@ pub async fn schedule_job(
     responses(CommandResponses))]
 pub async fn unschedule_job(
     State(app): State<AppState>,
+    access: Authorized<Write>,
     request_id: RequestId,
-    customer: Customer,
     JobId(job_id): JobId,
     OptionalJsonBody(EmptyRequest {}): OptionalJsonBody<EmptyRequest>,
 ) -> Result<StatusCode, ApiError> {
     let command = Ok(domain::JobCommand::Unschedule);
-    change(&app, &request_id, customer, job_id, command).await
+    change(&app, access, &request_id, job_id, command).await
 }
 
 /// Report a progress step (sent, read, accepted, refused, onTheWay).
@@ -208,12 +203,12 @@ pub async fn unschedule_job(
     responses(CommandResponses))]
 pub async fn progress_job(
     State(app): State<AppState>,
+    access: Authorized<Write>,
     request_id: RequestId,
-    customer: Customer,
     JobId(job_id): JobId,
     JsonBody(body): JsonBody<ProgressJobRequest>,
 ) -> Result<StatusCode, ApiError> {
-    change(&app, &request_id, customer, job_id, body.into_command()).await
+    change(&app, access, &request_id, job_id, body.into_command()).await
 }
 
 /// Start a job.
@@ -226,12 +221,12 @@ pub async fn progress_job(
     responses(CommandResponses))]
 pub async fn start_job(
     State(app): State<AppState>,
+    access: Authorized<Write>,
     request_id: RequestId,
-    customer: Customer,
     JobId(job_id): JobId,
     OptionalJsonBody(body): OptionalJsonBody<StartJobRequest>,
 ) -> Result<StatusCode, ApiError> {
-    change(&app, &request_id, customer, job_id, body.into_command()).await
+    change(&app, access, &request_id, job_id, body.into_command()).await
 }
 
 /// Suspend a started job.
@@ -243,12 +238,12 @@ pub async fn start_job(
     responses(CommandResponses))]
 pub async fn suspend_job(
     State(app): State<AppState>,
+    access: Authorized<Write>,
     request_id: RequestId,
-    customer: Customer,
     JobId(job_id): JobId,
     OptionalJsonBody(body): OptionalJsonBody<SuspendJobRequest>,
 ) -> Result<StatusCode, ApiError> {
-    change(&app, &request_id, customer, job_id, body.into_command()).await
+    change(&app, access, &request_id, job_id, body.into_command()).await
 }
 
 /// Resume a suspended job (it is started again).
@@ -260,13 +255,13 @@ pub async fn suspend_job(
     responses(CommandResponses))]
 pub async fn resume_job(
     State(app): State<AppState>,
+    access: Authorized<Write>,
     request_id: RequestId,
-    customer: Customer,
     JobId(job_id): JobId,
     OptionalJsonBody(EmptyRequest {}): OptionalJsonBody<EmptyRequest>,
 ) -> Result<StatusCode, ApiError> {
     let command = Ok(domain::JobCommand::Resume);
-    change(&app, &request_id, customer, job_id, command).await
+    change(&app, access, &request_id, job_id, command).await
 }
 
 /// Record the result of a started job (completedOk or completedWithIssues).
@@ -278,12 +273,12 @@ pub async fn resume_job(
     responses(CommandResponses))]
 pub async fn record_result(
     State(app): State<AppState>,
+    access: Authorized<Write>,
     request_id: RequestId,
-    customer: Customer,
     JobId(job_id): JobId,
     JsonBody(body): JsonBody<RecordResultRequest>,
 ) -> Result<StatusCode, ApiError> {
-    change(&app, &request_id, customer, job_id, body.into_command()).await
+    change(&app, access, &request_id, job_id, body.into_command()).await
 }
 
 /// Cancel a job.
@@ -299,12 +294,12 @@ pub async fn record_result(
     responses(CommandResponses))]
 pub async fn cancel_job(
     State(app): State<AppState>,
+    access: Authorized<Write>,
     request_id: RequestId,
-    customer: Customer,
     JobId(job_id): JobId,
     JsonBody(body): JsonBody<CancelJobRequest>,
 ) -> Result<StatusCode, ApiError> {
-    change(&app, &request_id, customer, job_id, body.into_command()).await
+    change(&app, access, &request_id, job_id, body.into_command()).await
 }
 
 /// A job's status changes, oldest first by default.
@@ -321,7 +316,7 @@ pub async fn cancel_job(
     ))]
 pub async fn status_history(
     State(app): State<AppState>,
-    customer: Customer,
+    access: Authorized<Read>,
     JobId(job_id): JobId,
     QueryPairs(pairs): QueryPairs,
 ) -> Result<Json<Page<StatusHistoryEntry>>, ApiError> {
@@ -332,7 +327,7 @@ pub async fn status_history(
     params.finish()?;
     app.service
         .queries()
-        .status_history(customer.0.get(), job_id, direction, page)
+        .status_history(access.customer.get(), job_id, direction, page)
         .await
         .map_err(ApiError::store)?
         .map(Json)
@@ -349,7 +344,7 @@ pub async fn status_history(
     ))]
 pub async fn job_events(
     State(app): State<AppState>,
-    customer: Customer,
+    access: Authorized<Read>,
     JobId(job_id): JobId,
     QueryPairs(pairs): QueryPairs,
 ) -> Result<Json<Page<StoredEvent>>, ApiError> {
@@ -358,7 +353,7 @@ pub async fn job_events(
     params.finish()?;
     app.service
         .queries()
-        .events(customer.0.get(), job_id, page)
+        .events(access.customer.get(), job_id, page)
         .await
         .map_err(ApiError::store)?
         .map(Json)

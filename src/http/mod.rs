@@ -1,5 +1,6 @@
 //! The HTTP layer: the router, its middleware stack and shared state.
 
+pub mod access;
 pub mod extract;
 pub mod health;
 pub mod jobs;
@@ -7,11 +8,13 @@ pub mod openapi;
 pub mod problem;
 pub mod query;
 pub mod requests;
+pub mod tokens;
 
+use crate::auth::Authenticator;
 use crate::service::JobService;
 use crate::telemetry;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::Router;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +31,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Clone)]
 pub struct AppState {
     pub service: Arc<JobService>,
+    pub auth: Arc<Authenticator>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -45,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs/{jobId}/cancel", put(cancel_job))
         .route("/v1/jobs/{jobId}/statusHistory", get(status_history))
         .route("/v1/jobs/{jobId}/events", get(job_events))
+        .route("/auth/tokens", post(tokens::issue_token))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(health::metrics))

@@ -1,6 +1,7 @@
 //! The OpenAPI 3.1 document, generated from the handlers and types (utoipa), plus the
 //! reusable parameter and response sets the handlers' annotations refer to.
 
+use crate::auth::Scope;
 use crate::http::problem::{Problem, PROBLEM_JSON, PROBLEM_TYPES};
 use utoipa::{IntoParams, IntoResponses, OpenApi, ToSchema};
 
@@ -131,54 +132,102 @@ pub enum CommandResponses {
         crate::http::jobs::cancel_job,
         crate::http::jobs::status_history,
         crate::http::jobs::job_events,
+        crate::http::tokens::issue_token,
         crate::http::health::live,
         crate::http::health::ready,
         crate::http::health::metrics,
     ),
     // Types named only in query-parameter tuples are not collected automatically.
     components(schemas(JobSortBy, HistorySortBy, SortDirection)),
-    tags((name = "jobs", description = "Jobs and their lifecycle"), (name = "health", description = "Liveness, readiness and metrics")),
+    tags(
+        (name = "jobs", description = "Jobs and their lifecycle. Every operation needs an access token \
+            (`Authorization: Bearer …`, from `POST /auth/tokens`) with the operation's scope and the \
+            `Customer-Id` among its customers."),
+        (name = "auth", description = "OAuth 2.0 client credentials: access tokens for registered clients"),
+        (name = "health", description = "Liveness, readiness and metrics"),
+    ),
 )]
 struct ApiDoc;
 
+/// The name of the security scheme every `/v1` operation requires.
+const SECURITY_SCHEME: &str = "oauth2";
+
 /// The document served at `/openapi.json`: the generated one, plus what holds for every
 /// operation and so is added here rather than repeated on each: the `x-request-id` header of
-/// every response, the 503 that any `/v1` request can answer (store unreachable, or the
-/// request timed out), and the problem-type catalogue.
+/// every response, the 503 that any request touching the store can answer (store
+/// unreachable, or the request timed out), the security requirement of every `/v1`
+/// operation with its 401 and 403, and the problem-type catalogue.
 pub fn document() -> utoipa::openapi::OpenApi {
     use utoipa::openapi::schema::{ObjectBuilder, Type};
+    use utoipa::openapi::security::SecurityRequirement;
     use utoipa::openapi::{ContentBuilder, HeaderBuilder, Ref, RefOr, ResponseBuilder};
 
     let mut doc = ApiDoc::openapi();
+    add_security_scheme(&mut doc);
+    let problem = |description: &str| {
+        ResponseBuilder::new().description(description).content(
+            PROBLEM_JSON,
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+    };
+    let challenge = HeaderBuilder::new()
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+        .description(Some(
+            "`Bearer realm=\"jobs-service\"`, with `error=\"invalid_token\"` when a token was sent \
+             (RFC 6750 §3)",
+        ))
+        .build();
+    let unauthorized = problem(
+        "No access token, or one that is malformed, expired, not yet valid, wrongly signed, \
+         for another audience, or of a revoked client (`/problems/unauthorized`)",
+    )
+    .header("WWW-Authenticate", challenge)
+    .build();
+    let forbidden = problem(
+        "The token lacks the operation's scope (`/problems/insufficient-scope`) or may not act \
+         for the `Customer-Id` (`/problems/customer-not-allowed`)",
+    )
+    .build();
     let request_id = HeaderBuilder::new()
         .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
         .description(Some(
             "The request's id: the caller's own when it sent a usable one, else generated",
         ))
         .build();
-    let unavailable = ResponseBuilder::new()
-        .description(
-            "The store is unreachable or the request timed out \
-             (`/problems/service-unavailable`); retry later",
-        )
-        .content(
-            PROBLEM_JSON,
-            ContentBuilder::new()
-                .schema(Some(Ref::from_schema_name("Problem")))
-                .build(),
-        )
-        .build();
+    let unavailable = problem(
+        "The store is unreachable or the request timed out \
+         (`/problems/service-unavailable`); retry later",
+    )
+    .build();
     for (path, item) in doc.paths.paths.iter_mut() {
         let operations = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.patch,
-            &mut item.delete,
+            (Scope::JobsRead, &mut item.get),
+            (Scope::JobsWrite, &mut item.put),
+            (Scope::JobsWrite, &mut item.post),
+            (Scope::JobsWrite, &mut item.patch),
+            (Scope::JobsWrite, &mut item.delete),
         ];
-        for operation in operations.into_iter().flatten() {
+        for (scope, operation) in operations {
+            let Some(operation) = operation else { continue };
+            let protected = path.starts_with("/v1/");
+            if protected {
+                operation.security = Some(vec![SecurityRequirement::new(
+                    SECURITY_SCHEME,
+                    [scope.as_str()],
+                )]);
+            }
             let responses = &mut operation.responses.responses;
-            if path.starts_with("/v1/") {
+            if protected {
+                responses
+                    .entry("401".to_owned())
+                    .or_insert_with(|| RefOr::T(unauthorized.clone()));
+                responses
+                    .entry("403".to_owned())
+                    .or_insert_with(|| RefOr::T(forbidden.clone()));
+            }
+            if protected || path.starts_with("/auth/") {
                 responses
                     .entry("503".to_owned())
                     .or_insert_with(|| RefOr::T(unavailable.clone()));
@@ -201,4 +250,28 @@ pub fn document() -> utoipa::openapi::OpenApi {
         serde_json::Value::Object(catalogue),
     );
     doc
+}
+
+/// OAuth 2.0 client credentials against our own token endpoint, with the service's scopes.
+/// Swagger UI at `/docs` uses it for its "Authorize" button.
+fn add_security_scheme(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::security::{ClientCredentials, Flow, OAuth2, Scopes, SecurityScheme};
+    let scopes = Scopes::from_iter([
+        (
+            Scope::JobsRead.as_str(),
+            "Read jobs, their status history and events",
+        ),
+        (Scope::JobsWrite.as_str(), "Create and change jobs"),
+    ]);
+    let flow = Flow::ClientCredentials(ClientCredentials::new("/auth/tokens", scopes));
+    doc.components
+        .get_or_insert_with(Default::default)
+        .add_security_scheme(
+            SECURITY_SCHEME,
+            SecurityScheme::OAuth2(OAuth2::with_description(
+                [flow],
+                "Register a client with `jobs-admin clients create`, then trade its id and \
+                 secret for a token at `POST /auth/tokens`.",
+            )),
+        );
 }

@@ -4,6 +4,7 @@
 //! `requestId`) and turns any non-problem error axum produces itself (unknown route, wrong
 //! method) into a problem too, so no client ever sees a `text/plain` error.
 
+use crate::auth::Scope;
 use crate::telemetry::RequestId;
 use axum::body::Body;
 use axum::extract::Request;
@@ -35,6 +36,10 @@ pub struct Problem {
     /// On 422 validation problems: property name → messages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub errors: Option<BTreeMap<String, Vec<String>>>,
+    /// On token endpoint errors: the OAuth 2.0 error code (RFC 6749 §5.2), e.g.
+    /// `invalid_client`, for OAuth client libraries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Field-level rule violations, collected so one answer lists all of them.
@@ -84,6 +89,24 @@ pub enum ApiError {
     Validation(FieldErrors),
     #[error(transparent)]
     Rule(#[from] JobError),
+    /// 401 on `/v1`: no access token, or one that is not accepted (`presented`: one was sent).
+    #[error("{detail}")]
+    Unauthenticated { presented: bool, detail: String },
+    /// 403: a valid token that may not do this (`missing_scope`, or another customer).
+    #[error("{detail}")]
+    Forbidden {
+        slug: &'static str,
+        detail: String,
+        missing_scope: Option<Scope>,
+    },
+    /// A refusal of the token endpoint, with its OAuth 2.0 error code (RFC 6749 §5.2).
+    #[error("{detail}")]
+    TokenRequest {
+        status: StatusCode,
+        code: &'static str,
+        slug: &'static str,
+        detail: String,
+    },
     /// Concurrent changes kept winning after every retry.
     #[error("conflict")]
     Conflict,
@@ -217,6 +240,19 @@ pub const PROBLEM_TYPES: &[(&str, &str)] = &[
     ("job-not-resumable", "Job cannot be resumed"),
     ("job-result-not-allowed", "Result cannot be recorded"),
     ("job-not-cancellable", "Job cannot be cancelled"),
+    ("unauthorized", "Missing or invalid access token"),
+    (
+        "insufficient-scope",
+        "Access token lacks the required scope",
+    ),
+    (
+        "customer-not-allowed",
+        "Access token may not act for this customer",
+    ),
+    ("invalid-client", "Client authentication failed"),
+    ("invalid-token-request", "Malformed token request"),
+    ("unsupported-grant-type", "Unsupported grant type"),
+    ("invalid-scope", "Invalid scope"),
     ("conflict", "Concurrent modification"),
     ("service-unavailable", "Service unavailable"),
     ("internal", "Internal server error"),
@@ -236,16 +272,43 @@ fn problem_response(
     detail: String,
     errors: Option<BTreeMap<String, Vec<String>>>,
 ) -> Response {
-    let problem = Problem {
+    let mut problem = problem_of(status, slug, detail);
+    problem.errors = errors;
+    respond(status, &problem)
+}
+
+fn problem_of(status: StatusCode, slug: &str, detail: String) -> Problem {
+    Problem {
         problem_type: format!("/problems/{slug}"),
         title: title_of(slug).to_owned(),
         status: status.as_u16(),
         detail,
         instance: String::new(),
         request_id: String::new(),
-        errors,
-    };
-    let body = serde_json::to_vec(&problem).unwrap_or_default();
+        errors: None,
+        error: None,
+    }
+}
+
+/// The realm named in every `WWW-Authenticate` challenge.
+const REALM: &str = "jobs-service";
+
+/// Adds a `WWW-Authenticate` challenge (RFC 6750 §3 for Bearer). Quotes in the description
+/// are dropped, since it sits inside a quoted string.
+fn challenge(response: &mut Response, scheme: &str, params: &[(&str, &str)]) {
+    let mut value = format!("{scheme} realm=\"{REALM}\"");
+    for (name, text) in params {
+        value.push_str(&format!(", {name}=\"{}\"", text.replace(['"', '\\'], "")));
+    }
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
+    }
+}
+
+fn respond(status: StatusCode, problem: &Problem) -> Response {
+    let body = serde_json::to_vec(problem).unwrap_or_default();
     (
         status,
         [(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON))],
@@ -293,6 +356,49 @@ impl IntoResponse for ApiError {
                 error.to_string(),
                 None,
             ),
+            ApiError::Unauthenticated { presented, detail } => {
+                let mut response = problem_response(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    detail.clone(),
+                    None,
+                );
+                // RFC 6750 §3.1: no error code when the request carried no token at all.
+                if presented {
+                    let params = [("error", "invalid_token"), ("error_description", &*detail)];
+                    challenge(&mut response, "Bearer", &params);
+                } else {
+                    challenge(&mut response, "Bearer", &[]);
+                }
+                response
+            }
+            ApiError::Forbidden {
+                slug,
+                detail,
+                missing_scope,
+            } => {
+                let mut response = problem_response(StatusCode::FORBIDDEN, slug, detail, None);
+                if let Some(scope) = missing_scope {
+                    let params = [("error", "insufficient_scope"), ("scope", scope.as_str())];
+                    challenge(&mut response, "Bearer", &params);
+                }
+                response
+            }
+            ApiError::TokenRequest {
+                status,
+                code,
+                slug,
+                detail,
+            } => {
+                let mut problem = problem_of(status, slug, detail);
+                problem.error = Some(code.to_owned());
+                let mut response = respond(status, &problem);
+                // Every 401 names a scheme that would work: HTTP Basic is one (§2.3.1).
+                if status == StatusCode::UNAUTHORIZED {
+                    challenge(&mut response, "Basic", &[]);
+                }
+                response
+            }
             ApiError::Conflict => problem_response(
                 StatusCode::CONFLICT,
                 "conflict",
@@ -386,15 +492,7 @@ fn generic_problem(status: StatusCode) -> Problem {
         s if s.is_server_error() => ("internal", "an unexpected error occurred"),
         _ => ("malformed-body", "the request could not be understood"),
     };
-    Problem {
-        problem_type: format!("/problems/{slug}"),
-        title: title_of(slug).to_owned(),
-        status: status.as_u16(),
-        detail: detail.to_owned(),
-        instance: String::new(),
-        request_id: String::new(),
-        errors: None,
-    }
+    problem_of(status, slug, detail.to_owned())
 }
 
 #[cfg(test)]

@@ -103,7 +103,8 @@ backend_tests! {
             field(&history, "comment"),
             [json!(null), json!(null), json!("dispatched"), json!(null), json!("waiting for parts"), json!(null), json!("boiler replaced")]
         );
-        assert!(field(&history, "actor").iter().all(|a| a == "anonymous"), "{history}");
+        let (client_id, _) = app.default_client(CUSTOMER).await;
+        assert!(field(&history, "actor").iter().all(|a| *a == client_id.to_string()), "{history}");
         let times: Vec<_> = field(&history, "occurredAt").iter().map(timestamp).collect();
         assert!(times.windows(2).all(|w| w[0] <= w[1]), "occurredAt never goes back: {times:?}");
 
@@ -234,13 +235,16 @@ backend_tests! {
             "JobCreated", "JobScheduled", "JobProgressed", "JobStarted",
             "JobSuspended", "JobResumed", "JobCompleted", "JobUpdated",
         ]);
+        let (client_id, token) = app.default_client(CUSTOMER).await;
+        let token_id = app.token_id(&token);
         let mut recorded = Vec::new();
         for (index, event) in items.iter().enumerate() {
             assert_eq!(event["sequence"], index + 1, "{event}");
             assert_eq!(event["eventVersion"], "1.0");
             recorded.push(timestamp(&event["recordedAt"]));
             timestamp(&event["payload"]["occurredAt"]);
-            assert_eq!(event["metadata"]["actor"], "anonymous");
+            assert_eq!(event["metadata"]["clientId"], client_id.to_string(), "who acted");
+            assert_eq!(event["metadata"]["tokenId"], token_id, "with which token");
             assert_eq!(event["metadata"]["customerId"], CUSTOMER.to_string());
             assert_eq!(
                 event["metadata"]["requestId"], request_ids[index],

@@ -24,7 +24,8 @@ backend_tests! {
         let job = app.job(CUSTOMER, id).await;
         assert_eq!(job["status"], "cancelled");
         assert_eq!(job["cancellation"]["reason"], "customer moved house");
-        assert_eq!(job["cancellation"]["cancelledBy"], "anonymous");
+        let (client_id, _) = app.default_client(CUSTOMER).await;
+        assert_eq!(job["cancellation"]["cancelledBy"], client_id.to_string());
         assert!(job["cancellation"]["cancelledAt"].is_string());
 
         let events = app.events(CUSTOMER, id).await;
@@ -37,6 +38,7 @@ backend_tests! {
             "the audit trail names the request that cancelled"
         );
         assert_eq!(last["metadata"]["customerId"], "42");
+        assert_eq!(last["metadata"]["clientId"], client_id.to_string(), "the audit trail names who cancelled");
     }
 
     async fn every_cancellable_status_can_be_cancelled(app: TestApp) {

@@ -2,7 +2,9 @@
 
 mod support;
 
+mod admin;
 mod audit;
+mod auth;
 mod cancel;
 mod concurrency;
 mod edge_inputs;

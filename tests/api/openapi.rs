@@ -1,6 +1,6 @@
-//! The OpenAPI document describes the whole `/v1` surface of SPEC §4 (authentication and
-//! metrics are not built yet), the docs page is served from the binary, and errors the router
-//! produces itself are problems too.
+//! The OpenAPI document describes the whole `/v1` surface of SPEC §4 with its security
+//! (OAuth 2.0 client credentials, a scope per operation) and the token endpoint, the docs page
+//! is served from the binary, and errors the router produces itself are problems too.
 
 use crate::backend_tests;
 use crate::support::{Backend, TestApp};
@@ -212,7 +212,19 @@ backend_tests! {
 
             let responses = &operation["responses"];
             assert_problem_response(&doc, &name, responses, "400");
+            assert_problem_response(&doc, &name, responses, "401");
+            assert_problem_response(&doc, &name, responses, "403");
             assert_problem_response(&doc, &name, responses, "500");
+            let scope = if *kind == Kind::Read { "jobs:read" } else { "jobs:write" };
+            assert_eq!(
+                operation["security"],
+                serde_json::json!([{"oauth2": [scope]}]),
+                "{name} requires a token with {scope}"
+            );
+            assert!(
+                resolve(&doc, &responses["401"])["headers"]["WWW-Authenticate"].is_object(),
+                "{name}: 401 documents its challenge"
+            );
             match kind {
                 Kind::Create => {
                     assert_json_response(&doc, &name, responses, "201");
@@ -255,6 +267,24 @@ backend_tests! {
         let page = resolve(&doc, &doc["paths"]["/v1/jobs"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]);
         for property in ["items", "pageNumber", "pageSize", "pageItemCount", "hasMore"] {
             assert!(page["properties"].get(property).is_some(), "the page schema has {property}: {page}");
+        }
+        // The security scheme: client credentials at our own token endpoint, both scopes.
+        let scheme = &doc["components"]["securitySchemes"]["oauth2"];
+        assert_eq!(scheme["type"], "oauth2", "{scheme}");
+        let flow = &scheme["flows"]["clientCredentials"];
+        assert_eq!(flow["tokenUrl"], "/auth/tokens");
+        assert!(flow["scopes"]["jobs:read"].is_string() && flow["scopes"]["jobs:write"].is_string());
+        // The token endpoint: a form body, a token or a problem.
+        let token = &doc["paths"]["/auth/tokens"]["post"];
+        assert!(token["requestBody"].pointer("/content/application~1x-www-form-urlencoded").is_some(), "{token}");
+        assert!(token.get("security").is_none(), "the token endpoint takes client credentials, not a token");
+        assert_json_response(&doc, "POST /auth/tokens", &token["responses"], "200");
+        for status in ["400", "401", "500"] {
+            assert_problem_response(&doc, "POST /auth/tokens", &token["responses"], status);
+        }
+        let issued = resolve(&doc, &token["responses"]["200"]["content"]["application/json"]["schema"]);
+        for property in ["access_token", "token_type", "expires_in", "scope"] {
+            assert!(issued["properties"].get(property).is_some(), "the token response has {property}");
         }
         // The health probes are documented too.
         assert!(doc["paths"]["/health/live"]["get"].is_object());
@@ -335,6 +365,13 @@ backend_tests! {
             "/problems/not-found",
             "/problems/method-not-allowed",
             "/problems/internal",
+            "/problems/unauthorized",
+            "/problems/insufficient-scope",
+            "/problems/customer-not-allowed",
+            "/problems/invalid-client",
+            "/problems/invalid-token-request",
+            "/problems/unsupported-grant-type",
+            "/problems/invalid-scope",
         ] {
             assert!(
                 catalogue.get(problem_type).and_then(Value::as_str).is_some_and(|t| !t.is_empty()),

@@ -3,7 +3,8 @@
 //! a one-line reason when it cannot.
 
 use crate::backend_tests;
-use crate::support::{Backend, TestStore};
+use crate::support::{request_token, token_for_customer, Backend, TestStore};
+use jobs_service::auth::Scope;
 use serde_json::json;
 use std::process::Stdio;
 use std::time::Duration;
@@ -26,6 +27,9 @@ fn server_command(store: &TestStore, listen: &str) -> Command {
         .env_remove("DATABASE_URL")
         .env_remove("JOBS_LISTEN")
         .env_remove("JOBS_DATA_DIR")
+        .env_remove("JOBS_TOKEN_KEY")
+        .env_remove("JOBS_TOKEN_KEY_FILE")
+        .env_remove("JOBS_TOKEN_TTL")
         .stdin(Stdio::null())
         .kill_on_drop(true);
     command
@@ -78,8 +82,10 @@ backend_tests! {
     async fn sigterm_stops_gracefully_and_keeps_every_write(store: TestStore) {
         let client = reqwest::Client::new();
         let (mut server, address) = start(&store).await;
+        let (_, token) = token_for_customer(&store, &address, 5).await;
         let reply = client
             .post(format!("{address}/v1/jobs"))
+            .bearer_auth(&token)
             .header("Customer-Id", "5")
             .json(&json!({"typeId": 1, "contactId": 2}))
             .send()
@@ -91,10 +97,12 @@ backend_tests! {
         let status = terminate(&mut server).await;
         assert!(status.success(), "exit status 0 after a graceful shutdown: {status:?}");
 
-        // Started again on the same store, the acknowledged job is there.
+        // Started again on the same store, the acknowledged job is there, and the token
+        // issued before still works: the generated signing key was kept.
         let (mut server, address) = start(&store).await;
         let reply = client
             .get(format!("{address}{location}"))
+            .bearer_auth(&token)
             .header("Customer-Id", "5")
             .send()
             .await
@@ -184,6 +192,7 @@ backend_tests! {
             launch(server_command(&store, "127.0.0.1:0").stderr(Stdio::piped())).await;
         let url = base_url(&line);
         let address = url.trim_start_matches("http://");
+        let (_, token) = token_for_customer(&store, &url, 3).await;
         let mut stderr = BufReader::new(server.stderr.take().expect("stderr")).lines();
 
         // Half a request: the headers, asking to be told when the body is wanted. The
@@ -194,6 +203,7 @@ backend_tests! {
         let mut connection = tokio::net::TcpStream::connect(&address).await.expect("connects");
         let head = format!(
             "POST /v1/jobs HTTP/1.1\r\nHost: {address}\r\nCustomer-Id: 3\r\n\
+             Authorization: Bearer {token}\r\n\
              Content-Type: application/json\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\
              Connection: close\r\n\r\n",
             body.len()
@@ -265,4 +275,71 @@ async fn an_unreachable_store_answers_503() {
         .request(reqwest::Method::GET, "/health/live", None, None)
         .await;
     live.assert_status(200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_signing_key_and_token_lifetime_are_used() {
+    let store = TestStore::new(Backend::Sqlite).await;
+    let key = "a configured key, long enough for HS256";
+    let key_file = store.data_dir.join("configured.key");
+    std::fs::write(&key_file, format!("{key}\n")).expect("key file");
+    let (mut server, line) = launch(
+        server_command(&store, "127.0.0.1:0")
+            .arg("--token-key-file")
+            .arg(&key_file)
+            .arg("--token-ttl")
+            .arg("120")
+            .stderr(Stdio::null()),
+    )
+    .await;
+    let address = base_url(&line);
+    let client = store.register_client(&Scope::ALL, &[5]).await;
+    let response = request_token(&reqwest::Client::new(), &address, &client, None).await;
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.expect("JSON");
+    assert_eq!(body["expires_in"], 120);
+    let defaults = <jobs_service::Settings as clap::Parser>::try_parse_from(["jobs-server"])
+        .expect("defaults");
+    let keys = jobs_service::auth::tokens::TokenKeys::new(key.as_bytes(), defaults.tokens.policy())
+        .expect("keys");
+    let claims = keys
+        .verify(body["access_token"].as_str().expect("token"))
+        .expect("signed with the configured key (the trailing newline is not part of it)");
+    assert_eq!(claims.exp - claims.iat, 120);
+    assert!(
+        !store.data_dir.join("token-signing.key").exists(),
+        "no key is generated when one is configured"
+    );
+    assert!(terminate(&mut server).await.success());
+}
+
+#[tokio::test]
+async fn an_unusable_signing_key_is_a_one_line_failure() {
+    let store = TestStore::new(Backend::Sqlite).await;
+    let missing = store.data_dir.join("no-such.key");
+    let short = server_command(&store, "127.0.0.1:0")
+        .env("JOBS_TOKEN_KEY", "too short")
+        .output()
+        .await
+        .expect("runs");
+    let absent = server_command(&store, "127.0.0.1:0")
+        .arg("--token-key-file")
+        .arg(&missing)
+        .output()
+        .await
+        .expect("runs");
+    for (output, expected) in [(short, "at least 32"), (absent, "no-such.key")] {
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let reason: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("jobs-server:"))
+            .collect();
+        assert_eq!(reason.len(), 1, "one line of reason: {stderr}");
+        assert!(reason[0].contains(expected), "{stderr}");
+        assert!(
+            !stderr.contains("too short"),
+            "the key itself is never printed: {stderr}"
+        );
+    }
 }

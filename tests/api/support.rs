@@ -2,11 +2,17 @@
 //! request helpers. `backend_tests!` runs each test body once on SQLite and once on
 //! PostgreSQL (a uniquely named database, dropped afterwards).
 
+use clap::Parser;
+use jobs_service::auth::secrets::SecretHasher;
+use jobs_service::auth::Scope;
 use jobs_service::{Application, Settings};
 use projections::{EventMetadata, JobView};
+use reqwest::header::AUTHORIZATION;
 use reqwest::Method;
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 use uuid::Uuid;
 
 /// Where the PostgreSQL tests create their databases. `scripts/test` sets it when it had to
@@ -70,7 +76,27 @@ impl Drop for Cleanup {
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
-    store: std::sync::Arc<TestStore>,
+    pub store: std::sync::Arc<TestStore>,
+    /// A client and its access token per customer id, for the requests whose test did not
+    /// bring a token of its own.
+    tokens: tokio::sync::Mutex<HashMap<i64, (Uuid, String)>>,
+}
+
+/// A registered client and the secret it was given.
+pub struct TestClient {
+    pub id: Uuid,
+    pub secret: String,
+}
+
+/// One password hasher for the whole test binary: making one costs a hash.
+fn hasher() -> &'static SecretHasher {
+    static HASHER: OnceLock<SecretHasher> = OnceLock::new();
+    HASHER.get_or_init(|| SecretHasher::new().expect("a password hasher"))
+}
+
+/// A form-encoded body.
+pub fn form(pairs: &[(&str, &str)]) -> String {
+    serde_urlencoded::to_string(pairs).expect("encodable")
 }
 
 /// A response, read whole.
@@ -136,6 +162,8 @@ impl Reply {
 pub struct TestStore {
     pub database_url: String,
     pub data_dir: PathBuf,
+    /// The store opened by the test itself, to register clients.
+    opened: tokio::sync::OnceCell<projections::JobStore>,
     _cleanup: Cleanup,
 }
 
@@ -170,9 +198,80 @@ impl TestStore {
         TestStore {
             database_url,
             data_dir,
+            opened: tokio::sync::OnceCell::new(),
             _cleanup: cleanup,
         }
     }
+
+    pub async fn open(&self) -> &projections::JobStore {
+        self.opened
+            .get_or_init(|| async {
+                projections::connect(&self.database_url)
+                    .await
+                    .expect("the test opens its store")
+            })
+            .await
+    }
+
+    /// Registers a client, as `jobs-admin clients create` does.
+    pub async fn register_client(&self, scopes: &[Scope], customers: &[i64]) -> TestClient {
+        let registry = self.open().await.clients();
+        let created = jobs_service::auth::clients::create_client(
+            registry.as_ref(),
+            hasher(),
+            "test client",
+            scopes,
+            customers,
+        )
+        .await
+        .expect("the client is registered");
+        TestClient {
+            id: created.client.id,
+            secret: created.secret,
+        }
+    }
+
+    /// The key the server signs tokens with (generated into the data directory).
+    pub fn signing_key(&self) -> Vec<u8> {
+        jobs_service::auth::tokens::KeySource::Generated(&self.data_dir)
+            .load()
+            .expect("the server's signing key")
+    }
+}
+
+/// Asks the token endpoint at `address` for a token for `client`.
+pub async fn request_token(
+    http: &reqwest::Client,
+    address: &str,
+    client: &TestClient,
+    scope: Option<&str>,
+) -> reqwest::Response {
+    let id = client.id.to_string();
+    let mut pairs = vec![
+        ("grant_type", "client_credentials"),
+        ("client_id", id.as_str()),
+        ("client_secret", client.secret.as_str()),
+    ];
+    if let Some(scope) = scope {
+        pairs.push(("scope", scope));
+    }
+    http.post(format!("{address}/auth/tokens"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&pairs))
+        .send()
+        .await
+        .expect("the token endpoint answers")
+}
+
+/// A new client with every scope, acting for `customer`, and a token for it from the server
+/// at `address` over `store`.
+pub async fn token_for_customer(store: &TestStore, address: &str, customer: i64) -> (Uuid, String) {
+    let client = store.register_client(&Scope::ALL, &[customer]).await;
+    let response = request_token(&reqwest::Client::new(), address, &client, None).await;
+    assert_eq!(response.status(), 200, "a token is issued");
+    let body: Value = response.json().await.expect("a JSON token response");
+    let token = body["access_token"].as_str().expect("an access token");
+    (client.id, token.to_owned())
 }
 
 /// What a `backend_tests!` body receives, made for one backend.
@@ -213,11 +312,16 @@ impl TestApp {
     }
 
     async fn serve(store: std::sync::Arc<TestStore>) -> TestApp {
-        let settings = Settings {
-            listen: "127.0.0.1:0".parse().expect("address"),
-            database_url: Some(store.database_url.clone()),
-            data_dir: store.data_dir.clone(),
-        };
+        let args: [std::ffi::OsString; 7] = [
+            "jobs-server".into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--database-url".into(),
+            store.database_url.clone().into(),
+            "--data-dir".into(),
+            store.data_dir.clone().into(),
+        ];
+        let settings = Settings::try_parse_from(args).expect("valid settings");
         let application = Application::build(&settings)
             .await
             .expect("the application starts");
@@ -230,7 +334,31 @@ impl TestApp {
             address,
             client: reqwest::Client::new(),
             store,
+            tokens: Default::default(),
         }
+    }
+
+    /// The client (and its token, with every scope) that acts for `customer` in requests
+    /// that bring no token of their own: one per customer, made on first use.
+    pub async fn default_client(&self, customer: i64) -> (Uuid, String) {
+        let mut tokens = self.tokens.lock().await;
+        if let Some(entry) = tokens.get(&customer) {
+            return entry.clone();
+        }
+        let entry = token_for_customer(&self.store, &self.address, customer).await;
+        tokens.insert(customer, entry.clone());
+        entry
+    }
+
+    /// The id (`jti`) of a token this app issued.
+    pub fn token_id(&self, token: &str) -> String {
+        let defaults = Settings::try_parse_from(["jobs-server"]).expect("default settings");
+        let keys = jobs_service::auth::tokens::TokenKeys::new(
+            &self.store.signing_key(),
+            defaults.tokens.policy(),
+        )
+        .expect("usable keys");
+        keys.verify(token).expect("a valid token").jti
     }
 
     pub async fn request(
@@ -254,8 +382,40 @@ impl TestApp {
         self.send(request).await
     }
 
+    /// Sends a request. A `/v1` request without an `Authorization` header gets a token with
+    /// every scope for its `Customer-Id` (customer 1 when the header is missing or invalid):
+    /// most tests are about something else, and the auth tests bring their own.
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
-        let response = request.send().await.expect("the server answers");
+        let mut request = request.build().expect("a valid request");
+        if request.url().path().starts_with("/v1/")
+            && !request.headers().contains_key(AUTHORIZATION)
+        {
+            let customer = request
+                .headers()
+                .get("customer-id")
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.trim().parse::<i64>().ok())
+                .filter(|&customer| customer >= 1)
+                .unwrap_or(1);
+            let (_, token) = self.default_client(customer).await;
+            let value = format!("Bearer {token}").parse().expect("a header value");
+            request.headers_mut().insert(AUTHORIZATION, value);
+        }
+        self.execute(request).await
+    }
+
+    /// Sends a request exactly as built: no token is added.
+    pub async fn send_as_is(&self, request: reqwest::RequestBuilder) -> Reply {
+        self.execute(request.build().expect("a valid request"))
+            .await
+    }
+
+    async fn execute(&self, request: reqwest::Request) -> Reply {
+        let response = self
+            .client
+            .execute(request)
+            .await
+            .expect("the server answers");
         Reply {
             status: response.status().as_u16(),
             headers: response.headers().clone(),
@@ -411,8 +571,9 @@ pub fn fold_events(job_id: Uuid, events: &[Value]) -> Option<JobView> {
 /// body's argument is any [`Fixture`]: a running `TestApp`, or just a `TestStore`.
 #[macro_export]
 macro_rules! backend_tests {
-    ($(async fn $name:ident($arg:ident: $fixture:ty) $body:block)*) => {
+    ($($(#[$doc:meta])* async fn $name:ident($arg:ident: $fixture:ty) $body:block)*) => {
         $(
+            $(#[$doc])*
             mod $name {
                 #[allow(unused_imports)]
                 use super::*;

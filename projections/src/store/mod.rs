@@ -6,6 +6,8 @@
 
 #[macro_use]
 mod shared;
+#[macro_use]
+mod clients;
 pub mod postgres;
 pub mod sqlite;
 
@@ -17,6 +19,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+pub use clients::{ClientRecord, ClientRegistry};
 pub use postgres::PostgresJobStore;
 pub use sqlite::SqliteJobStore;
 
@@ -42,7 +45,8 @@ pub struct StoredEvent {
     pub recorded_at: DateTime<Utc>,
     /// The event's fields, e.g. `{"reason": "…", "occurredAt": "…"}` for `JobCancelled`.
     pub payload: serde_json::Value,
-    /// Who acted (`actor`), for which customer (`customerId`), in which request (`requestId`).
+    /// Who acted (`clientId`, with token `tokenId`), for which customer (`customerId`), in
+    /// which request (`requestId`).
     pub metadata: serde_json::Value,
 }
 
@@ -110,6 +114,13 @@ impl JobStore {
     }
 
     pub fn queries(&self) -> std::sync::Arc<dyn JobQueries> {
+        match self {
+            JobStore::Postgres(store) => std::sync::Arc::new(store.clone()),
+            JobStore::Sqlite(store) => std::sync::Arc::new(store.clone()),
+        }
+    }
+
+    pub fn clients(&self) -> std::sync::Arc<dyn ClientRegistry> {
         match self {
             JobStore::Postgres(store) => std::sync::Arc::new(store.clone()),
             JobStore::Sqlite(store) => std::sync::Arc::new(store.clone()),

@@ -37,3 +37,4 @@ impl PostgresJobStore {
 }
 
 job_store!(PostgresJobStore, sqlx::Postgres);
+client_registry!(PostgresJobStore, sqlx::Postgres);

@@ -57,3 +57,4 @@ impl SqliteJobStore {
 }
 
 job_store!(SqliteJobStore, sqlx::Sqlite);
+client_registry!(SqliteJobStore, sqlx::Sqlite);

@@ -1,0 +1,118 @@
+//! [`Authorized`]: the extractor every `/v1` handler takes first. It applies SPEC §2's order
+//! of checks, so every handler gets it right by construction: an accepted access token (else
+//! 401) → the `Customer-Id` header (else 400) → the token's scope and customers (else 403).
+//! Path, query and body come after, in the handler's later arguments.
+
+use crate::auth::{AuthenticationError, Caller, Scope};
+use crate::http::extract::Customer;
+use crate::http::problem::ApiError;
+use crate::http::AppState;
+use crate::telemetry::RequestId;
+use axum::extract::FromRequestParts;
+use axum::http::{header, request::Parts, HeaderMap};
+use domain::values::CustomerId;
+use projections::EventMetadata;
+use std::marker::PhantomData;
+
+/// The scope an endpoint needs, as a type: `Authorized<Read>` or `Authorized<Write>`.
+pub trait RequiredScope: Send + Sync + 'static {
+    const SCOPE: Scope;
+}
+
+/// `jobs:read`: every GET under `/v1/jobs`.
+pub struct Read;
+
+impl RequiredScope for Read {
+    const SCOPE: Scope = Scope::JobsRead;
+}
+
+/// `jobs:write`: every change under `/v1/jobs`.
+pub struct Write;
+
+impl RequiredScope for Write {
+    const SCOPE: Scope = Scope::JobsWrite;
+}
+
+/// A caller whose token holds scope `R` and may act for `customer`.
+pub struct Authorized<R> {
+    pub customer: CustomerId,
+    pub caller: Caller,
+    scope: PhantomData<R>,
+}
+
+impl<R> Authorized<R> {
+    /// What the events of this request record: who, with which token, for whom, when asked.
+    pub fn metadata(&self, request_id: &RequestId) -> EventMetadata {
+        EventMetadata {
+            client_id: self.caller.client_id.to_string(),
+            token_id: self.caller.token_id.clone(),
+            customer_id: self.customer.get(),
+            request_id: request_id.0.clone(),
+        }
+    }
+}
+
+impl<R: RequiredScope> FromRequestParts<AppState> for Authorized<R> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer_token(&parts.headers)?;
+        let caller = state
+            .auth
+            .authenticate(token)
+            .await
+            .map_err(|error| match error {
+                AuthenticationError::Rejected(rejection) => ApiError::Unauthenticated {
+                    presented: true,
+                    detail: rejection.to_string(),
+                },
+                AuthenticationError::Failed(failure) => ApiError::store(failure),
+            })?;
+        let Customer(customer) = Customer::from_request_parts(parts, state).await?;
+        if !caller.has_scope(R::SCOPE) {
+            return Err(ApiError::Forbidden {
+                slug: "insufficient-scope",
+                detail: format!("this operation needs the scope {}", R::SCOPE),
+                missing_scope: Some(R::SCOPE),
+            });
+        }
+        if !caller.may_act_for(customer.get()) {
+            return Err(ApiError::Forbidden {
+                slug: "customer-not-allowed",
+                detail: format!(
+                    "the access token may not act for customer {}",
+                    customer.get()
+                ),
+                missing_scope: None,
+            });
+        }
+        Ok(Authorized {
+            customer,
+            caller,
+            scope: PhantomData,
+        })
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header (the scheme is case-insensitive).
+fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(ApiError::Unauthenticated {
+            presented: false,
+            detail: "this request needs an access token: send `Authorization: Bearer <token>` \
+                     (POST /auth/tokens issues one)"
+                .into(),
+        });
+    };
+    let malformed = || ApiError::Unauthenticated {
+        presented: true,
+        detail: "the Authorization header must be `Bearer <token>`".into(),
+    };
+    let value = value.to_str().map_err(|_| malformed())?;
+    let (scheme, token) = value.split_once(' ').ok_or_else(malformed)?;
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+        return Err(malformed());
+    }
+    Ok(token)
+}

@@ -1,0 +1,238 @@
+//! `POST /auth/tokens`: the OAuth 2.0 token endpoint, client credentials grant (RFC 6749
+//! §4.4). The client authenticates with its id and secret, in the form body or as HTTP Basic
+//! (§2.3.1), and gets a signed access token. Checks run in this order: the request's shape
+//! (400 `invalid_request` / `unsupported_grant_type`) → the credentials (401
+//! `invalid_client`, one answer for unknown client, wrong secret and revoked client) → the
+//! scope asked for (400 `invalid_scope`).
+
+use crate::auth::{TokenRequest, TokenRequestError};
+use crate::http::problem::{ApiError, Problem};
+use crate::http::AppState;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use std::collections::HashMap;
+use utoipa::ToSchema;
+
+/// A token request (`application/x-www-form-urlencoded`). The client's credentials go
+/// either here (`client_id`, `client_secret`) or in an `Authorization: Basic` header, not
+/// both. Unrecognised parameters are ignored (RFC 6749 §3.2).
+#[derive(ToSchema)]
+#[allow(dead_code)] // documentation only: the handler reads the form itself
+pub struct TokenRequestForm {
+    /// Must be `client_credentials`.
+    #[schema(example = "client_credentials")]
+    grant_type: String,
+    /// The client id `jobs-admin clients create` printed.
+    client_id: Option<String>,
+    /// The secret `jobs-admin clients create` printed (once).
+    client_secret: Option<String>,
+    /// Space-separated scopes to grant (`jobs:read`, `jobs:write`), each one the client
+    /// holds. Omitted or empty: every scope the client holds.
+    scope: Option<String>,
+}
+
+/// An issued access token (RFC 6749 §5.1).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenResponse {
+    /// A signed JWT; send it as `Authorization: Bearer <access_token>`.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the token expires.
+    pub expires_in: u64,
+    /// The granted scopes, space-separated.
+    pub scope: String,
+}
+
+/// Issue an access token.
+///
+/// OAuth 2.0 client credentials (RFC 6749 §4.4). Errors are problems that also carry the
+/// OAuth `error` code: 400 `invalid_request` (`/problems/invalid-token-request`: not
+/// form-encoded, a repeated parameter, no `grant_type`, credentials sent two ways),
+/// 400 `unsupported_grant_type` (`/problems/unsupported-grant-type`), 401 `invalid_client`
+/// (`/problems/invalid-client`: unknown client, wrong or missing secret, revoked client —
+/// one answer for all), 400 `invalid_scope` (`/problems/invalid-scope`: a scope the client
+/// does not hold, or that does not exist). Responses are never cached (`Cache-Control:
+/// no-store`).
+#[utoipa::path(post, path = "/auth/tokens", tag = "auth",
+    request_body(content = TokenRequestForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "The access token", body = TokenResponse,
+            headers(("Cache-Control" = String, description = "no-store"))),
+        (status = 400, description = "Malformed request, unsupported grant type or invalid scope", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Client authentication failed (`invalid_client`)", body = Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "`Basic realm=\"jobs-service\"`: HTTP Basic is one way to send the credentials"))),
+        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Unexpected error", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn issue_token(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let mut response = match issue(&app, &headers, body).await {
+        Ok(token) => Json(token).into_response(),
+        Err(error) => error.into_response(),
+    };
+    // RFC 6749 §5.1: token responses must not be cached.
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+async fn issue(
+    app: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<TokenResponse, ApiError> {
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge
+        } else {
+            invalid_request("the request body could not be read")
+        }
+    })?;
+    let request = parse_request(headers, &body)?;
+    let (token, scopes) = app
+        .auth
+        .issue_token(request)
+        .await
+        .map_err(|error| match error {
+            TokenRequestError::InvalidClient => invalid_client(),
+            TokenRequestError::InvalidScope(detail) => ApiError::TokenRequest {
+                status: StatusCode::BAD_REQUEST,
+                code: "invalid_scope",
+                slug: "invalid-scope",
+                detail,
+            },
+            TokenRequestError::Failed(failure) => ApiError::store(failure),
+        })?;
+    Ok(TokenResponse {
+        access_token: token.access_token,
+        token_type: "Bearer",
+        expires_in: token.expires_in,
+        scope: crate::auth::Scope::join(&scopes),
+    })
+}
+
+fn parse_request(headers: &HeaderMap, body: &[u8]) -> Result<TokenRequest, ApiError> {
+    let form_encoded = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| {
+            essence
+                .trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !form_encoded {
+        return Err(invalid_request(
+            "a token request must be application/x-www-form-urlencoded",
+        ));
+    }
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
+        .map_err(|_| invalid_request("the form body is malformed"))?;
+    let mut form = HashMap::with_capacity(pairs.len());
+    for (name, value) in pairs {
+        if form.contains_key(&name) {
+            // RFC 6749 §3.2: parameters must not repeat.
+            return Err(invalid_request(format!(
+                "the parameter {name:?} appears more than once"
+            )));
+        }
+        form.insert(name, value);
+    }
+    match form.get("grant_type").map(String::as_str) {
+        None | Some("") => return Err(invalid_request("grant_type is required")),
+        Some("client_credentials") => {}
+        Some(other) => {
+            return Err(ApiError::TokenRequest {
+                status: StatusCode::BAD_REQUEST,
+                code: "unsupported_grant_type",
+                slug: "unsupported-grant-type",
+                detail: format!(
+                    "the grant type {other:?} is not supported; use client_credentials"
+                ),
+            })
+        }
+    }
+    let scope = form.get("scope").and_then(|scope| {
+        let names: Vec<String> = scope
+            .split(' ')
+            .filter(|name| !name.is_empty())
+            .map(str::to_owned)
+            .collect();
+        (!names.is_empty()).then_some(names)
+    });
+    let body_credentials = form.contains_key("client_id") || form.contains_key("client_secret");
+    let (client_id, client_secret) = match headers.get(header::AUTHORIZATION) {
+        Some(value) => {
+            if body_credentials {
+                return Err(invalid_request(
+                    "send the client's credentials in the Authorization header or in the \
+                     body, not both",
+                ));
+            }
+            basic_credentials(value)?
+        }
+        None => match (form.remove("client_id"), form.remove("client_secret")) {
+            (Some(id), Some(secret)) => (id, secret),
+            // RFC 6749 §5.2: no client authentication included is `invalid_client`.
+            _ => return Err(invalid_client()),
+        },
+    };
+    Ok(TokenRequest {
+        client_id,
+        client_secret,
+        scope,
+    })
+}
+
+/// HTTP Basic client credentials: base64 of `id:secret`, each form-urlencoded first
+/// (RFC 6749 §2.3.1). Another scheme is an unsupported way to authenticate: `invalid_client`.
+fn basic_credentials(value: &HeaderValue) -> Result<(String, String), ApiError> {
+    use base64::Engine;
+    let malformed = || invalid_request("the Authorization header is not valid HTTP Basic");
+    let value = value.to_str().map_err(|_| malformed())?;
+    let (scheme, encoded) = value.split_once(' ').ok_or_else(malformed)?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(invalid_client());
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| malformed())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| malformed())?;
+    let (id, secret) = decoded.split_once(':').ok_or_else(malformed)?;
+    let unescape = |text: &str| {
+        percent_encoding::percent_decode_str(&text.replace('+', " "))
+            .decode_utf8()
+            .map(|text| text.into_owned())
+            .map_err(|_| malformed())
+    };
+    Ok((unescape(id)?, unescape(secret)?))
+}
+
+fn invalid_request(detail: impl Into<String>) -> ApiError {
+    ApiError::TokenRequest {
+        status: StatusCode::BAD_REQUEST,
+        code: "invalid_request",
+        slug: "invalid-token-request",
+        detail: detail.into(),
+    }
+}
+
+fn invalid_client() -> ApiError {
+    ApiError::TokenRequest {
+        status: StatusCode::UNAUTHORIZED,
+        code: "invalid_client",
+        slug: "invalid-client",
+        detail: "client authentication failed: unknown client, wrong secret or revoked client"
+            .into(),
+    }
+}
