@@ -3,6 +3,7 @@
 
 use crate::backend_tests;
 use crate::support::{request_token, Backend, TestApp, TestClient};
+use reqwest::Method;
 use serde_json::Value;
 use std::process::Output;
 use uuid::Uuid;
@@ -92,28 +93,15 @@ backend_tests! {
         assert_eq!(response.status(), 200);
         let token: Value = response.json().await.expect("JSON");
         let token = token["access_token"].as_str().expect("token").to_owned();
-        let reply = app
-            .send_as_is(
-                app.client
-                    .get(format!("{}/v1/jobs", app.address))
-                    .bearer_auth(&token)
-                    .header("Customer-Id", "43"),
-            )
-            .await;
-        reply.assert_status(200);
+        let list_jobs = || {
+            app.send_as_is(app.build(Method::GET, "/v1/jobs", Some(43), None).bearer_auth(&token))
+        };
+        list_jobs().await.assert_status(200);
 
         // Revoked: the token stops working, no new one is issued, the list says so.
         let revoked = succeeded(&admin(&app, &["clients", "revoke", &id.to_string()]).await);
         assert!(revoked.contains("revoked"), "{revoked}");
-        let reply = app
-            .send_as_is(
-                app.client
-                    .get(format!("{}/v1/jobs", app.address))
-                    .bearer_auth(&token)
-                    .header("Customer-Id", "43"),
-            )
-            .await;
-        reply.assert_problem(401, "/problems/unauthorized");
+        list_jobs().await.assert_problem(401, "/problems/unauthorized");
         let response = request_token(&app.client, &app.address, &client, None).await;
         assert_eq!(response.status(), 401);
         let listed: Value = serde_json::from_str(&succeeded(&admin(&app, &["clients", "list", "--format", "json"]).await)).expect("JSON");

@@ -57,17 +57,9 @@ async fn call(
     customer: Option<i64>,
     body: Option<Value>,
 ) -> Reply {
-    let mut request = app.client.request(method, format!("{}{path}", app.address));
+    let mut request = app.build(method, path, customer, body.as_ref());
     if let Some(token) = token {
-        request = request.header("authorization", format!("Bearer {token}"));
-    }
-    if let Some(customer) = customer {
-        request = request.header("Customer-Id", customer.to_string());
-    }
-    if let Some(body) = body {
-        request = request
-            .header("content-type", "application/json")
-            .body(body.to_string());
+        request = request.bearer_auth(token);
     }
     app.send_as_is(request).await
 }

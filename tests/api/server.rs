@@ -78,6 +78,19 @@ async fn terminate(child: &mut Child) -> std::process::ExitStatus {
         .expect("an exit status")
 }
 
+/// The one `jobs-server: …` line of a run that could not start.
+#[track_caller]
+fn failure_reason(output: &std::process::Output) -> String {
+    assert!(!output.status.success(), "the server must not start");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let reason: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.starts_with("jobs-server:"))
+        .collect();
+    assert_eq!(reason.len(), 1, "one line of reason: {stderr}");
+    reason[0].to_owned()
+}
+
 backend_tests! {
     async fn sigterm_stops_gracefully_and_keeps_every_write(store: TestStore) {
         let client = reqwest::Client::new();
@@ -115,11 +128,8 @@ backend_tests! {
         let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
         let listen = taken.local_addr().expect("address").to_string();
         let output = server_command(&store, &listen).output().await.expect("runs");
-        assert!(!output.status.success());
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let reason: Vec<&str> = stderr.lines().filter(|l| l.starts_with("jobs-server:")).collect();
-        assert_eq!(reason.len(), 1, "one line of reason: {stderr}");
-        assert!(reason[0].contains("cannot listen on"), "{stderr}");
+        let reason = failure_reason(&output);
+        assert!(reason.contains("cannot listen on"), "{reason}");
     }
 }
 
@@ -139,14 +149,8 @@ async fn an_unusable_database_is_a_one_line_failure() {
             .output()
             .await
             .expect("runs");
-        assert!(!output.status.success(), "{url} must not start");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let reason: Vec<&str> = stderr
-            .lines()
-            .filter(|l| l.starts_with("jobs-server:"))
-            .collect();
-        assert_eq!(reason.len(), 1, "{stderr}");
-        assert!(reason[0].contains(expected), "{url}: {stderr}");
+        let reason = failure_reason(&output);
+        assert!(reason.contains(expected), "{url}: {reason}");
     }
 }
 
@@ -329,14 +333,9 @@ async fn an_unusable_signing_key_is_a_one_line_failure() {
         .await
         .expect("runs");
     for (output, expected) in [(short, "at least 32"), (absent, "no-such.key")] {
-        assert!(!output.status.success());
+        let reason = failure_reason(&output);
+        assert!(reason.contains(expected), "{reason}");
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let reason: Vec<&str> = stderr
-            .lines()
-            .filter(|l| l.starts_with("jobs-server:"))
-            .collect();
-        assert_eq!(reason.len(), 1, "one line of reason: {stderr}");
-        assert!(reason[0].contains(expected), "{stderr}");
         assert!(
             !stderr.contains("too short"),
             "the key itself is never printed: {stderr}"

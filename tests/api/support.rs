@@ -368,6 +368,17 @@ impl TestApp {
         customer: Option<i64>,
         body: Option<&Value>,
     ) -> Reply {
+        self.send(self.build(method, path, customer, body)).await
+    }
+
+    /// A request with an optional `Customer-Id` and JSON body, not yet sent.
+    pub fn build(
+        &self,
+        method: Method,
+        path: &str,
+        customer: Option<i64>,
+        body: Option<&Value>,
+    ) -> reqwest::RequestBuilder {
         let mut request = self
             .client
             .request(method, format!("{}{path}", self.address));
@@ -379,7 +390,7 @@ impl TestApp {
                 .header("content-type", "application/json")
                 .body(body.to_string());
         }
-        self.send(request).await
+        request
     }
 
     /// Sends a request. A `/v1` request without an `Authorization` header gets a token with
