@@ -6,6 +6,7 @@ use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::Semaphore;
 
 /// Random bytes in a generated secret (shown as 64 hexadecimal characters).
@@ -19,13 +20,24 @@ pub enum HashError {
     Task(#[from] tokio::task::JoinError),
     #[error("the hashing queue is closed")]
     Closed,
+    /// Every hashing slot stayed taken for [`QUEUE_PATIENCE`]: the caller should retry.
+    #[error("too many secrets are being checked at once")]
+    Busy,
 }
+
+/// How long a request waits for a hashing slot before it is told to come back later. A
+/// flood of token requests then costs the flood its own answers, not everyone else's.
+const QUEUE_PATIENCE: Duration = Duration::from_secs(2);
 
 /// Hashes and verifies secrets off the async runtime, a bounded number at a time. Each
 /// argon2id run takes about 19 MiB and tens of milliseconds of one core: without the bound,
-/// a burst of token requests would occupy every blocking thread and a great deal of memory.
+/// a burst of token requests (anyone may send them) would occupy every blocking thread, a
+/// great deal of memory and every core. Half the cores at most hash, so `/v1` traffic keeps
+/// the rest.
 pub struct SecretHasher {
     permits: Arc<Semaphore>,
+    /// How long to wait for a slot: [`QUEUE_PATIENCE`].
+    patience: Duration,
     /// The hash an unknown client's secret is checked against, made with the same parameters
     /// as real ones so the work is the same.
     decoy_hash: String,
@@ -34,9 +46,10 @@ pub struct SecretHasher {
 impl SecretHasher {
     /// Prepares the hasher; makes one hash (the decoy), so call it once at start-up.
     pub fn new() -> Result<Self, HashError> {
-        let parallelism = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Self {
-            permits: Arc::new(Semaphore::new(parallelism)),
+            permits: Arc::new(Semaphore::new((cores / 2).max(1))),
+            patience: QUEUE_PATIENCE,
             decoy_hash: hash_now(&generate_secret())?,
         })
     }
@@ -58,11 +71,9 @@ impl SecretHasher {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, HashError> {
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
+        let permit = tokio::time::timeout(self.patience, self.permits.clone().acquire_owned())
             .await
+            .map_err(|_| HashError::Busy)?
             .map_err(|_| HashError::Closed)?;
         let result = tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -145,6 +156,19 @@ mod tests {
             )
         };
         assert_eq!(params(&hasher.decoy_hash), params(&real));
+    }
+
+    #[tokio::test]
+    async fn a_request_that_waits_too_long_for_a_slot_is_told_to_come_back() {
+        let mut hasher = SecretHasher::new().unwrap();
+        hasher.patience = Duration::from_millis(20);
+        let taken: Vec<_> = (0..hasher.permits.available_permits())
+            .map(|_| hasher.permits.clone().try_acquire_owned().unwrap())
+            .collect();
+        let error = hasher.verify("secret".into(), None).await.unwrap_err();
+        assert!(matches!(error, HashError::Busy), "{error}");
+        drop(taken);
+        assert!(!hasher.verify("secret".into(), None).await.unwrap());
     }
 
     #[test]

@@ -79,6 +79,7 @@ impl KeySource<'_> {
 }
 
 fn read_key_file(path: &Path) -> Result<Vec<u8>, KeyError> {
+    warn_if_readable_by_others(path);
     let mut key = std::fs::read(path).map_err(|source| KeyError::Read {
         path: path.to_owned(),
         source,
@@ -89,10 +90,31 @@ fn read_key_file(path: &Path) -> Result<Vec<u8>, KeyError> {
     Ok(key)
 }
 
+/// Anyone who can read the key can mint tokens for every client: say so when others can.
+fn warn_if_readable_by_others(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(metadata) = std::fs::metadata(path) {
+            let mode = metadata.permissions().mode();
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    path = %path.display(),
+                    mode = format!("{:o}", mode & 0o777),
+                    "the token signing key is readable by other users; chmod 600 it"
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
+
 /// Reads the key at `path`, or makes one there. Several processes may start at once on one
 /// data directory: each writes its candidate to a private temporary file and links it into
 /// place, which fails if another got there first; then everyone reads the winner. Nobody
-/// ever reads a half-written key.
+/// ever reads a half-written key. On a file system without hard links, the key is written
+/// in place instead (exclusive create, so still only one wins).
 fn load_or_generate(path: &Path) -> Result<Vec<u8>, KeyError> {
     if path.exists() {
         return read_key_file(path);
@@ -101,19 +123,40 @@ fn load_or_generate(path: &Path) -> Result<Vec<u8>, KeyError> {
         path: path.to_owned(),
         source,
     };
+    let key = crate::auth::secrets::random_hex(GENERATED_KEY_BYTES);
     let candidate = path.with_extension(format!("tmp-{}", Uuid::now_v7().simple()));
-    let written = write_private(
-        &candidate,
-        &crate::auth::secrets::random_hex(GENERATED_KEY_BYTES),
-    );
+    let written = write_private(&candidate, &key);
     let linked = written.and_then(|()| std::fs::hard_link(&candidate, path));
     let _ = std::fs::remove_file(&candidate);
-    match linked {
-        Ok(()) => {}
+    let placed = match linked {
+        Err(error) if error.kind() != std::io::ErrorKind::AlreadyExists => {
+            write_private(path, &key)
+        }
+        other => other,
+    };
+    match placed {
+        Ok(()) => sync_directory(path).map_err(create_error)?,
         Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(error) => return Err(create_error(error)),
     }
     read_key_file(path)
+}
+
+/// Makes a new directory entry durable: without it, a crash could lose the key file, and
+/// every token issued with it would stop working after the restart.
+fn sync_directory(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    if let Some(dir) = path.parent() {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 /// Writes a new file readable by its owner only (mode 0600 on Unix), durably.

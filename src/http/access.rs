@@ -63,7 +63,7 @@ impl<R: RequiredScope> FromRequestParts<AppState> for Authorized<R> {
             .await
             .map_err(|error| match error {
                 AuthenticationError::Rejected(rejection) => ApiError::Unauthenticated {
-                    presented: true,
+                    error_code: Some("invalid_token"),
                     detail: rejection.to_string(),
                 },
                 AuthenticationError::Failed(failure) => ApiError::store(failure),
@@ -95,23 +95,27 @@ impl<R: RequiredScope> FromRequestParts<AppState> for Authorized<R> {
 }
 
 /// The token of an `Authorization: Bearer <token>` header (the scheme is case-insensitive).
+/// Another scheme counts as no bearer token at all (RFC 6750 §3.1: no error code); a bearer
+/// header without a token is `invalid_request`.
 fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Err(ApiError::Unauthenticated {
-            presented: false,
-            detail: "this request needs an access token: send `Authorization: Bearer <token>` \
-                     (POST /auth/tokens issues one)"
-                .into(),
-        });
+    let missing = || ApiError::Unauthenticated {
+        error_code: None,
+        detail: "this request needs an access token: send `Authorization: Bearer <token>` \
+                 (POST /auth/tokens issues one)"
+            .into(),
     };
+    let value = headers.get(header::AUTHORIZATION).ok_or_else(missing)?;
     let malformed = || ApiError::Unauthenticated {
-        presented: true,
+        error_code: Some("invalid_request"),
         detail: "the Authorization header must be `Bearer <token>`".into(),
     };
     let value = value.to_str().map_err(|_| malformed())?;
-    let (scheme, token) = value.split_once(' ').ok_or_else(malformed)?;
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(missing());
+    }
     let token = token.trim();
-    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+    if token.is_empty() {
         return Err(malformed());
     }
     Ok(token)

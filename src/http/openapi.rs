@@ -175,7 +175,8 @@ pub fn document() -> utoipa::openapi::OpenApi {
     let challenge = HeaderBuilder::new()
         .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
         .description(Some(
-            "`Bearer realm=\"jobs-service\"`, with `error=\"invalid_token\"` when a token was sent \
+            "`Bearer realm=\"jobs-service\"`, with `error=\"invalid_token\"` (or \
+             `invalid_request` for a bearer header without a token) when a bearer token was sent \
              (RFC 6750 §3)",
         ))
         .build();
@@ -185,10 +186,18 @@ pub fn document() -> utoipa::openapi::OpenApi {
     )
     .header("WWW-Authenticate", challenge)
     .build();
+    let scope_challenge = HeaderBuilder::new()
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+        .description(Some(
+            "On a missing scope: `Bearer realm=\"jobs-service\", error=\"insufficient_scope\", \
+             scope=\"…\"` (RFC 6750 §3.1)",
+        ))
+        .build();
     let forbidden = problem(
         "The token lacks the operation's scope (`/problems/insufficient-scope`) or may not act \
          for the `Customer-Id` (`/problems/customer-not-allowed`)",
     )
+    .header("WWW-Authenticate", scope_challenge)
     .build();
     let request_id = HeaderBuilder::new()
         .schema(Some(ObjectBuilder::new().schema_type(Type::String)))

@@ -89,9 +89,13 @@ pub enum ApiError {
     Validation(FieldErrors),
     #[error(transparent)]
     Rule(#[from] JobError),
-    /// 401 on `/v1`: no access token, or one that is not accepted (`presented`: one was sent).
+    /// 401 on `/v1`: no access token, or one that is not accepted. `error_code` is RFC 6750's
+    /// (`invalid_token`, `invalid_request`), absent when no bearer token was sent at all.
     #[error("{detail}")]
-    Unauthenticated { presented: bool, detail: String },
+    Unauthenticated {
+        error_code: Option<&'static str>,
+        detail: String,
+    },
     /// 403: a valid token that may not do this (`missing_scope`, or another customer).
     #[error("{detail}")]
     Forbidden {
@@ -113,6 +117,9 @@ pub enum ApiError {
     /// The store cannot be reached (503); the cause, if known, goes to the log.
     #[error("store unavailable")]
     Unavailable(Option<Box<dyn std::error::Error + Send + Sync>>),
+    /// Too much work queued (the token endpoint's password hashing): 503, retry shortly.
+    #[error("overloaded")]
+    Overloaded,
     /// Never shown to the client; logged once by the request logger.
     #[error("internal error: {0}")]
     Internal(Box<dyn std::error::Error + Send + Sync>),
@@ -356,19 +363,20 @@ impl IntoResponse for ApiError {
                 error.to_string(),
                 None,
             ),
-            ApiError::Unauthenticated { presented, detail } => {
+            ApiError::Unauthenticated { error_code, detail } => {
                 let mut response = problem_response(
                     StatusCode::UNAUTHORIZED,
                     "unauthorized",
                     detail.clone(),
                     None,
                 );
-                // RFC 6750 §3.1: no error code when the request carried no token at all.
-                if presented {
-                    let params = [("error", "invalid_token"), ("error_description", &*detail)];
-                    challenge(&mut response, "Bearer", &params);
-                } else {
-                    challenge(&mut response, "Bearer", &[]);
+                // RFC 6750 §3.1: no error code when the request carried no bearer token.
+                match error_code {
+                    Some(code) => {
+                        let params = [("error", code), ("error_description", &*detail)];
+                        challenge(&mut response, "Bearer", &params);
+                    }
+                    None => challenge(&mut response, "Bearer", &[]),
                 }
                 response
             }
@@ -412,11 +420,26 @@ impl IntoResponse for ApiError {
                     "the store is not reachable; retry later".into(),
                     None,
                 );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
                 if let Some(cause) = cause {
                     response
                         .extensions_mut()
                         .insert(InternalErrorReport(report(cause.as_ref())));
                 }
+                response
+            }
+            ApiError::Overloaded => {
+                let mut response = problem_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "service-unavailable",
+                    "too many token requests are being checked right now; retry shortly".into(),
+                    None,
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
                 response
             }
             ApiError::Internal(error) => {

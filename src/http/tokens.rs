@@ -5,7 +5,8 @@
 //! `invalid_client`, one answer for unknown client, wrong secret and revoked client) → the
 //! scope asked for (400 `invalid_scope`).
 
-use crate::auth::{TokenRequest, TokenRequestError};
+use crate::auth::secrets::HashError;
+use crate::auth::{AuthFailure, TokenRequest, TokenRequestError};
 use crate::http::problem::{ApiError, Problem};
 use crate::http::AppState;
 use axum::body::Bytes;
@@ -19,8 +20,9 @@ use std::collections::HashMap;
 use utoipa::ToSchema;
 
 /// A token request (`application/x-www-form-urlencoded`). The client's credentials go
-/// either here (`client_id`, `client_secret`) or in an `Authorization: Basic` header, not
-/// both. Unrecognised parameters are ignored (RFC 6749 §3.2).
+/// either here (`client_id`, `client_secret`) or in an `Authorization: Basic` header; with
+/// Basic, the body may repeat the same `client_id` but not hold the secret. Unrecognised
+/// parameters are ignored (RFC 6749 §3.2).
 #[derive(ToSchema)]
 #[allow(dead_code)] // documentation only: the handler reads the form itself
 pub struct TokenRequestForm {
@@ -37,7 +39,8 @@ pub struct TokenRequestForm {
 }
 
 /// An issued access token (RFC 6749 §5.1).
-#[derive(Debug, Serialize, ToSchema)]
+/// No `Debug`: a bearer token must not end up in a log line by accident.
+#[derive(Serialize, ToSchema)]
 pub struct TokenResponse {
     /// A signed JWT; send it as `Authorization: Bearer <access_token>`.
     pub access_token: String,
@@ -53,12 +56,12 @@ pub struct TokenResponse {
 ///
 /// OAuth 2.0 client credentials (RFC 6749 §4.4). Errors are problems that also carry the
 /// OAuth `error` code: 400 `invalid_request` (`/problems/invalid-token-request`: not
-/// form-encoded, a repeated parameter, no `grant_type`, credentials sent two ways),
+/// form-encoded, a repeated parameter, no `grant_type`, the secret sent two ways),
 /// 400 `unsupported_grant_type` (`/problems/unsupported-grant-type`), 401 `invalid_client`
-/// (`/problems/invalid-client`: unknown client, wrong or missing secret, revoked client —
-/// one answer for all), 400 `invalid_scope` (`/problems/invalid-scope`: a scope the client
-/// does not hold, or that does not exist). Responses are never cached (`Cache-Control:
-/// no-store`).
+/// (`/problems/invalid-client`: unknown client, wrong or missing secret, unreadable or
+/// unsupported `Authorization`, revoked client — one answer for all, after the same work), 400 `invalid_scope` (`/problems/invalid-scope`: a scope the client
+/// does not hold, or that does not exist), 503 with `Retry-After` when too many requests
+/// are being checked at once. Responses are never cached (`Cache-Control: no-store`).
 #[utoipa::path(post, path = "/auth/tokens", tag = "auth",
     request_body(content = TokenRequestForm, content_type = "application/x-www-form-urlencoded"),
     responses(
@@ -111,6 +114,7 @@ async fn issue(
                 slug: "invalid-scope",
                 detail,
             },
+            TokenRequestError::Failed(AuthFailure::Hash(HashError::Busy)) => ApiError::Overloaded,
             TokenRequestError::Failed(failure) => ApiError::store(failure),
         })?;
     Ok(TokenResponse {
@@ -170,22 +174,32 @@ fn parse_request(headers: &HeaderMap, body: &[u8]) -> Result<TokenRequest, ApiEr
             .collect();
         (!names.is_empty()).then_some(names)
     });
-    let body_credentials = form.contains_key("client_id") || form.contains_key("client_secret");
+    // Credentials that are missing or cannot be read are not a malformed request but a
+    // failed authentication (RFC 6749 §5.2): they go on as empty, and fail after the same
+    // hashing work as a wrong secret.
+    let body_id = form.remove("client_id");
+    let body_secret = form.remove("client_secret");
     let (client_id, client_secret) = match headers.get(header::AUTHORIZATION) {
         Some(value) => {
-            if body_credentials {
+            if body_secret.is_some() {
                 return Err(invalid_request(
-                    "send the client's credentials in the Authorization header or in the \
-                     body, not both",
+                    "send the client secret in the Authorization header or in the body, not both",
                 ));
             }
-            basic_credentials(value)?
+            match basic_credentials(value) {
+                Some((id, secret)) => {
+                    // §2.3.1 lets a client name itself in the body too; it must be the same.
+                    if body_id.as_ref().is_some_and(|body_id| *body_id != id) {
+                        return Err(invalid_request(
+                            "client_id in the body differs from the one in the Authorization header",
+                        ));
+                    }
+                    (id, secret)
+                }
+                None => Default::default(),
+            }
         }
-        None => match (form.remove("client_id"), form.remove("client_secret")) {
-            (Some(id), Some(secret)) => (id, secret),
-            // RFC 6749 §5.2: no client authentication included is `invalid_client`.
-            _ => return Err(invalid_client()),
-        },
+        None => (body_id.unwrap_or_default(), body_secret.unwrap_or_default()),
     };
     Ok(TokenRequest {
         client_id,
@@ -195,27 +209,25 @@ fn parse_request(headers: &HeaderMap, body: &[u8]) -> Result<TokenRequest, ApiEr
 }
 
 /// HTTP Basic client credentials: base64 of `id:secret`, each form-urlencoded first
-/// (RFC 6749 §2.3.1). Another scheme is an unsupported way to authenticate: `invalid_client`.
-fn basic_credentials(value: &HeaderValue) -> Result<(String, String), ApiError> {
+/// (RFC 6749 §2.3.1). `None` for another scheme or a header that does not decode.
+fn basic_credentials(value: &HeaderValue) -> Option<(String, String)> {
     use base64::Engine;
-    let malformed = || invalid_request("the Authorization header is not valid HTTP Basic");
-    let value = value.to_str().map_err(|_| malformed())?;
-    let (scheme, encoded) = value.split_once(' ').ok_or_else(malformed)?;
+    let (scheme, encoded) = value.to_str().ok()?.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
-        return Err(invalid_client());
+        return None;
     }
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
-        .map_err(|_| malformed())?;
-    let decoded = String::from_utf8(decoded).map_err(|_| malformed())?;
-    let (id, secret) = decoded.split_once(':').ok_or_else(malformed)?;
+        .ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (id, secret) = decoded.split_once(':')?;
     let unescape = |text: &str| {
         percent_encoding::percent_decode_str(&text.replace('+', " "))
             .decode_utf8()
+            .ok()
             .map(|text| text.into_owned())
-            .map_err(|_| malformed())
     };
-    Ok((unescape(id)?, unescape(secret)?))
+    Some((unescape(id)?, unescape(secret)?))
 }
 
 fn invalid_request(detail: impl Into<String>) -> ApiError {

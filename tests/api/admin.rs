@@ -122,7 +122,7 @@ backend_tests! {
         for (args, complaint) in [
             (vec!["clients", "create", "--name", "   ", "--scope", "jobs:read", "--customer", "1"], "must not be blank"),
             (vec!["clients", "create", "--name", "x", "--scope", "jobs:admin", "--customer", "1"], "jobs:admin"),
-            (vec!["clients", "create", "--name", "x", "--scope", "jobs:read", "--customer", "0"], "0"),
+            (vec!["clients", "create", "--name", "x", "--scope", "jobs:read", "--customer", "0"], "invalid value '0' for '--customer"),
             (vec!["clients", "create", "--name", "x", "--customer", "1"], "--scope"),
             (vec!["clients", "create", "--name", "x", "--scope", "jobs:read"], "--customer"),
             (vec!["clients", "revoke", "not-a-uuid"], "not-a-uuid"),

@@ -205,6 +205,15 @@ backend_tests! {
         let refused = call(&app, Method::POST, "/v1/jobs", Some(&token), Some(CUSTOMER), Some(json!({"typeId": 1, "contactId": 2}))).await;
         refused.assert_problem(403, "/problems/insufficient-scope");
 
+        // With Basic, the body may name the same client again (RFC 6749 §2.3.1).
+        let reply = token_request(
+            &app,
+            &form(&[("grant_type", "client_credentials"), ("client_id", &client.id.to_string())]),
+            Some(&format!("Basic {basic}")),
+        )
+        .await;
+        reply.assert_status(200);
+
         // An empty scope parameter asks for everything, like none.
         let reply = issue(&app, &client, Some("")).await;
         reply.assert_status(200);
@@ -242,6 +251,8 @@ backend_tests! {
         shapes.push(problem_shape(&reply));
         let reply = token_request(&app, &form(&[("grant_type", "client_credentials")]), Some("Bearer something")).await;
         shapes.push(problem_shape(&reply));
+        let reply = token_request(&app, "grant_type=client_credentials", Some("Basic %%%")).await;
+        shapes.push(problem_shape(&reply));
         assert!(shapes.windows(2).all(|pair| pair[0] == pair[1]), "indistinguishable: {shapes:#?}");
 
         // The right secret still works: the failures changed nothing.
@@ -267,7 +278,7 @@ backend_tests! {
             ("no grant type", token_request(&app, &form(&good(&[])[1..]), None).await, "/problems/invalid-token-request", "invalid_request"),
             ("a repeated parameter", token_request(&app, &format!("{}&grant_type=client_credentials", form(&good(&[]))), None).await, "/problems/invalid-token-request", "invalid_request"),
             ("credentials sent two ways", token_request(&app, &form(&good(&[])), Some(&format!("Basic {basic}"))).await, "/problems/invalid-token-request", "invalid_request"),
-            ("Basic that is not base64", token_request(&app, "grant_type=client_credentials", Some("Basic %%%")).await, "/problems/invalid-token-request", "invalid_request"),
+            ("another client_id in the body than in Basic", token_request(&app, &form(&[("grant_type", "client_credentials"), ("client_id", &Uuid::now_v7().to_string())]), Some(&format!("Basic {basic}"))).await, "/problems/invalid-token-request", "invalid_request"),
             ("another grant type", token_request(&app, &form(&[("grant_type", "password"), ("client_id", &id), ("client_secret", &client.secret)]), None).await, "/problems/unsupported-grant-type", "unsupported_grant_type"),
         ];
         for (case, reply, problem_type, code) in cases {
@@ -308,6 +319,11 @@ backend_tests! {
         let cases: Vec<(&str, String)> = vec![
             ("garbage", "not-a-jwt".to_owned()),
             ("another key", sign(&claims(client.id, 0), b"a key that is not the server key!")),
+            ("the server key with another algorithm", jsonwebtoken::encode(
+                &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS512),
+                &claims(client.id, 0),
+                &jsonwebtoken::EncodingKey::from_secret(&key).expect("a key"),
+            ).expect("signed")),
             ("alg none", unsigned),
             ("a tampered signature", tampered),
             ("expired", sign(&with(json!({"exp": now - 3600, "iat": now - 7200, "nbf": now - 7200})), &key)),
@@ -332,7 +348,8 @@ backend_tests! {
                 assert!(challenge.contains("error=\"invalid_token\""), "{case}: {challenge}");
             }
         }
-        let expired = call(&app, Method::GET, "/v1/jobs", Some(&cases[4].1), Some(CUSTOMER), None).await;
+        let expired = &cases.iter().find(|(case, _)| *case == "expired").expect("the expired case").1;
+        let expired = call(&app, Method::GET, "/v1/jobs", Some(expired), Some(CUSTOMER), None).await;
         assert!(expired.json()["detail"].as_str().is_some_and(|d| d.contains("expired")), "{}", expired.text);
 
         // No token at all, or not a bearer token.
@@ -345,8 +362,10 @@ backend_tests! {
             reply.assert_problem(401, "/problems/unauthorized");
             let challenge = reply.header("www-authenticate").expect("a challenge");
             assert!(challenge.starts_with("Bearer"), "{challenge}");
-            if authorization.is_none() {
-                assert!(!challenge.contains("error="), "no error code without a token (RFC 6750 §3.1): {challenge}");
+            if authorization.is_some_and(|value| value.starts_with("Bearer")) {
+                assert!(challenge.contains("error=\"invalid_request\""), "a bearer header without a token: {challenge}");
+            } else {
+                assert!(!challenge.contains("error="), "no error code without a bearer token (RFC 6750 §3.1): {challenge}");
             }
         }
         // A well-formed token of a real client is accepted: the cases above failed for their

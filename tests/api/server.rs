@@ -30,6 +30,8 @@ fn server_command(store: &TestStore, listen: &str) -> Command {
         .env_remove("JOBS_TOKEN_KEY")
         .env_remove("JOBS_TOKEN_KEY_FILE")
         .env_remove("JOBS_TOKEN_TTL")
+        .env_remove("JOBS_TOKEN_ISSUER")
+        .env_remove("JOBS_TOKEN_AUDIENCE")
         .stdin(Stdio::null())
         .kill_on_drop(true);
     command
@@ -302,10 +304,11 @@ async fn a_configured_signing_key_and_token_lifetime_are_used() {
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await.expect("JSON");
     assert_eq!(body["expires_in"], 120);
-    let defaults = <jobs_service::Settings as clap::Parser>::try_parse_from(["jobs-server"])
-        .expect("defaults");
-    let keys = jobs_service::auth::tokens::TokenKeys::new(key.as_bytes(), defaults.tokens.policy())
-        .expect("keys");
+    let keys = jobs_service::auth::tokens::TokenKeys::new(
+        key.as_bytes(),
+        crate::support::test_token_options().policy(),
+    )
+    .expect("keys");
     let claims = keys
         .verify(body["access_token"].as_str().expect("token"))
         .expect("signed with the configured key (the trailing newline is not part of it)");

@@ -88,6 +88,18 @@ pub struct TestClient {
     pub secret: String,
 }
 
+/// The token settings of every in-process test server: the defaults (a generated key, an
+/// hour, `jobs-service` for `jobs-api`), whatever `JOBS_TOKEN_*` the shell exports.
+pub fn test_token_options() -> jobs_service::config::TokenOptions {
+    jobs_service::config::TokenOptions {
+        token_key_file: None,
+        token_key: None,
+        token_ttl: 3600,
+        token_issuer: "jobs-service".into(),
+        token_audience: "jobs-api".into(),
+    }
+}
+
 /// One password hasher for the whole test binary: making one costs a hash.
 fn hasher() -> &'static SecretHasher {
     static HASHER: OnceLock<SecretHasher> = OnceLock::new();
@@ -321,7 +333,8 @@ impl TestApp {
             "--data-dir".into(),
             store.data_dir.clone().into(),
         ];
-        let settings = Settings::try_parse_from(args).expect("valid settings");
+        let mut settings = Settings::try_parse_from(args).expect("valid settings");
+        settings.tokens = test_token_options();
         let application = Application::build(&settings)
             .await
             .expect("the application starts");
@@ -352,10 +365,9 @@ impl TestApp {
 
     /// The id (`jti`) of a token this app issued.
     pub fn token_id(&self, token: &str) -> String {
-        let defaults = Settings::try_parse_from(["jobs-server"]).expect("default settings");
         let keys = jobs_service::auth::tokens::TokenKeys::new(
             &self.store.signing_key(),
-            defaults.tokens.policy(),
+            test_token_options().policy(),
         )
         .expect("usable keys");
         keys.verify(token).expect("a valid token").jti
