@@ -90,6 +90,18 @@ pub enum TokenRejection {
     Invalid,
 }
 
+impl TokenRejection {
+    /// A stable name for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            TokenRejection::Expired => "expired",
+            TokenRejection::NotYetValid => "not_yet_valid",
+            TokenRejection::ClientRevoked => "client_revoked",
+            TokenRejection::Invalid => "invalid_token",
+        }
+    }
+}
+
 /// A token request the token endpoint has parsed: who claims to ask, and for what.
 pub struct TokenRequest {
     pub client_id: String,

@@ -62,29 +62,38 @@ impl<R: RequiredScope> FromRequestParts<AppState> for Authorized<R> {
             .authenticate(token)
             .await
             .map_err(|error| match error {
-                AuthenticationError::Rejected(rejection) => ApiError::Unauthenticated {
-                    error_code: Some("invalid_token"),
-                    detail: rejection.to_string(),
-                },
+                AuthenticationError::Rejected(rejection) => rejected(
+                    rejection.label(),
+                    ApiError::Unauthenticated {
+                        error_code: Some("invalid_token"),
+                        detail: rejection.to_string(),
+                    },
+                ),
                 AuthenticationError::Failed(failure) => ApiError::store(failure),
             })?;
         let Customer(customer) = Customer::from_request_parts(parts, state).await?;
         if !caller.has_scope(R::SCOPE) {
-            return Err(ApiError::Forbidden {
-                slug: "insufficient-scope",
-                detail: format!("this operation needs the scope {}", R::SCOPE),
-                missing_scope: Some(R::SCOPE),
-            });
+            return Err(rejected(
+                "insufficient_scope",
+                ApiError::Forbidden {
+                    slug: "insufficient-scope",
+                    detail: format!("this operation needs the scope {}", R::SCOPE),
+                    missing_scope: Some(R::SCOPE),
+                },
+            ));
         }
         if !caller.may_act_for(customer.get()) {
-            return Err(ApiError::Forbidden {
-                slug: "customer-not-allowed",
-                detail: format!(
-                    "the access token may not act for customer {}",
-                    customer.get()
-                ),
-                missing_scope: None,
-            });
+            return Err(rejected(
+                "customer_not_allowed",
+                ApiError::Forbidden {
+                    slug: "customer-not-allowed",
+                    detail: format!(
+                        "the access token may not act for customer {}",
+                        customer.get()
+                    ),
+                    missing_scope: None,
+                },
+            ));
         }
         Ok(Authorized {
             customer,
@@ -98,16 +107,26 @@ impl<R: RequiredScope> FromRequestParts<AppState> for Authorized<R> {
 /// Another scheme counts as no bearer token at all (RFC 6750 §3.1: no error code); a bearer
 /// header without a token is `invalid_request`.
 fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
-    let missing = || ApiError::Unauthenticated {
-        error_code: None,
-        detail: "this request needs an access token: send `Authorization: Bearer <token>` \
-                 (POST /auth/tokens issues one)"
-            .into(),
+    let missing = || {
+        rejected(
+            "missing_token",
+            ApiError::Unauthenticated {
+                error_code: None,
+                detail: "this request needs an access token: send `Authorization: Bearer \
+                         <token>` (POST /auth/tokens issues one)"
+                    .into(),
+            },
+        )
     };
     let value = headers.get(header::AUTHORIZATION).ok_or_else(missing)?;
-    let malformed = || ApiError::Unauthenticated {
-        error_code: Some("invalid_request"),
-        detail: "the Authorization header must be `Bearer <token>`".into(),
+    let malformed = || {
+        rejected(
+            "malformed_token",
+            ApiError::Unauthenticated {
+                error_code: Some("invalid_request"),
+                detail: "the Authorization header must be `Bearer <token>`".into(),
+            },
+        )
     };
     let value = value.to_str().map_err(|_| malformed())?;
     let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
@@ -119,4 +138,11 @@ fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
         return Err(malformed());
     }
     Ok(token)
+}
+
+/// Counts a refused request by why (`jobs_auth_rejections_total`): a rise in `invalid_token`
+/// or `customer_not_allowed` is worth an operator's look.
+fn rejected(reason: &'static str, error: ApiError) -> ApiError {
+    metrics::counter!("jobs_auth_rejections_total", "reason" => reason).increment(1);
+    error
 }

@@ -78,7 +78,15 @@ pub async fn issue_token(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let mut response = match issue(&app, &headers, body).await {
+    let result = issue(&app, &headers, body).await;
+    let outcome = match &result {
+        Ok(_) => "issued",
+        Err(ApiError::TokenRequest { code, .. }) => code,
+        Err(ApiError::Overloaded) => "overloaded",
+        Err(_) => "error",
+    };
+    metrics::counter!("jobs_token_requests_total", "outcome" => outcome).increment(1);
+    let mut response = match result {
         Ok(token) => Json(token).into_response(),
         Err(error) => error.into_response(),
     };

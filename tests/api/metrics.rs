@@ -1,4 +1,5 @@
-//! `GET /metrics`: Prometheus counters of requests and command outcomes. The recorder is
+//! `GET /metrics`: Prometheus counters of requests, command outcomes, token requests and
+//! authentication refusals. The recorder is
 //! process-wide and tests run in parallel, so assertions are on increases, never on exact
 //! totals.
 
@@ -63,5 +64,40 @@ backend_tests! {
         assert!(count(&after, "jobs_http_request_duration_seconds_bucket", &latency) >= 1.0, "{after}");
         // Unmatched paths are not labels: a scan of random URLs cannot grow the series.
         assert!(!after.contains("/v1/no/such/route"));
+    }
+
+    async fn token_requests_and_auth_rejections_are_counted(app: TestApp) {
+        let issued = [("outcome", "issued")];
+        let invalid_client = [("outcome", "invalid_client")];
+        let missing = [("reason", "missing_token")];
+        let foreign = [("reason", "customer_not_allowed")];
+        let before = scrape(&app).await;
+        let count = |text: &str, name: &str, labels: &[(&str, &str)]| sample(text, name, labels).unwrap_or(0.0);
+
+        let client = app.store.register_client(&jobs_service::auth::Scope::ALL, &[CUSTOMER]).await;
+        let token = crate::support::request_token(&app.client, &app.address, &client, None).await;
+        assert_eq!(token.status(), 200);
+        let impostor = crate::support::TestClient { id: client.id, secret: "wrong".into() };
+        let refused = crate::support::request_token(&app.client, &app.address, &impostor, None).await;
+        assert_eq!(refused.status(), 401);
+        app.send_as_is(app.build(Method::GET, "/v1/jobs", Some(CUSTOMER), None)).await.assert_status(401);
+        app.get("/v1/jobs", CUSTOMER).await.assert_status(200);
+        let (_, other_token) = app.default_client(CUSTOMER + 1).await;
+        app.send_as_is(app.build(Method::GET, "/v1/jobs", Some(CUSTOMER), None).bearer_auth(other_token))
+            .await
+            .assert_status(403);
+
+        let after = scrape(&app).await;
+        for (name, labels) in [
+            ("jobs_token_requests_total", &issued[..]),
+            ("jobs_token_requests_total", &invalid_client[..]),
+            ("jobs_auth_rejections_total", &missing[..]),
+            ("jobs_auth_rejections_total", &foreign[..]),
+        ] {
+            assert!(
+                count(&after, name, labels) >= count(&before, name, labels) + 1.0,
+                "{name} {labels:?} grew:\n{after}"
+            );
+        }
     }
 }
