@@ -10,7 +10,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::convert::Infallible;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -62,20 +62,38 @@ pub async fn assign_request_id(mut request: Request, next: Next) -> Response {
     response
 }
 
-/// One line per request: method, path, status, duration, request id (and a 500's cause).
-pub async fn log_request(request: Request, next: Next) -> Response {
+/// Where the authentication extractor leaves the acting client's id for the request log
+/// line, which is written after the response, outside the handler.
+#[derive(Debug, Clone, Default)]
+pub struct CallerSlot(Arc<OnceLock<String>>);
+
+impl CallerSlot {
+    /// Records the client acting in this request (first call wins).
+    pub fn fill(parts: &Parts, client_id: String) {
+        if let Some(slot) = parts.extensions.get::<CallerSlot>() {
+            let _ = slot.0.set(client_id);
+        }
+    }
+}
+
+/// One line per request: method, path, status, duration, request id, the acting client when
+/// authenticated (and a 500's cause).
+pub async fn log_request(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let request_id = RequestId::of(&request);
+    let caller = CallerSlot::default();
+    request.extensions_mut().insert(caller.clone());
     let response = next.run(request).await;
     let status = response.status().as_u16();
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let client = caller.0.get().map(String::as_str).unwrap_or("-");
     match response.extensions().get::<InternalErrorReport>() {
         Some(InternalErrorReport(cause)) => tracing::error!(
-            %method, %path, status, elapsed_ms, request_id, cause, "request failed"
+            %method, %path, status, elapsed_ms, request_id, client, cause, "request failed"
         ),
-        None => tracing::info!(%method, %path, status, elapsed_ms, request_id, "request"),
+        None => tracing::info!(%method, %path, status, elapsed_ms, request_id, client, "request"),
     }
     response
 }

@@ -7,7 +7,7 @@ use crate::auth::{AuthenticationError, Caller, Scope};
 use crate::http::extract::Customer;
 use crate::http::problem::ApiError;
 use crate::http::AppState;
-use crate::telemetry::RequestId;
+use crate::telemetry::{CallerSlot, RequestId};
 use axum::extract::FromRequestParts;
 use axum::http::{header, request::Parts, HeaderMap};
 use domain::values::CustomerId;
@@ -71,6 +71,7 @@ impl<R: RequiredScope> FromRequestParts<AppState> for Authorized<R> {
                 ),
                 AuthenticationError::Failed(failure) => ApiError::store(failure),
             })?;
+        CallerSlot::fill(parts, caller.client_id.to_string());
         let Customer(customer) = Customer::from_request_parts(parts, state).await?;
         if !caller.has_scope(R::SCOPE) {
             return Err(rejected(

@@ -345,3 +345,44 @@ async fn an_unusable_signing_key_is_a_one_line_failure() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_log_names_the_client_but_never_its_token() {
+    let store = TestStore::new(Backend::Sqlite).await;
+    let (mut server, line) =
+        launch(server_command(&store, "127.0.0.1:0").stderr(Stdio::piped())).await;
+    let address = base_url(&line);
+    let mut stderr = BufReader::new(server.stderr.take().expect("stderr")).lines();
+    let (client_id, token) = token_for_customer(&store, &address, 5).await;
+    let reply = reqwest::Client::new()
+        .get(format!("{address}/v1/jobs"))
+        .bearer_auth(&token)
+        .header("Customer-Id", "5")
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(reply.status(), 200);
+    assert!(terminate(&mut server).await.success());
+    let mut log = Vec::new();
+    while let Ok(Some(line)) = stderr.next_line().await {
+        log.push(line);
+    }
+    let list_line = log
+        .iter()
+        .find(|line| line.contains("/v1/jobs") && line.contains("status=200"))
+        .unwrap_or_else(|| panic!("a line for the list request: {log:#?}"));
+    assert!(
+        list_line.contains(&format!("client=\"{client_id}\"")),
+        "{list_line}"
+    );
+    let token_line = log
+        .iter()
+        .find(|line| line.contains("/auth/tokens"))
+        .unwrap_or_else(|| panic!("a line for the token request: {log:#?}"));
+    assert!(token_line.contains("client=\"-\""), "{token_line}");
+    let secret_part = token.rsplit('.').next().expect("a signature");
+    assert!(
+        log.iter().all(|line| !line.contains(secret_part)),
+        "no token in the log: {log:#?}"
+    );
+}
