@@ -116,8 +116,12 @@ pub enum TokenRequestError {
     /// Unknown client, wrong secret or revoked client: one answer for all three.
     #[error("client authentication failed")]
     InvalidClient,
-    #[error("{0}")]
-    InvalidScope(String),
+    /// A scope of this service that the client does not hold.
+    #[error("scope not held: {0}")]
+    ScopeNotHeld(String),
+    /// A name that is no scope of this service.
+    #[error("unknown scope: {0}")]
+    UnknownScope(String),
     #[error(transparent)]
     Failed(#[from] AuthFailure),
 }
@@ -193,17 +197,8 @@ impl Authenticator {
                 for name in &asked {
                     match Scope::parse(name) {
                         Some(scope) if held.contains(&scope) => granted.push(scope),
-                        Some(_) => {
-                            return Err(TokenRequestError::InvalidScope(format!(
-                                "this client does not hold the scope {name:?}"
-                            )))
-                        }
-                        None => {
-                            return Err(TokenRequestError::InvalidScope(format!(
-                                "{name:?} is not a scope of this service (known: {})",
-                                Scope::join(&Scope::ALL)
-                            )))
-                        }
+                        Some(_) => return Err(TokenRequestError::ScopeNotHeld(name.clone())),
+                        None => return Err(TokenRequestError::UnknownScope(name.clone())),
                     }
                 }
                 granted

@@ -1,7 +1,7 @@
 //! Our own extractors. Each rejects with [`ApiError`], so every rejection is a problem with a
 //! specific type, never axum's plain-text default.
 
-use crate::http::problem::ApiError;
+use crate::http::problem::{excerpt, ApiError};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::{header, request::Parts};
@@ -45,9 +45,9 @@ impl<S: Send + Sync> FromRequestParts<S> for JobId {
         let Path(raw) = Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(|_| ApiError::bad_request("invalid-job-id", "the job id is missing"))?;
-        Uuid::parse_str(&raw)
-            .map(JobId)
-            .map_err(|_| ApiError::bad_request("invalid-job-id", format!("{raw:?} is not a UUID")))
+        Uuid::parse_str(&raw).map(JobId).map_err(|_| {
+            ApiError::bad_request("invalid-job-id", format!("{} is not a UUID", excerpt(&raw)))
+        })
     }
 }
 

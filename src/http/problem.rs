@@ -194,6 +194,19 @@ fn report(error: &(dyn std::error::Error + 'static)) -> String {
 #[derive(Clone, Debug)]
 pub struct InternalErrorReport(pub String);
 
+/// Caller input quoted for a problem's `detail`, cut to a readable length: a detail says
+/// what was wrong, it does not copy back an arbitrarily large input.
+pub fn excerpt(text: &str) -> String {
+    const MAX_CHARS: usize = 64;
+    let mut chars = text.chars();
+    let head: String = chars.by_ref().take(MAX_CHARS).collect();
+    if chars.next().is_some() {
+        format!("{head:?}…")
+    } else {
+        format!("{head:?}")
+    }
+}
+
 /// The stable problem type slug for a refused domain rule.
 pub fn rule_slug(error: &JobError) -> &'static str {
     match error {
@@ -533,6 +546,15 @@ mod tests {
     #[derive(Debug, thiserror::Error)]
     #[error("wrapper")]
     struct Wrapper(#[source] Inner);
+
+    #[test]
+    fn excerpts_quote_short_input_whole_and_cut_long_input() {
+        assert_eq!(excerpt("abc"), "\"abc\"");
+        let long = "x".repeat(10_000);
+        let shown = excerpt(&long);
+        assert!(shown.chars().count() < 100, "{shown}");
+        assert!(shown.ends_with('…'));
+    }
 
     #[test]
     fn a_report_names_each_cause_once() {

@@ -2,7 +2,7 @@
 //! a 400 problem naming the parameter. Unknown parameters are refused too, so a misspelt
 //! filter never silently returns everything.
 
-use crate::http::problem::ApiError;
+use crate::http::problem::{excerpt, ApiError};
 use projections::{Direction, JobFilter, JobSort, PageRequest};
 
 pub struct QueryParams(Vec<(String, String)>);
@@ -41,7 +41,10 @@ impl QueryParams {
         match self.take_one(name)? {
             None => Ok(None),
             Some(raw) => parse(&raw).map(Some).ok_or_else(|| {
-                ApiError::bad_request(slug, format!("{name} must be {expected}; got {raw:?}"))
+                ApiError::bad_request(
+                    slug,
+                    format!("{name} must be {expected}; got {}", excerpt(&raw)),
+                )
             }),
         }
     }
@@ -105,7 +108,7 @@ impl QueryParams {
             let status = domain::JobStatus::parse(&raw).ok_or_else(|| {
                 ApiError::bad_request(
                     "invalid-query",
-                    format!("status {raw:?} is not a job status"),
+                    format!("status {} is not a job status", excerpt(&raw)),
                 )
             })?;
             statuses.push(status);
@@ -158,7 +161,7 @@ impl QueryParams {
             None => Ok(()),
             Some((name, _)) => Err(ApiError::bad_request(
                 "invalid-query",
-                format!("unknown query parameter {name:?}"),
+                format!("unknown query parameter {}", excerpt(name)),
             )),
         }
     }

@@ -7,7 +7,7 @@
 
 use crate::auth::secrets::HashError;
 use crate::auth::{AuthFailure, TokenRequest, TokenRequestError};
-use crate::http::problem::{ApiError, Problem};
+use crate::http::problem::{excerpt, ApiError, Problem};
 use crate::http::AppState;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -116,12 +116,15 @@ async fn issue(
         .await
         .map_err(|error| match error {
             TokenRequestError::InvalidClient => invalid_client(),
-            TokenRequestError::InvalidScope(detail) => ApiError::TokenRequest {
-                status: StatusCode::BAD_REQUEST,
-                code: "invalid_scope",
-                slug: "invalid-scope",
-                detail,
-            },
+            TokenRequestError::ScopeNotHeld(name) => invalid_scope(format!(
+                "this client does not hold the scope {}",
+                excerpt(&name)
+            )),
+            TokenRequestError::UnknownScope(name) => invalid_scope(format!(
+                "{} is not a scope of this service (known: {})",
+                excerpt(&name),
+                crate::auth::Scope::join(&crate::auth::Scope::ALL)
+            )),
             TokenRequestError::Failed(AuthFailure::Hash(HashError::Busy)) => ApiError::Overloaded,
             TokenRequestError::Failed(failure) => ApiError::store(failure),
         })?;
@@ -155,7 +158,8 @@ fn parse_request(headers: &HeaderMap, body: &[u8]) -> Result<TokenRequest, ApiEr
         if form.contains_key(&name) {
             // RFC 6749 §3.2: parameters must not repeat.
             return Err(invalid_request(format!(
-                "the parameter {name:?} appears more than once"
+                "the parameter {} appears more than once",
+                excerpt(&name)
             )));
         }
         form.insert(name, value);
@@ -169,7 +173,8 @@ fn parse_request(headers: &HeaderMap, body: &[u8]) -> Result<TokenRequest, ApiEr
                 code: "unsupported_grant_type",
                 slug: "unsupported-grant-type",
                 detail: format!(
-                    "the grant type {other:?} is not supported; use client_credentials"
+                    "the grant type {} is not supported; use client_credentials",
+                    excerpt(other)
                 ),
             })
         }
@@ -244,6 +249,15 @@ fn invalid_request(detail: impl Into<String>) -> ApiError {
         code: "invalid_request",
         slug: "invalid-token-request",
         detail: detail.into(),
+    }
+}
+
+fn invalid_scope(detail: String) -> ApiError {
+    ApiError::TokenRequest {
+        status: StatusCode::BAD_REQUEST,
+        code: "invalid_scope",
+        slug: "invalid-scope",
+        detail,
     }
 }
 

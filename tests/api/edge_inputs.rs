@@ -1,5 +1,6 @@
 //! Inputs at the edges of the contract, each of which once got past validation: bodies
-//! that are JSON but not objects, NUL characters, and instants RFC 3339 cannot write.
+//! that are JSON but not objects, NUL characters, instants RFC 3339 cannot write, and inputs
+//! so large that echoing them made the problem too big to finish.
 //! Each must be refused with a clear problem and change nothing.
 
 use crate::backend_tests;
@@ -80,5 +81,32 @@ backend_tests! {
             .await
             .assert_status(204);
         assert_eq!(app.job(CUSTOMER, id).await["plannedStart"], "9999-12-31T23:59:59Z");
+    }
+
+    async fn huge_inputs_are_named_in_a_problem_not_copied_into_it(app: TestApp) {
+        // URLs stop at 64 KiB in the client; bodies can carry more.
+        let huge = "9".repeat(20_000);
+        let cases = [
+            (format!("/v1/jobs?typeId={huge}"), "/problems/invalid-query"),
+            (format!("/v1/jobs?{huge}=1"), "/problems/invalid-query"),
+            (format!("/v1/jobs?status={huge}"), "/problems/invalid-query"),
+            (format!("/v1/jobs/{huge}"), "/problems/invalid-job-id"),
+        ];
+        for (path, problem_type) in cases {
+            let reply = app.get(&path, CUSTOMER).await;
+            let problem = reply.assert_problem(400, problem_type);
+            let detail = problem["detail"].as_str().unwrap_or_default();
+            assert!(detail.len() < 200 && detail.contains('…'), "the input is excerpted: {detail}");
+        }
+        let token_request = app
+            .send_as_is(
+                app.client
+                    .post(format!("{}/auth/tokens", app.address))
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(format!("grant_type={}", "x".repeat(60_000))),
+            )
+            .await;
+        token_request.assert_problem(400, "/problems/unsupported-grant-type");
+        assert!(token_request.text.len() < 2_000);
     }
 }
