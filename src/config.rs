@@ -104,7 +104,7 @@ impl TokenOptions {
 
 impl StoreOptions {
     /// The data directory, created if missing.
-    pub fn prepare_data_dir(&self) -> std::io::Result<&std::path::Path> {
+    fn prepare_data_dir(&self) -> std::io::Result<&std::path::Path> {
         std::fs::create_dir_all(&self.data_dir)?;
         Ok(&self.data_dir)
     }
