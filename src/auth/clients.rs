@@ -71,7 +71,10 @@ pub async fn create_client(
             customer_ids.push(id.get());
         }
     }
-    let scopes: Vec<String> = Scope::join(scopes).split(' ').map(str::to_owned).collect();
+    let scopes: Vec<String> = Scope::canonical(scopes)
+        .iter()
+        .map(|scope| scope.as_str().to_owned())
+        .collect();
     let secret = generate_secret();
     let client = ClientRecord {
         id: Uuid::now_v7(),

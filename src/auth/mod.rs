@@ -39,12 +39,17 @@ impl Scope {
         Scope::ALL.into_iter().find(|scope| scope.as_str() == text)
     }
 
-    /// The OAuth form: names separated by single spaces, in a stable order.
-    pub fn join(scopes: &[Scope]) -> String {
+    /// The scopes in a stable order, each once.
+    pub fn canonical(scopes: &[Scope]) -> Vec<Scope> {
         let mut scopes = scopes.to_vec();
         scopes.sort();
         scopes.dedup();
         scopes
+    }
+
+    /// The OAuth form: names separated by single spaces, in a stable order.
+    pub fn join(scopes: &[Scope]) -> String {
+        Scope::canonical(scopes)
             .iter()
             .map(|scope| scope.as_str())
             .collect::<Vec<_>>()
@@ -190,7 +195,7 @@ impl Authenticator {
             .iter()
             .filter_map(|s| Scope::parse(s))
             .collect();
-        let mut granted = match request.scope {
+        let granted = match request.scope {
             None => held,
             Some(asked) => {
                 let mut granted = Vec::with_capacity(asked.len());
@@ -204,8 +209,7 @@ impl Authenticator {
                 granted
             }
         };
-        granted.sort();
-        granted.dedup();
+        let granted = Scope::canonical(&granted);
         let token = self
             .keys
             .issue(client.id, &granted, &client.customer_ids, domain::now())

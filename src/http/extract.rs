@@ -4,7 +4,7 @@
 use crate::http::problem::{excerpt, ApiError};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
-use axum::http::{header, request::Parts};
+use axum::http::{header, request::Parts, HeaderMap};
 use domain::values::CustomerId;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
@@ -59,23 +59,21 @@ pub struct JsonBody<T>(pub T);
 /// reads as `{}`: for commands whose fields are all optional.
 pub struct OptionalJsonBody<T>(pub T);
 
-fn is_json(content_type: &str) -> bool {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
+/// The media type of a request body without its parameters, lower-cased
+/// (`application/json; charset=utf-8` → `application/json`).
+pub fn media_type(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let essence = value.split(';').next().unwrap_or_default();
+    Some(essence.trim().to_ascii_lowercase())
+}
+
+fn is_json(essence: &str) -> bool {
     essence == "application/json"
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<(bool, Bytes), ApiError> {
-    let has_json_type = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(is_json);
+    let has_json_type = media_type(request.headers()).is_some_and(|essence| is_json(&essence));
     let bytes = Bytes::from_request(request, state)
         .await
         .map_err(|rejection| {

@@ -7,6 +7,7 @@
 
 use crate::auth::secrets::HashError;
 use crate::auth::{AuthFailure, TokenRequest, TokenRequestError};
+use crate::http::extract::media_type;
 use crate::http::problem::{excerpt, ApiError, Problem};
 use crate::http::AppState;
 use axum::body::Bytes;
@@ -137,16 +138,7 @@ async fn issue(
 }
 
 fn parse_request(headers: &HeaderMap, body: &[u8]) -> Result<TokenRequest, ApiError> {
-    let form_encoded = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|essence| {
-            essence
-                .trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        });
-    if !form_encoded {
+    if media_type(headers).as_deref() != Some("application/x-www-form-urlencoded") {
         return Err(invalid_request(
             "a token request must be application/x-www-form-urlencoded",
         ));

@@ -23,6 +23,19 @@ fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         .and_then(|value| value.parse().ok())
 }
 
+/// Asserts that each counter grew by at least one between the two scrapes.
+#[track_caller]
+fn assert_each_grew(before: &str, after: &str, counters: &[(&str, &[(&str, &str)])]) {
+    let count =
+        |text: &str, name: &str, labels: &[(&str, &str)]| sample(text, name, labels).unwrap_or(0.0);
+    for (name, labels) in counters {
+        assert!(
+            count(after, name, labels) >= count(before, name, labels) + 1.0,
+            "{name} {labels:?} grew:\n{after}"
+        );
+    }
+}
+
 async fn scrape(app: &TestApp) -> String {
     let reply = app.request(Method::GET, "/metrics", None, None).await;
     reply.assert_status(200);
@@ -42,7 +55,6 @@ backend_tests! {
         let refused_starts = [("command", "start"), ("outcome", "refused")];
         let creates = [("method", "POST"), ("route", "/v1/jobs"), ("status", "201")];
         let before = scrape(&app).await;
-        let count = |text: &str, name: &str, labels: &[(&str, &str)]| sample(text, name, labels).unwrap_or(0.0);
 
         let id = app.create_job(CUSTOMER).await;
         app.command(CUSTOMER, id, "start", json!({})).await.assert_status(422);
@@ -50,18 +62,13 @@ backend_tests! {
         app.get("/v1/no/such/route", CUSTOMER).await.assert_status(404);
 
         let after = scrape(&app).await;
-        for (name, labels) in [
+        assert_each_grew(&before, &after, &[
             ("jobs_http_requests_total", &creates[..]),
             ("jobs_commands_total", &cancels[..]),
             ("jobs_commands_total", &refused_starts[..]),
-        ] {
-            assert!(
-                count(&after, name, labels) >= count(&before, name, labels) + 1.0,
-                "{name} {labels:?} grew:\n{after}"
-            );
-        }
+        ]);
         let latency = [("route", "/v1/jobs/{jobId}/cancel"), ("le", "+Inf")];
-        assert!(count(&after, "jobs_http_request_duration_seconds_bucket", &latency) >= 1.0, "{after}");
+        assert!(sample(&after, "jobs_http_request_duration_seconds_bucket", &latency).unwrap_or(0.0) >= 1.0, "{after}");
         // Unmatched paths are not labels: a scan of random URLs cannot grow the series.
         assert!(!after.contains("/v1/no/such/route"));
     }
@@ -72,7 +79,6 @@ backend_tests! {
         let missing = [("reason", "missing_token")];
         let foreign = [("reason", "customer_not_allowed")];
         let before = scrape(&app).await;
-        let count = |text: &str, name: &str, labels: &[(&str, &str)]| sample(text, name, labels).unwrap_or(0.0);
 
         let client = app.store.register_client(&jobs_service::auth::Scope::ALL, &[CUSTOMER]).await;
         let token = crate::support::request_token(&app.client, &app.address, &client, None).await;
@@ -88,16 +94,11 @@ backend_tests! {
             .assert_status(403);
 
         let after = scrape(&app).await;
-        for (name, labels) in [
+        assert_each_grew(&before, &after, &[
             ("jobs_token_requests_total", &issued[..]),
             ("jobs_token_requests_total", &invalid_client[..]),
             ("jobs_auth_rejections_total", &missing[..]),
             ("jobs_auth_rejections_total", &foreign[..]),
-        ] {
-            assert!(
-                count(&after, name, labels) >= count(&before, name, labels) + 1.0,
-                "{name} {labels:?} grew:\n{after}"
-            );
-        }
+        ]);
     }
 }
