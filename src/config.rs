@@ -114,8 +114,15 @@ impl StoreOptions {
     /// path, not spliced into a URL, so any directory name works (`?` or `%` would mean
     /// something in a URL).
     pub async fn open(&self) -> Result<projections::JobStore, OpenError> {
+        let store = self.open_unmigrated().await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Opens the store as [`Self::open`] does, without touching its schema.
+    pub async fn open_unmigrated(&self) -> Result<projections::JobStore, OpenError> {
         match &self.database_url {
-            Some(url) => Ok(projections::connect(url).await?),
+            Some(url) => Ok(projections::store::open(url).await?),
             None => {
                 let dir = self.prepare_data_dir().map_err(OpenError::DataDir)?;
                 Ok(

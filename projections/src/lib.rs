@@ -3,9 +3,12 @@
 //! together with the events (PostgreSQL and SQLite). The stores write a command's events and
 //! its projection rows in one transaction, so a read never lags behind an acknowledged write.
 
+pub mod log;
 pub mod metadata;
 pub mod paging;
+pub mod rebuild;
 pub mod store;
+pub mod verify;
 pub mod view;
 
 pub use metadata::EventMetadata;

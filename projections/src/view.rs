@@ -197,6 +197,24 @@ impl JobView {
     }
 }
 
+/// One step of the fold both the stores and `verify` run: applies the job's `sequence`-th
+/// event to its summary and returns the status-history entry it adds, if any. An event the
+/// summary has already seen changes nothing and adds no entry.
+pub fn apply_event(
+    view: &mut Option<JobView>,
+    job_id: Uuid,
+    sequence: i64,
+    event: &JobEvent,
+    metadata: &EventMetadata,
+) -> Option<StatusHistoryEntry> {
+    let already_seen = view.as_ref().is_some_and(|v| sequence <= v.version);
+    *view = project(view.take(), job_id, sequence, event, metadata);
+    if already_seen || view.is_none() {
+        return None;
+    }
+    status_entry(event, sequence, metadata)
+}
+
 /// The status an event moves a job to, if it is a status change.
 fn status_after(event: &JobEvent) -> Option<JobStatus> {
     match event {

@@ -8,6 +8,8 @@
 mod shared;
 #[macro_use]
 mod clients;
+#[macro_use]
+mod maintenance;
 pub mod postgres;
 pub mod sqlite;
 
@@ -21,6 +23,8 @@ use uuid::Uuid;
 
 pub use clients::{ClientRecord, ClientRegistry};
 pub use postgres::PostgresJobStore;
+pub(crate) use shared::unwrap_payload;
+pub use shared::ProjectionTables;
 pub use sqlite::SqliteJobStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +37,10 @@ pub enum StoreError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("stored data could not be read: {0}")]
     Corrupt(String),
+    #[error("another rebuild of the projection is running on this store")]
+    RebuildRunning,
+    #[error("cannot take the rebuild lock: {0}")]
+    Lock(#[source] std::io::Error),
 }
 
 /// One stored event as the audit endpoint shows it.
@@ -92,6 +100,13 @@ pub enum JobStore {
 /// Connects to the store a URL names (`postgres://…`, `postgresql://…` or `sqlite:…`) and
 /// applies the migrations it has not seen yet.
 pub async fn connect(database_url: &str) -> Result<JobStore, StoreError> {
+    let store = open(database_url).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// Connects to the store a URL names without touching its schema.
+pub async fn open(database_url: &str) -> Result<JobStore, StoreError> {
     if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
         Ok(JobStore::Postgres(
             PostgresJobStore::connect(database_url).await?,
@@ -105,6 +120,36 @@ pub async fn connect(database_url: &str) -> Result<JobStore, StoreError> {
     }
 }
 
+/// A migration that `migrate` applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationApplied {
+    pub version: i64,
+    pub description: String,
+}
+
+/// Runs `migrator` on `connection` and tells which of its migrations were new.
+async fn apply_migrations<C: sqlx::migrate::Migrate>(
+    connection: &mut C,
+    migrator: &sqlx::migrate::Migrator,
+) -> Result<Vec<MigrationApplied>, StoreError> {
+    connection.ensure_migrations_table().await?;
+    let before: std::collections::HashSet<i64> = connection
+        .list_applied_migrations()
+        .await?
+        .into_iter()
+        .map(|migration| migration.version)
+        .collect();
+    migrator.run_direct(connection).await?;
+    Ok(migrator
+        .iter()
+        .filter(|m| m.migration_type.is_up_migration() && !before.contains(&m.version))
+        .map(|m| MigrationApplied {
+            version: m.version,
+            description: m.description.to_string(),
+        })
+        .collect())
+}
+
 impl JobStore {
     pub fn backend_name(&self) -> &'static str {
         match self {
@@ -114,6 +159,38 @@ impl JobStore {
     }
 
     pub fn queries(&self) -> std::sync::Arc<dyn JobQueries> {
+        match self {
+            JobStore::Postgres(store) => std::sync::Arc::new(store.clone()),
+            JobStore::Sqlite(store) => std::sync::Arc::new(store.clone()),
+        }
+    }
+
+    /// Applies the migrations the store has not seen yet; returns those.
+    pub async fn migrate(&self) -> Result<Vec<MigrationApplied>, StoreError> {
+        match self {
+            JobStore::Postgres(store) => store.migrate().await,
+            JobStore::Sqlite(store) => store.migrate().await,
+        }
+    }
+
+    /// The global event log.
+    pub fn log(&self) -> std::sync::Arc<dyn crate::log::EventLog> {
+        match self {
+            JobStore::Postgres(store) => std::sync::Arc::new(store.clone()),
+            JobStore::Sqlite(store) => std::sync::Arc::new(store.clone()),
+        }
+    }
+
+    /// What a projection rebuild needs of the store.
+    pub fn rebuilder(&self) -> std::sync::Arc<dyn crate::rebuild::ProjectionRebuild> {
+        match self {
+            JobStore::Postgres(store) => std::sync::Arc::new(store.clone()),
+            JobStore::Sqlite(store) => std::sync::Arc::new(store.clone()),
+        }
+    }
+
+    /// What `verify` needs of the store.
+    pub fn checker(&self) -> std::sync::Arc<dyn crate::verify::ProjectionCheck> {
         match self {
             JobStore::Postgres(store) => std::sync::Arc::new(store.clone()),
             JobStore::Sqlite(store) => std::sync::Arc::new(store.clone()),
@@ -145,5 +222,13 @@ fn persistence_error(error: sqlx::Error) -> cqrs_es::persist::PersistenceError {
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed => PersistenceError::ConnectionError(Box::new(error)),
         _ => PersistenceError::UnknownError(Box::new(error)),
+    }
+}
+
+/// The same, for errors of the projection step of a write.
+fn store_to_persistence_error(error: StoreError) -> cqrs_es::persist::PersistenceError {
+    match error {
+        StoreError::Database(error) => persistence_error(error),
+        other => cqrs_es::persist::PersistenceError::UnknownError(Box::new(other)),
     }
 }

@@ -1,6 +1,6 @@
 //! The PostgreSQL store (production).
 
-use super::StoreError;
+use super::{ProjectionTables, StoreError};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,22 +12,23 @@ pub struct PostgresJobStore {
 }
 
 impl PostgresJobStore {
+    /// Connects without touching the schema (see [`Self::migrate`]).
     pub async fn connect(database_url: &str) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(5))
             .connect(database_url)
             .await?;
-        Self::with_pool(pool).await
-    }
-
-    /// Uses an existing pool, applying pending migrations.
-    pub async fn with_pool(pool: PgPool) -> Result<Self, StoreError> {
-        sqlx::migrate!("../migrations/postgres").run(&pool).await?;
         Ok(Self {
             delegate: Arc::new(postgres_es::PostgresEventRepository::new(pool.clone())),
             pool,
         })
+    }
+
+    /// Applies the migrations the database has not seen yet; returns those.
+    pub async fn migrate(&self) -> Result<Vec<super::MigrationApplied>, StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        super::apply_migrations(&mut *connection, &sqlx::migrate!("../migrations/postgres")).await
     }
 
     /// PostgreSQL runs writers side by side; its row locks order them.
@@ -36,5 +37,139 @@ impl PostgresJobStore {
     }
 }
 
+/// Log queries: after the cursor `($1 transaction, $2 position)`, optionally for the customer
+/// `$3`, at most `$4` events, in (transaction, position) order.
+macro_rules! log_query {
+    ($horizon:literal) => {
+        concat!(
+            "SELECT transaction_id::text::bigint AS \"transaction\", position, aggregate_type, \
+             aggregate_id, sequence, event_type, event_version, recorded_at, payload, metadata \
+             FROM events WHERE (transaction_id, position) > ($1::bigint::text::xid8, $2) ",
+            $horizon,
+            " AND ($3::text IS NULL OR metadata->>'customerId' = $3) \
+             ORDER BY transaction_id, position LIMIT $4"
+        )
+    };
+}
+
+/// The advisory lock one rebuild at a time holds on a database ("jobs rebuild" in ASCII).
+const REBUILD_LOCK: i64 = 0x6a6f_6273_7265_6275;
+
+impl PostgresJobStore {
+    /// Only events of transactions older than every running one: nothing can commit before
+    /// them any more.
+    const READ_LOG: &str =
+        log_query!("AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())");
+    const READ_COMMITTED: &str = log_query!("");
+    const HELD_BACK: &str = "SELECT count(*) FROM (SELECT 1 FROM events \
+         WHERE (transaction_id, position) > ($1::bigint::text::xid8, $2) \
+         AND ($3::text IS NULL OR metadata->>'customerId' = $3) LIMIT 1000000) AS waiting";
+    const CURSOR_AT: &str =
+        "SELECT transaction_id::text::bigint, position FROM events WHERE position = $1";
+    const TRANSACTION: &str = "transaction_id::text::bigint";
+    const WRITE_BEGIN: &str = "BEGIN";
+    const SNAPSHOT_BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+
+    /// A session advisory lock on a connection of its own, released when the connection
+    /// closes (also when the process dies).
+    async fn rebuild_lease(&self) -> Result<crate::rebuild::RebuildLease, StoreError> {
+        use sqlx::Connection;
+        let mut connection = self.pool.acquire().await?.detach();
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(REBUILD_LOCK)
+            .fetch_one(&mut connection)
+            .await?;
+        if !locked {
+            let _ = connection.close().await;
+            return Err(StoreError::RebuildRunning);
+        }
+        Ok(crate::rebuild::RebuildLease::new(std::sync::Mutex::new(
+            connection,
+        )))
+    }
+
+    /// `LIKE … INCLUDING ALL` copies columns, defaults, constraints and indexes, so the
+    /// rebuilt tables are what the migrations made the live ones.
+    async fn create_rebuild_tables(&self) -> Result<(), StoreError> {
+        let (live, rebuild) = (ProjectionTables::LIVE, ProjectionTables::REBUILD);
+        for (live, rebuild) in [
+            (live.summary, rebuild.summary),
+            (live.history, rebuild.history),
+        ] {
+            sqlx::query(&format!(
+                "CREATE TABLE {rebuild} (LIKE {live} INCLUDING ALL)"
+            ))
+            .execute(&self.pool)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Writers insert into `events` first; this lock waits for those in flight and holds
+    /// new ones back until the swap commits. Readers are not blocked.
+    async fn hold_back_writers(tx: &mut sqlx::PgConnection) -> Result<(), StoreError> {
+        sqlx::query("LOCK TABLE events IN EXCLUSIVE MODE")
+            .execute(tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Drops the live tables and renames the rebuilt ones into their place, giving their
+    /// indexes (and the constraints behind them) the names the live ones had, so later
+    /// migrations find them.
+    async fn replace_live_tables(tx: &mut sqlx::PgConnection) -> Result<(), StoreError> {
+        let (live, rebuild) = (ProjectionTables::LIVE, ProjectionTables::REBUILD);
+        let mut names = std::collections::HashMap::new();
+        for table in [live.summary, live.history] {
+            for (name, shape) in index_shapes(tx, table).await? {
+                names.insert((table, shape), name);
+            }
+        }
+        sqlx::query(&format!("DROP TABLE {}, {}", live.summary, live.history))
+            .execute(&mut *tx)
+            .await?;
+        for (live, rebuild) in [
+            (live.summary, rebuild.summary),
+            (live.history, rebuild.history),
+        ] {
+            sqlx::query(&format!("ALTER TABLE {rebuild} RENAME TO {live}"))
+                .execute(&mut *tx)
+                .await?;
+            for (name, shape) in index_shapes(tx, live).await? {
+                match names.get(&(live, shape)) {
+                    Some(old) if *old != name => {
+                        sqlx::query(&format!("ALTER INDEX \"{name}\" RENAME TO \"{old}\""))
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The indexes of `table`: name and shape (uniqueness and definition without the names).
+async fn index_shapes(
+    tx: &mut sqlx::PgConnection,
+    table: &str,
+) -> Result<Vec<(String, (bool, String))>, StoreError> {
+    let rows: Vec<(String, bool, String)> = sqlx::query_as(
+        "SELECT c.relname::text, i.indisunique, \
+         split_part(pg_get_indexdef(i.indexrelid), ' USING ', 2) \
+         FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+         WHERE i.indrelid = $1::regclass",
+    )
+    .bind(table)
+    .fetch_all(tx)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(name, unique, definition)| (name, (unique, definition)))
+        .collect())
+}
+
 job_store!(PostgresJobStore, sqlx::Postgres);
+store_maintenance!(PostgresJobStore, sqlx::Postgres);
 client_registry!(PostgresJobStore, sqlx::Postgres);

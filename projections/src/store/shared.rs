@@ -8,21 +8,44 @@ pub(super) const INSERT_EVENT: &str = "INSERT INTO events \
      (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 
-pub(super) const SELECT_SUMMARY_DOCUMENT: &str =
-    "SELECT document FROM job_summary WHERE job_id = $1";
+/// The projection tables a write goes to: the live ones, or the ones a rebuild fills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProjectionTables {
+    pub summary: &'static str,
+    pub history: &'static str,
+}
 
-pub(super) const UPSERT_SUMMARY: &str = "INSERT INTO job_summary \
-     (job_id, customer_id, status, type_id, contact_id, reference, created_at, updated_at, version, document) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-     ON CONFLICT (job_id) DO UPDATE SET \
+impl ProjectionTables {
+    pub const LIVE: ProjectionTables = ProjectionTables {
+        summary: "job_summary",
+        history: "job_status_history",
+    };
+    pub const REBUILD: ProjectionTables = ProjectionTables {
+        summary: "rebuild_job_summary",
+        history: "rebuild_job_status_history",
+    };
+}
+
+/// One job event on its way into the projection, borrowed from wherever it was read.
+pub(crate) struct EventRow<'a> {
+    pub job_id: &'a str,
+    pub sequence: i64,
+    /// As stored: `{"EventType": {…}}`.
+    pub payload: &'a serde_json::Value,
+    pub metadata: &'a serde_json::Value,
+}
+
+/// Rows per multi-row statement: well below SQLite's 32766 bound parameters at ten columns.
+pub(super) const ROWS_PER_STATEMENT: usize = 500;
+
+pub(super) const SUMMARY_COLUMNS: &str = "(job_id, customer_id, status, type_id, contact_id, \
+     reference, created_at, updated_at, version, document)";
+
+pub(super) const SUMMARY_UPSERT: &str = " ON CONFLICT (job_id) DO UPDATE SET \
      customer_id = excluded.customer_id, status = excluded.status, type_id = excluded.type_id, \
      contact_id = excluded.contact_id, reference = excluded.reference, \
      created_at = excluded.created_at, updated_at = excluded.updated_at, \
      version = excluded.version, document = excluded.document";
-
-pub(super) const INSERT_STATUS_HISTORY: &str = "INSERT INTO job_status_history \
-     (job_id, sequence, status, occurred_at, comment, actor) VALUES ($1, $2, $3, $4, $5, $6) \
-     ON CONFLICT (job_id, sequence) DO NOTHING";
 
 pub(super) const SELECT_JOB: &str =
     "SELECT document FROM job_summary WHERE job_id = $1 AND customer_id = $2";
@@ -33,7 +56,7 @@ pub(super) const SELECT_EVENTS_PAGE: &str =
      ORDER BY sequence LIMIT $3 OFFSET $4";
 
 /// The payload of a stored event without cqrs-es's `{"EventType": …}` wrapper.
-pub(super) fn unwrap_payload(payload: serde_json::Value, event_type: &str) -> serde_json::Value {
+pub(crate) fn unwrap_payload(payload: serde_json::Value, event_type: &str) -> serde_json::Value {
     match payload {
         serde_json::Value::Object(mut map) if map.len() == 1 && map.contains_key(event_type) => {
             map.remove(event_type).unwrap_or_default()
@@ -51,7 +74,6 @@ macro_rules! job_store {
                 &self,
                 events: &[cqrs_es::persist::SerializedEvent],
             ) -> Result<(), cqrs_es::persist::PersistenceError> {
-                use cqrs_es::persist::PersistenceError;
                 let Some(first) = events.first() else {
                     return Ok(());
                 };
@@ -76,58 +98,124 @@ macro_rules! job_store {
                         .map_err(error)?;
                 }
                 if first.aggregate_type == domain::AGGREGATE_TYPE {
-                    let job_id = uuid::Uuid::parse_str(&first.aggregate_id)
-                        .map_err(|e| PersistenceError::UnknownError(Box::new(e)))?;
-                    let current: Option<sqlx::types::Json<$crate::view::JobView>> =
-                        sqlx::query_scalar(super::shared::SELECT_SUMMARY_DOCUMENT)
-                            .bind(&first.aggregate_id)
-                            .fetch_optional(&mut *tx)
-                            .await
-                            .map_err(error)?;
-                    let mut view = current.map(|json| json.0);
-                    for event in events {
-                        let payload: domain::JobEvent =
-                            serde_json::from_value(event.payload.clone())?;
-                        let metadata = $crate::metadata::EventMetadata::from_json(&event.metadata);
-                        let sequence = event.sequence as i64;
-                        let already_seen = view.as_ref().is_some_and(|v| sequence <= v.version);
-                        view = $crate::view::project(view, job_id, sequence, &payload, &metadata);
-                        if already_seen {
-                            continue;
-                        }
-                        if let Some(entry) =
-                            $crate::view::status_entry(&payload, sequence, &metadata)
-                        {
-                            sqlx::query(super::shared::INSERT_STATUS_HISTORY)
-                                .bind(&first.aggregate_id)
-                                .bind(entry.sequence)
-                                .bind(entry.status.as_str())
-                                .bind(entry.occurred_at)
-                                .bind(&entry.comment)
-                                .bind(&entry.actor)
-                                .execute(&mut *tx)
-                                .await
-                                .map_err(error)?;
-                        }
-                    }
-                    if let Some(view) = view {
-                        sqlx::query(super::shared::UPSERT_SUMMARY)
-                            .bind(view.id.to_string())
-                            .bind(view.customer_id)
-                            .bind(view.status.as_str())
-                            .bind(view.type_id)
-                            .bind(view.contact_id)
-                            .bind(&view.reference)
-                            .bind(view.created_at)
-                            .bind(view.updated_at)
-                            .bind(view.version)
-                            .bind(sqlx::types::Json(&view))
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(error)?;
-                    }
+                    let rows: Vec<_> = events
+                        .iter()
+                        .map(|event| super::shared::EventRow {
+                            job_id: &event.aggregate_id,
+                            sequence: event.sequence as i64,
+                            payload: &event.payload,
+                            metadata: &event.metadata,
+                        })
+                        .collect();
+                    Self::project_into(&mut tx, super::shared::ProjectionTables::LIVE, &rows)
+                        .await
+                        .map_err(super::store_to_persistence_error)?;
                 }
                 tx.commit().await.map_err(error)
+            }
+
+            /// Applies job events to the projection `tables`: folds each job's summary from
+            /// its current row, adds a status-history row per status change, and writes each
+            /// touched summary once. Events the projection has already seen change nothing,
+            /// so applying a batch twice is harmless. The live write path and a rebuild share
+            /// this, so both derive identical rows.
+            pub(crate) async fn project_into(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                tables: super::shared::ProjectionTables,
+                events: &[super::shared::EventRow<'_>],
+            ) -> Result<(), $crate::store::StoreError> {
+                use super::shared::ROWS_PER_STATEMENT;
+                use $crate::store::StoreError;
+                use std::collections::HashMap;
+
+                let mut views: HashMap<&str, Option<$crate::view::JobView>> = HashMap::new();
+                let mut touched: Vec<&str> = Vec::new();
+                for event in events {
+                    if views.insert(event.job_id, None).is_none() {
+                        touched.push(event.job_id);
+                    }
+                }
+                for ids in touched.chunks(ROWS_PER_STATEMENT) {
+                    let mut query = sqlx::QueryBuilder::<$db>::new(format!(
+                        "SELECT job_id, document FROM {} WHERE job_id IN (",
+                        tables.summary
+                    ));
+                    let mut list = query.separated(", ");
+                    for id in ids {
+                        list.push_bind(*id);
+                    }
+                    list.push_unseparated(")");
+                    let rows: Vec<(String, sqlx::types::Json<$crate::view::JobView>)> =
+                        query.build_query_as().fetch_all(&mut *conn).await?;
+                    for (id, document) in rows {
+                        if let Some(view) = views.get_mut(id.as_str()) {
+                            *view = Some(document.0);
+                        }
+                    }
+                }
+
+                let mut history = Vec::new();
+                for event in events {
+                    let corrupt = |what: String| {
+                        StoreError::Corrupt(format!(
+                            "event #{} of job {}: {what}",
+                            event.sequence, event.job_id
+                        ))
+                    };
+                    let job_id = uuid::Uuid::parse_str(event.job_id)
+                        .map_err(|e| corrupt(format!("the id is not a UUID: {e}")))?;
+                    let payload: domain::JobEvent = serde::Deserialize::deserialize(event.payload)
+                        .map_err(|e| corrupt(format!("unreadable payload: {e}")))?;
+                    let metadata = $crate::metadata::EventMetadata::from_json(event.metadata);
+                    let view = views.entry(event.job_id).or_default();
+                    if let Some(entry) =
+                        $crate::view::apply_event(view, job_id, event.sequence, &payload, &metadata)
+                    {
+                        history.push((event.job_id, entry));
+                    }
+                }
+
+                for rows in history.chunks(ROWS_PER_STATEMENT) {
+                    let mut query = sqlx::QueryBuilder::<$db>::new(format!(
+                        "INSERT INTO {} (job_id, sequence, status, occurred_at, comment, actor) ",
+                        tables.history
+                    ));
+                    query.push_values(rows, |mut row, (job_id, entry)| {
+                        row.push_bind(*job_id)
+                            .push_bind(entry.sequence)
+                            .push_bind(entry.status.as_str())
+                            .push_bind(entry.occurred_at)
+                            .push_bind(entry.comment.as_deref())
+                            .push_bind(entry.actor.as_str());
+                    });
+                    query.push(" ON CONFLICT (job_id, sequence) DO NOTHING");
+                    query.build().execute(&mut *conn).await?;
+                }
+
+                let summaries: Vec<&$crate::view::JobView> =
+                    touched.iter().filter_map(|id| views.get(id)?.as_ref()).collect();
+                for rows in summaries.chunks(ROWS_PER_STATEMENT) {
+                    let mut query = sqlx::QueryBuilder::<$db>::new(format!(
+                        "INSERT INTO {} {} ",
+                        tables.summary,
+                        super::shared::SUMMARY_COLUMNS
+                    ));
+                    query.push_values(rows, |mut row, view| {
+                        row.push_bind(view.id.to_string())
+                            .push_bind(view.customer_id)
+                            .push_bind(view.status.as_str())
+                            .push_bind(view.type_id)
+                            .push_bind(view.contact_id)
+                            .push_bind(view.reference.as_deref())
+                            .push_bind(view.created_at)
+                            .push_bind(view.updated_at)
+                            .push_bind(view.version)
+                            .push_bind(sqlx::types::Json(*view));
+                    });
+                    query.push(super::shared::SUMMARY_UPSERT);
+                    query.build().execute(&mut *conn).await?;
+                }
+                Ok(())
             }
         }
 

@@ -1,9 +1,9 @@
 //! The SQLite store (the embedded default: nothing to install).
 
-use super::StoreError;
+use super::{ProjectionTables, StoreError};
 use sqlx::sqlite::SqliteSynchronous;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,10 +16,13 @@ pub struct SqliteJobStore {
     /// in order, replaces the busy handler's growing sleeps (hundreds of milliseconds at
     /// the tail under load) with a plain wait for the writer ahead.
     writer: Arc<tokio::sync::Mutex<()>>,
+    /// The file a rebuild locks so that two cannot run at once (none for in-memory stores).
+    rebuild_lock: Option<PathBuf>,
 }
 
 impl SqliteJobStore {
-    /// Opens (creating if missing) the database a `sqlite:` URL names.
+    /// Opens (creating if missing) the database a `sqlite:` URL names, without touching the
+    /// schema (see [`Self::migrate`]).
     pub async fn connect(database_url: &str) -> Result<Self, StoreError> {
         Self::open(SqliteConnectOptions::from_str(database_url)?).await
     }
@@ -33,6 +36,9 @@ impl SqliteJobStore {
     /// commit survive a power cut; the busy timeout makes concurrent writers queue instead
     /// of failing.
     async fn open(options: SqliteConnectOptions) -> Result<Self, StoreError> {
+        let file = options.get_filename();
+        let rebuild_lock = (!file.as_os_str().is_empty() && file != Path::new(":memory:"))
+            .then(|| PathBuf::from(format!("{}.rebuild-lock", file.display())));
         let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -43,12 +49,18 @@ impl SqliteJobStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await?;
-        sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
         Ok(Self {
             delegate: Arc::new(sqlite_es::SqliteEventRepository::new(pool.clone())),
             pool,
             writer: Arc::new(tokio::sync::Mutex::new(())),
+            rebuild_lock,
         })
+    }
+
+    /// Applies the migrations the database has not seen yet; returns those.
+    pub async fn migrate(&self) -> Result<Vec<super::MigrationApplied>, StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        super::apply_migrations(&mut *connection, &sqlx::migrate!("../migrations/sqlite")).await
     }
 
     async fn exclusive_writer(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
@@ -56,5 +68,97 @@ impl SqliteJobStore {
     }
 }
 
+impl SqliteJobStore {
+    /// One writer at a time commits, so position order is commit order: every committed
+    /// event is final. (`$1`, the transaction, is not used.)
+    const READ_LOG: &str = "SELECT CAST(0 AS BIGINT) AS \"transaction\", position, \
+         aggregate_type, aggregate_id, sequence, event_type, event_version, recorded_at, \
+         payload, metadata FROM events WHERE position > $2 \
+         AND ($3 IS NULL OR metadata ->> 'customerId' = $3) ORDER BY position LIMIT $4";
+    const READ_COMMITTED: &str = Self::READ_LOG;
+    const HELD_BACK: &str = "SELECT CAST(0 AS BIGINT)";
+    const CURSOR_AT: &str = "SELECT CAST(0 AS BIGINT), position FROM events WHERE position = $1";
+    const TRANSACTION: &str = "CAST(0 AS BIGINT)";
+    /// Takes the write lock first: a deferred transaction that reads and then writes can
+    /// fail at once (not after the busy timeout) when another connection wrote in between.
+    const WRITE_BEGIN: &str = "BEGIN IMMEDIATE";
+    /// In WAL mode a read transaction sees one snapshot from its first read to its end.
+    const SNAPSHOT_BEGIN: &str = "BEGIN";
+
+    /// An exclusive lock on a file beside the database; the operating system releases it
+    /// when the process ends, however it ends.
+    async fn rebuild_lease(&self) -> Result<crate::rebuild::RebuildLease, StoreError> {
+        let Some(path) = &self.rebuild_lock else {
+            return Ok(crate::rebuild::RebuildLease::new(()));
+        };
+        let file = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(StoreError::Lock)?;
+        match file.try_lock() {
+            Ok(()) => Ok(crate::rebuild::RebuildLease::new(file)),
+            Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::RebuildRunning),
+            Err(std::fs::TryLockError::Error(error)) => Err(StoreError::Lock(error)),
+        }
+    }
+
+    /// The live tables' own DDL under the rebuild names. Their secondary indexes are made
+    /// at the swap, under the live names: SQLite cannot rename an index, and the names must
+    /// stay what the migrations made them.
+    async fn create_rebuild_tables(&self) -> Result<(), StoreError> {
+        let (live, rebuild) = (ProjectionTables::LIVE, ProjectionTables::REBUILD);
+        for (live, rebuild) in [
+            (live.summary, rebuild.summary),
+            (live.history, rebuild.history),
+        ] {
+            let ddl: String = sqlx::query_scalar(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = $1",
+            )
+            .bind(live)
+            .fetch_one(&self.pool)
+            .await?;
+            sqlx::query(&ddl.replacen(live, rebuild, 1))
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// `BEGIN IMMEDIATE` already holds the database's one write lock.
+    async fn hold_back_writers(_tx: &mut sqlx::SqliteConnection) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn replace_live_tables(tx: &mut sqlx::SqliteConnection) -> Result<(), StoreError> {
+        let (live, rebuild) = (ProjectionTables::LIVE, ProjectionTables::REBUILD);
+        let indexes: Vec<String> = sqlx::query_scalar(
+            "SELECT sql FROM sqlite_master WHERE type = 'index' \
+             AND tbl_name IN ($1, $2) AND sql IS NOT NULL",
+        )
+        .bind(live.summary)
+        .bind(live.history)
+        .fetch_all(&mut *tx)
+        .await?;
+        for (live, rebuild) in [
+            (live.summary, rebuild.summary),
+            (live.history, rebuild.history),
+        ] {
+            sqlx::query(&format!("DROP TABLE {live}"))
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(&format!("ALTER TABLE {rebuild} RENAME TO {live}"))
+                .execute(&mut *tx)
+                .await?;
+        }
+        for index in indexes {
+            sqlx::query(&index).execute(&mut *tx).await?;
+        }
+        Ok(())
+    }
+}
+
 job_store!(SqliteJobStore, sqlx::Sqlite);
+store_maintenance!(SqliteJobStore, sqlx::Sqlite);
 client_registry!(SqliteJobStore, sqlx::Sqlite);

@@ -1,0 +1,183 @@
+//! The global event log: every stored event, in commit order, read in batches after a cursor.
+//! Export, rebuild and the catch-up that follows a rebuild all read the log through this one
+//! reader, so they agree on what "in order" and "everything so far" mean.
+//!
+//! PostgreSQL hands out positions when rows are inserted, not when they commit: a long
+//! transaction can commit position 5 after position 9 is already visible. A reader that went
+//! by position alone would pass 5 and never see it. So the log is ordered by (writing
+//! transaction, position), and a batch only contains events of transactions older than the
+//! oldest one still running (`pg_snapshot_xmin(pg_current_snapshot())`): those are final, and
+//! nothing can later commit before them. SQLite has one writer at a time, so its position
+//! (rowid) order is commit order.
+
+use crate::store::StoreError;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+/// A place in the log: just after the event it was taken from. Ordered like the log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LogCursor {
+    /// The writing transaction (PostgreSQL's `xid8`; always 0 on SQLite).
+    pub transaction: i64,
+    /// The event's global position.
+    pub position: i64,
+}
+
+impl LogCursor {
+    /// Before the first event.
+    pub const START: LogCursor = LogCursor {
+        transaction: 0,
+        position: 0,
+    };
+}
+
+/// One event as the log holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggedEvent {
+    pub cursor: LogCursor,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_version: String,
+    pub recorded_at: DateTime<Utc>,
+    /// As stored by cqrs-es: `{"JobCancelled": {"reason": …}}`.
+    pub payload: serde_json::Value,
+    /// Who acted, for whom, in which request (see [`crate::EventMetadata`]).
+    pub metadata: serde_json::Value,
+}
+
+impl LoggedEvent {
+    /// The global position: unique, but on PostgreSQL not always increasing in log order.
+    pub fn position(&self) -> i64 {
+        self.cursor.position
+    }
+
+    /// The event's own fields, without cqrs-es's `{"EventType": …}` wrapper.
+    pub fn data(&self) -> serde_json::Value {
+        crate::store::unwrap_payload(self.payload.clone(), &self.event_type)
+    }
+
+    /// The job event, if this is one the domain knows.
+    pub fn job_event(&self) -> Result<domain::JobEvent, StoreError> {
+        serde::Deserialize::deserialize(&self.payload).map_err(|error| {
+            StoreError::Corrupt(format!(
+                "event {} ({} #{} of {}) cannot be read: {error}",
+                self.position(),
+                self.event_type,
+                self.sequence,
+                self.aggregate_id
+            ))
+        })
+    }
+
+    /// The record `jobs-admin export` writes, one per line.
+    pub fn to_record(&self) -> serde_json::Value {
+        json!({
+            "position": self.position(),
+            "aggregateType": self.aggregate_type,
+            "aggregateId": self.aggregate_id,
+            "sequence": self.sequence,
+            "eventType": self.event_type,
+            "eventVersion": self.event_version,
+            "recordedAt": self.recorded_at,
+            "payload": self.data(),
+            "metadata": self.metadata,
+        })
+    }
+}
+
+/// Which events a read returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogFilter {
+    /// Only the events recorded for this customer (the `customerId` of their metadata).
+    pub customer_id: Option<i64>,
+}
+
+/// Reads the global log. Implemented by both stores.
+#[async_trait]
+pub trait EventLog: Send + Sync {
+    /// Up to `limit` events after `after`, in log order, that are final: no event that
+    /// commits later can sort before them. Empty when the reader has caught up.
+    async fn read_after(
+        &self,
+        after: LogCursor,
+        filter: &LogFilter,
+        limit: i64,
+    ) -> Result<Vec<LoggedEvent>, StoreError>;
+
+    /// How many committed events after `after` a read cannot return yet, because an older
+    /// transaction is still open (always 0 on SQLite).
+    async fn held_back(&self, after: LogCursor, filter: &LogFilter) -> Result<i64, StoreError>;
+
+    /// The cursor just after the event at global `position`, if there is one.
+    async fn cursor_after(&self, position: i64) -> Result<Option<LogCursor>, StoreError>;
+
+    /// Every event of one aggregate, in sequence order.
+    async fn aggregate_events(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<Vec<LoggedEvent>, StoreError>;
+
+    /// How many events the log holds.
+    async fn event_count(&self) -> Result<i64, StoreError>;
+}
+
+/// Reads every event after `after` that has committed by the time the read catches up,
+/// handing each batch to `visit` in log order. When committed events are held back by an
+/// open transaction it waits for that transaction, calling `waiting` now and then, so nothing
+/// that committed before the end is left out. Memory holds one batch.
+pub async fn read_to_end<E>(
+    log: &dyn EventLog,
+    mut after: LogCursor,
+    filter: &LogFilter,
+    batch_size: i64,
+    mut visit: impl FnMut(&[LoggedEvent]) -> Result<(), E>,
+    mut waiting: impl FnMut(std::time::Duration, i64),
+) -> Result<LogCursor, E>
+where
+    E: From<StoreError>,
+{
+    let mut waiting_since = None;
+    loop {
+        let batch = log.read_after(after, filter, batch_size).await?;
+        if let Some(last) = batch.last() {
+            after = last.cursor;
+            waiting_since = None;
+            visit(&batch)?;
+            continue;
+        }
+        let held_back = log.held_back(after, filter).await?;
+        if held_back == 0 {
+            return Ok(after);
+        }
+        let since = *waiting_since.get_or_insert_with(std::time::Instant::now);
+        waiting(since.elapsed(), held_back);
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
+/// Decodes one row of a log query: the event columns plus `"transaction"` (see the stores).
+macro_rules! logged_event {
+    ($row:expr) => {{
+        use sqlx::Row;
+        let row = $row;
+        Ok::<_, sqlx::Error>($crate::log::LoggedEvent {
+            cursor: $crate::log::LogCursor {
+                transaction: row.try_get("transaction")?,
+                position: row.try_get("position")?,
+            },
+            aggregate_type: row.try_get("aggregate_type")?,
+            aggregate_id: row.try_get("aggregate_id")?,
+            sequence: row.try_get("sequence")?,
+            event_type: row.try_get("event_type")?,
+            event_version: row.try_get("event_version")?,
+            recorded_at: row.try_get("recorded_at")?,
+            payload: row.try_get("payload")?,
+            metadata: row.try_get("metadata")?,
+        })
+    }};
+}
+pub(crate) use logged_event;

@@ -1,0 +1,281 @@
+//! The body of the global-log reader, rebuild and verify, shared by both stores.
+//! `store_maintenance!(Store, Database)` implements [`EventLog`](crate::log::EventLog),
+//! [`ProjectionRebuild`](crate::rebuild::ProjectionRebuild) and
+//! [`ProjectionCheck`](crate::verify::ProjectionCheck) for a store that provides, besides
+//! `pool` and `project_into` (from `job_store!`):
+//!
+//! - SQL: `READ_LOG` (final events after a cursor), `READ_COMMITTED` (every committed event
+//!   after a cursor, for use while writers are held back), `HELD_BACK`, `CURSOR_AT`, and
+//!   `TRANSACTION` (the expression of a row's writing transaction);
+//! - transaction openers: `WRITE_BEGIN` (takes the write lock at once where that matters),
+//!   `SNAPSHOT_BEGIN` (one consistent snapshot for several reads);
+//! - `rebuild_lease`, `create_rebuild_tables`, `hold_back_writers` and `replace_live_tables`,
+//!   where the backends' DDL and locking differ.
+
+/// The event columns every log query selects after the transaction expression.
+pub(super) const EVENT_COLUMNS: &str = "position, aggregate_type, aggregate_id, sequence, \
+     event_type, event_version, recorded_at, payload, metadata";
+
+/// The job rows of logged events, as `project_into` takes them.
+pub(super) fn job_rows(events: &[crate::log::LoggedEvent]) -> Vec<super::shared::EventRow<'_>> {
+    events
+        .iter()
+        .filter(|event| event.aggregate_type == domain::AGGREGATE_TYPE)
+        .map(|event| super::shared::EventRow {
+            job_id: &event.aggregate_id,
+            sequence: event.sequence,
+            payload: &event.payload,
+            metadata: &event.metadata,
+        })
+        .collect()
+}
+
+macro_rules! store_maintenance {
+    ($store:ty, $db:ty) => {
+        impl $store {
+            fn decode_events(
+                rows: Vec<<$db as sqlx::Database>::Row>,
+            ) -> Result<Vec<$crate::log::LoggedEvent>, sqlx::Error> {
+                rows.into_iter()
+                    .map(|row| $crate::log::logged_event!(row))
+                    .collect()
+            }
+
+            /// Applies every committed event after `after` to the rebuild tables, on `conn`:
+            /// the last stretch of a rebuild, run while writers are held back.
+            async fn catch_up_rebuild(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                mut after: $crate::log::LogCursor,
+            ) -> Result<u64, $crate::store::StoreError> {
+                let mut applied = 0;
+                loop {
+                    let rows = sqlx::query(Self::READ_COMMITTED)
+                        .bind(after.transaction)
+                        .bind(after.position)
+                        .bind(None::<String>)
+                        .bind($crate::rebuild::REBUILD_BATCH)
+                        .fetch_all(&mut *conn)
+                        .await?;
+                    let events = Self::decode_events(rows)?;
+                    let Some(last) = events.last() else {
+                        return Ok(applied);
+                    };
+                    after = last.cursor;
+                    applied += events.len() as u64;
+                    let rows = super::maintenance::job_rows(&events);
+                    Self::project_into(conn, super::shared::ProjectionTables::REBUILD, &rows)
+                        .await?;
+                }
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::log::EventLog for $store {
+            async fn read_after(
+                &self,
+                after: $crate::log::LogCursor,
+                filter: &$crate::log::LogFilter,
+                limit: i64,
+            ) -> Result<Vec<$crate::log::LoggedEvent>, $crate::store::StoreError> {
+                let rows = sqlx::query(Self::READ_LOG)
+                    .bind(after.transaction)
+                    .bind(after.position)
+                    .bind(filter.customer_id.map(|id| id.to_string()))
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok(Self::decode_events(rows)?)
+            }
+
+            async fn held_back(
+                &self,
+                after: $crate::log::LogCursor,
+                filter: &$crate::log::LogFilter,
+            ) -> Result<i64, $crate::store::StoreError> {
+                Ok(sqlx::query_scalar(Self::HELD_BACK)
+                    .bind(after.transaction)
+                    .bind(after.position)
+                    .bind(filter.customer_id.map(|id| id.to_string()))
+                    .fetch_one(&self.pool)
+                    .await?)
+            }
+
+            async fn cursor_after(
+                &self,
+                position: i64,
+            ) -> Result<Option<$crate::log::LogCursor>, $crate::store::StoreError> {
+                let found: Option<(i64, i64)> = sqlx::query_as(Self::CURSOR_AT)
+                    .bind(position)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(found.map(|(transaction, position)| $crate::log::LogCursor {
+                    transaction,
+                    position,
+                }))
+            }
+
+            async fn aggregate_events(
+                &self,
+                aggregate_type: &str,
+                aggregate_id: &str,
+            ) -> Result<Vec<$crate::log::LoggedEvent>, $crate::store::StoreError> {
+                let sql = format!(
+                    "SELECT {} AS \"transaction\", {} FROM events \
+                     WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence",
+                    Self::TRANSACTION,
+                    super::maintenance::EVENT_COLUMNS
+                );
+                let rows = sqlx::query(&sql)
+                    .bind(aggregate_type)
+                    .bind(aggregate_id)
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok(Self::decode_events(rows)?)
+            }
+
+            async fn event_count(&self) -> Result<i64, $crate::store::StoreError> {
+                Ok(sqlx::query_scalar("SELECT count(*) FROM events")
+                    .fetch_one(&self.pool)
+                    .await?)
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::rebuild::ProjectionRebuild for $store {
+            async fn begin_rebuild(
+                &self,
+            ) -> Result<$crate::rebuild::RebuildLease, $crate::store::StoreError> {
+                let lease = self.rebuild_lease().await?;
+                self.discard_rebuild().await?;
+                self.create_rebuild_tables().await?;
+                Ok(lease)
+            }
+
+            async fn project_into_rebuild(
+                &self,
+                events: &[$crate::log::LoggedEvent],
+            ) -> Result<(), $crate::store::StoreError> {
+                let rows = super::maintenance::job_rows(events);
+                let mut tx = self.pool.begin_with(Self::WRITE_BEGIN).await?;
+                Self::project_into(&mut tx, super::shared::ProjectionTables::REBUILD, &rows)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn swap_in_rebuild(
+                &self,
+                after: $crate::log::LogCursor,
+            ) -> Result<u64, $crate::store::StoreError> {
+                let mut tx = self.pool.begin_with(Self::WRITE_BEGIN).await?;
+                Self::hold_back_writers(&mut tx).await?;
+                let applied = Self::catch_up_rebuild(&mut tx, after).await?;
+                Self::replace_live_tables(&mut tx).await?;
+                tx.commit().await?;
+                Ok(applied)
+            }
+
+            async fn discard_rebuild(&self) -> Result<(), $crate::store::StoreError> {
+                let tables = super::shared::ProjectionTables::REBUILD;
+                for table in [tables.summary, tables.history] {
+                    sqlx::query(&format!("DROP TABLE IF EXISTS {table}"))
+                        .execute(&self.pool)
+                        .await?;
+                }
+                Ok(())
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::verify::ProjectionCheck for $store {
+            async fn verify_group(
+                &self,
+                after: &str,
+                jobs: i64,
+            ) -> Result<$crate::verify::VerifyGroup, $crate::store::StoreError> {
+                use sqlx::Row;
+                let ids: Vec<String> = sqlx::query_scalar(
+                    "SELECT DISTINCT aggregate_id FROM events \
+                     WHERE aggregate_type = $1 AND aggregate_id > $2 \
+                     ORDER BY aggregate_id LIMIT $3",
+                )
+                .bind(domain::AGGREGATE_TYPE)
+                .bind(after)
+                .bind(jobs)
+                .fetch_all(&self.pool)
+                .await?;
+                let last_id = ids.last().filter(|_| ids.len() as i64 == jobs).cloned();
+
+                let mut tx = self.pool.begin_with(Self::SNAPSHOT_BEGIN).await?;
+                let events_sql = format!(
+                    "SELECT {} AS \"transaction\", {} FROM events \
+                     WHERE aggregate_type = $1 AND aggregate_id > $2 \
+                     AND (CAST($3 AS TEXT) IS NULL OR aggregate_id <= $3) \
+                     ORDER BY aggregate_id, sequence",
+                    Self::TRANSACTION,
+                    super::maintenance::EVENT_COLUMNS
+                );
+                let rows = sqlx::query(&events_sql)
+                    .bind(domain::AGGREGATE_TYPE)
+                    .bind(after)
+                    .bind(&last_id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let events = Self::decode_events(rows)?;
+
+                let rows = sqlx::query(
+                    "SELECT job_id, customer_id, status, type_id, contact_id, reference, \
+                     created_at, updated_at, version, document FROM job_summary \
+                     WHERE job_id > $1 AND (CAST($2 AS TEXT) IS NULL OR job_id <= $2)",
+                )
+                .bind(after)
+                .bind(&last_id)
+                .fetch_all(&mut *tx)
+                .await?;
+                let mut summaries = Vec::with_capacity(rows.len());
+                for row in rows {
+                    summaries.push($crate::verify::SummaryRow {
+                        job_id: row.try_get("job_id")?,
+                        customer_id: row.try_get("customer_id")?,
+                        status: row.try_get("status")?,
+                        type_id: row.try_get("type_id")?,
+                        contact_id: row.try_get("contact_id")?,
+                        reference: row.try_get("reference")?,
+                        created_at: row.try_get("created_at")?,
+                        updated_at: row.try_get("updated_at")?,
+                        version: row.try_get("version")?,
+                        document: row.try_get("document")?,
+                    });
+                }
+
+                let rows = sqlx::query(
+                    "SELECT job_id, sequence, status, occurred_at, comment, actor \
+                     FROM job_status_history \
+                     WHERE job_id > $1 AND (CAST($2 AS TEXT) IS NULL OR job_id <= $2)",
+                )
+                .bind(after)
+                .bind(&last_id)
+                .fetch_all(&mut *tx)
+                .await?;
+                let mut history = Vec::with_capacity(rows.len());
+                for row in rows {
+                    history.push($crate::verify::HistoryRow {
+                        job_id: row.try_get("job_id")?,
+                        sequence: row.try_get("sequence")?,
+                        status: row.try_get("status")?,
+                        occurred_at: row.try_get("occurred_at")?,
+                        comment: row.try_get("comment")?,
+                        actor: row.try_get("actor")?,
+                    });
+                }
+                tx.commit().await?;
+                Ok($crate::verify::VerifyGroup {
+                    last_id,
+                    events,
+                    summaries,
+                    history,
+                })
+            }
+        }
+    };
+}

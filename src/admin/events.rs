@@ -1,0 +1,133 @@
+//! `jobs-admin history` and `jobs-admin export`: the audit trail of one job, and the whole
+//! log as NDJSON, straight from the event store (never from the projection).
+
+use super::table::{short_time, write_table};
+use super::{AdminError, Format};
+use projections::log::{read_to_end, EventLog, LogCursor, LogFilter, LoggedEvent};
+use projections::EventMetadata;
+use serde_json::json;
+use std::io::Write;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Events per read of an export.
+const EXPORT_BATCH: i64 = 1_000;
+
+pub async fn history(
+    log: &dyn EventLog,
+    job_id: Uuid,
+    format: Format,
+    out: &mut impl Write,
+) -> Result<(), AdminError> {
+    let events = log
+        .aggregate_events(domain::AGGREGATE_TYPE, &job_id.to_string())
+        .await?;
+    if events.is_empty() {
+        return Err(AdminError::UnknownJob(job_id));
+    }
+    match format {
+        Format::Json => {
+            let entries: Vec<_> = events.iter().map(history_entry).collect();
+            writeln!(out, "{:#}", json!(entries))?;
+        }
+        Format::Table => {
+            let rows: Vec<[String; 7]> = events
+                .iter()
+                .map(|event| {
+                    let who = EventMetadata::from_json(&event.metadata);
+                    [
+                        event.sequence.to_string(),
+                        short_time(event.recorded_at),
+                        event.event_type.clone(),
+                        event.event_version.clone(),
+                        who.client_id,
+                        who.request_id,
+                        event.data().to_string(),
+                    ]
+                })
+                .collect();
+            let header = [
+                "SEQ", "RECORDED", "EVENT", "VERSION", "CLIENT", "REQUEST", "PAYLOAD",
+            ];
+            write_table(out, header, &rows)?;
+        }
+    }
+    Ok(())
+}
+
+/// One event of `history --format json`: what happened, and who, for whom, in which request.
+fn history_entry(event: &LoggedEvent) -> serde_json::Value {
+    let who = EventMetadata::from_json(&event.metadata);
+    json!({
+        "position": event.position(),
+        "sequence": event.sequence,
+        "recordedAt": event.recorded_at,
+        "eventType": event.event_type,
+        "eventVersion": event.event_version,
+        "clientId": who.client_id,
+        "tokenId": who.token_id,
+        "customerId": who.customer_id,
+        "requestId": who.request_id,
+        "payload": event.data(),
+    })
+}
+
+/// Streams the log to `out`, one JSON object per line; a summary (and any wait for an open
+/// transaction) goes to standard error, so `out` stays pure NDJSON.
+pub async fn export(
+    log: &dyn EventLog,
+    from_position: Option<i64>,
+    customer: Option<i64>,
+    out: &mut impl Write,
+) -> Result<(), AdminError> {
+    let after = match from_position {
+        None => LogCursor::START,
+        Some(position) => log
+            .cursor_after(position)
+            .await?
+            .ok_or(AdminError::UnknownPosition(position))?,
+    };
+    let filter = LogFilter {
+        customer_id: customer,
+    };
+    let mut out = std::io::BufWriter::new(out);
+    let mut exported = 0u64;
+    let mut last_position = None;
+    let mut next_notice = Duration::from_secs(2);
+    read_to_end(
+        log,
+        after,
+        &filter,
+        EXPORT_BATCH,
+        |batch| {
+            for event in batch {
+                serde_json::to_writer(&mut out, &event.to_record())
+                    .map_err(std::io::Error::from)?;
+                out.write_all(b"\n")?;
+            }
+            exported += batch.len() as u64;
+            last_position = batch.last().map(LoggedEvent::position);
+            Ok::<_, AdminError>(())
+        },
+        |waited, held_back| {
+            if waited >= next_notice {
+                eprintln!(
+                    "jobs-admin: waiting for an open transaction to finish: {held_back} \
+                     committed event(s) must be exported after its own ({}s so far)",
+                    waited.as_secs()
+                );
+                next_notice += Duration::from_secs(10);
+            }
+        },
+    )
+    .await?;
+    out.flush()?;
+    match last_position {
+        Some(position) => eprintln!(
+            "exported {exported} event(s); the last has position {position} \
+             (continue with --from-position {position})"
+        ),
+        None => eprintln!("exported 0 events"),
+    }
+    Ok(())
+}
