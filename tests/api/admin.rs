@@ -2,45 +2,14 @@
 //! and what a client made with it can then do through the API.
 
 use crate::backend_tests;
-use crate::support::{request_token, Backend, TestApp, TestClient};
+use crate::support::{request_token, stderr, succeeded, Backend, TestApp, TestClient};
 use reqwest::Method;
 use serde_json::Value;
 use std::process::Output;
 use uuid::Uuid;
 
-const ADMIN: &str = env!("CARGO_BIN_EXE_jobs-admin");
-
-/// Runs `jobs-admin` on the app's store with `args`.
 async fn admin(app: &TestApp, args: &[&str]) -> Output {
-    tokio::process::Command::new(ADMIN)
-        .arg("--database-url")
-        .arg(&app.store.database_url)
-        .arg("--data-dir")
-        .arg(&app.store.data_dir)
-        .args(args)
-        .env_remove("DATABASE_URL")
-        .env_remove("JOBS_DATA_DIR")
-        .output()
-        .await
-        .expect("jobs-admin runs")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-#[track_caller]
-fn succeeded(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "jobs-admin failed: {}",
-        stderr(output)
-    );
-    stdout(output)
+    app.store.admin(args).await
 }
 
 backend_tests! {

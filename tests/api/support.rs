@@ -243,12 +243,123 @@ impl TestStore {
         }
     }
 
+    /// Runs SQL straight on the database, behind the application's back (to damage it on
+    /// purpose, or to look at what no API shows).
+    pub async fn execute_sql(&self, sql: &str) {
+        use sqlx::Connection;
+        if self.is_postgres() {
+            let mut connection = sqlx::PgConnection::connect(&self.database_url)
+                .await
+                .expect("connect");
+            sqlx::raw_sql(sql)
+                .execute(&mut connection)
+                .await
+                .expect("the SQL runs");
+        } else {
+            let mut connection = sqlx::SqliteConnection::connect(&self.database_url)
+                .await
+                .expect("connect");
+            sqlx::raw_sql(sql)
+                .execute(&mut connection)
+                .await
+                .expect("the SQL runs");
+        }
+    }
+
+    /// The names of the tables and indexes the database holds, sorted.
+    pub async fn schema_names(&self) -> Vec<String> {
+        use sqlx::Connection;
+        let mut names: Vec<String> = if self.is_postgres() {
+            let mut connection = sqlx::PgConnection::connect(&self.database_url)
+                .await
+                .expect("connect");
+            sqlx::query_scalar(
+                "SELECT relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = 'public' AND c.relkind IN ('r', 'i')",
+            )
+            .fetch_all(&mut connection)
+            .await
+            .expect("the catalog")
+        } else {
+            let mut connection = sqlx::SqliteConnection::connect(&self.database_url)
+                .await
+                .expect("connect");
+            sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type IN ('table', 'index')")
+                .fetch_all(&mut connection)
+                .await
+                .expect("the catalog")
+        };
+        names.sort();
+        names
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.database_url.starts_with("postgres")
+    }
+
+    /// Every projection row (summaries and status history), in a stable order.
+    pub async fn projection_rows(
+        &self,
+    ) -> (
+        Vec<projections::verify::SummaryRow>,
+        Vec<projections::verify::HistoryRow>,
+    ) {
+        let mut group = self
+            .open()
+            .await
+            .checker()
+            .verify_group("", i64::MAX)
+            .await
+            .expect("the projection reads");
+        group.summaries.sort_by(|a, b| a.job_id.cmp(&b.job_id));
+        group
+            .history
+            .sort_by(|a, b| (&a.job_id, a.sequence).cmp(&(&b.job_id, b.sequence)));
+        (group.summaries, group.history)
+    }
+
+    /// Runs `jobs-admin` on this store with `args`.
+    pub async fn admin(&self, args: &[&str]) -> std::process::Output {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_jobs-admin"))
+            .arg("--database-url")
+            .arg(&self.database_url)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(args)
+            .env_remove("DATABASE_URL")
+            .env_remove("JOBS_DATA_DIR")
+            .output()
+            .await
+            .expect("jobs-admin runs")
+    }
+
     /// The key the server signs tokens with (generated into the data directory).
     pub fn signing_key(&self) -> Vec<u8> {
         jobs_service::auth::tokens::KeySource::Generated(&self.data_dir)
             .load()
             .expect("the server's signing key")
     }
+}
+
+/// What a command wrote to standard output.
+pub fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// What a command wrote to standard error.
+pub fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The standard output of a command that must have succeeded.
+#[track_caller]
+pub fn succeeded(output: &std::process::Output) -> String {
+    assert!(
+        output.status.success(),
+        "the command failed: {}",
+        stderr(output)
+    );
+    stdout(output)
 }
 
 /// Asks the token endpoint at `address` for a token for `client`.

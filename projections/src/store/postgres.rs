@@ -71,21 +71,27 @@ impl PostgresJobStore {
     const SNAPSHOT_BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 
     /// A session advisory lock on a connection of its own, released when the connection
-    /// closes (also when the process dies).
+    /// closes (also when the process dies). It waits a moment for the lock: a rebuild that
+    /// has just ended may not have been seen to disconnect yet.
     async fn rebuild_lease(&self) -> Result<crate::rebuild::RebuildLease, StoreError> {
-        use sqlx::Connection;
         let mut connection = self.pool.acquire().await?.detach();
-        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(REBUILD_LOCK)
-            .fetch_one(&mut connection)
+        sqlx::query("SET lock_timeout = '2s'")
+            .execute(&mut connection)
             .await?;
-        if !locked {
-            let _ = connection.close().await;
-            return Err(StoreError::RebuildRunning);
+        match sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(REBUILD_LOCK)
+            .execute(&mut connection)
+            .await
+        {
+            Ok(_) => Ok(crate::rebuild::RebuildLease::new(std::sync::Mutex::new(
+                connection,
+            ))),
+            // lock_not_available: another rebuild holds it.
+            Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("55P03") => {
+                Err(StoreError::RebuildRunning)
+            }
+            Err(error) => Err(error.into()),
         }
-        Ok(crate::rebuild::RebuildLease::new(std::sync::Mutex::new(
-            connection,
-        )))
     }
 
     /// `LIKE … INCLUDING ALL` copies columns, defaults, constraints and indexes, so the
