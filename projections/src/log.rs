@@ -42,10 +42,11 @@ pub struct LoggedEvent {
     pub event_type: String,
     pub event_version: String,
     pub recorded_at: DateTime<Utc>,
-    /// As stored by cqrs-es: `{"JobCancelled": {"reason": …}}`.
-    pub payload: serde_json::Value,
-    /// Who acted, for whom, in which request (see [`crate::EventMetadata`]).
-    pub metadata: serde_json::Value,
+    /// The JSON text as stored by cqrs-es: `{"JobCancelled": {"reason": …}}`. Kept as text,
+    /// so a reader parses only what it needs, into the types it needs.
+    pub payload: String,
+    /// The JSON text of who acted, for whom, in which request (see [`Self::who`]).
+    pub metadata: String,
 }
 
 impl LoggedEvent {
@@ -56,12 +57,22 @@ impl LoggedEvent {
 
     /// The event's own fields, without cqrs-es's `{"EventType": …}` wrapper.
     pub fn data(&self) -> serde_json::Value {
-        crate::store::unwrap_payload(self.payload.clone(), &self.event_type)
+        crate::store::unwrap_payload(json_or_text(&self.payload), &self.event_type)
+    }
+
+    /// The metadata as JSON.
+    pub fn metadata_json(&self) -> serde_json::Value {
+        json_or_text(&self.metadata)
+    }
+
+    /// Who acted, with which token, for whom, in which request.
+    pub fn who(&self) -> crate::EventMetadata {
+        crate::EventMetadata::from_json_text(&self.metadata)
     }
 
     /// The job event, if this is one the domain knows.
     pub fn job_event(&self) -> Result<domain::JobEvent, StoreError> {
-        serde::Deserialize::deserialize(&self.payload).map_err(|error| {
+        serde_json::from_str(&self.payload).map_err(|error| {
             StoreError::Corrupt(format!(
                 "event {} ({} #{} of {}) cannot be read: {error}",
                 self.position(),
@@ -83,9 +94,15 @@ impl LoggedEvent {
             "eventVersion": self.event_version,
             "recordedAt": self.recorded_at,
             "payload": self.data(),
-            "metadata": self.metadata,
+            "metadata": self.metadata_json(),
         })
     }
+}
+
+/// Stored JSON text as a value; text that is not JSON (which the stores do not hold) is
+/// shown as the string it is rather than lost.
+fn json_or_text(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.to_owned()))
 }
 
 /// Which events a read returns.

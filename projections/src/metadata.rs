@@ -38,15 +38,51 @@ impl EventMetadata {
     /// than failing: the projection must be derivable from any stored history.
     pub fn from_json(value: &serde_json::Value) -> Self {
         let text = |key: &str| value.get(key).and_then(|v| v.as_str()).map(str::to_owned);
-        Self {
-            client_id: text(CLIENT_ID)
-                .or_else(|| text(LEGACY_ACTOR))
-                .unwrap_or_default(),
-            token_id: text(TOKEN_ID).unwrap_or_default(),
-            customer_id: text(CUSTOMER_ID)
+        Stored {
+            client_id: text(CLIENT_ID),
+            actor: text(LEGACY_ACTOR),
+            token_id: text(TOKEN_ID),
+            customer_id: text(CUSTOMER_ID),
+            request_id: text(REQUEST_ID),
+        }
+        .into()
+    }
+
+    /// The same, from the stored JSON text: a typed parse, several times faster than going
+    /// through a `serde_json::Value` (it is done once per event in a rebuild).
+    pub fn from_json_text(text: &str) -> Self {
+        match serde_json::from_str::<Stored>(text) {
+            Ok(stored) => stored.into(),
+            Err(_) => Self::from_json(&serde_json::from_str(text).unwrap_or_default()),
+        }
+    }
+}
+
+/// The metadata as stored: cqrs-es's map of strings.
+#[derive(Deserialize)]
+struct Stored {
+    #[serde(rename = "clientId")]
+    client_id: Option<String>,
+    #[serde(rename = "actor")]
+    actor: Option<String>,
+    #[serde(rename = "tokenId")]
+    token_id: Option<String>,
+    #[serde(rename = "customerId")]
+    customer_id: Option<String>,
+    #[serde(rename = "requestId")]
+    request_id: Option<String>,
+}
+
+impl From<Stored> for EventMetadata {
+    fn from(stored: Stored) -> Self {
+        EventMetadata {
+            client_id: stored.client_id.or(stored.actor).unwrap_or_default(),
+            token_id: stored.token_id.unwrap_or_default(),
+            customer_id: stored
+                .customer_id
                 .and_then(|id| id.parse().ok())
                 .unwrap_or_default(),
-            request_id: text(REQUEST_ID).unwrap_or_default(),
+            request_id: stored.request_id.unwrap_or_default(),
         }
     }
 }
@@ -54,6 +90,15 @@ impl EventMetadata {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metadata_of_an_unexpected_shape_reads_as_far_as_it_can() {
+        let text = r#"{"clientId": "c", "customerId": 7, "extra": [1]}"#;
+        let metadata = EventMetadata::from_json_text(text);
+        assert_eq!(metadata.client_id, "c");
+        assert_eq!(metadata.customer_id, 0);
+        assert_eq!(EventMetadata::from_json_text("not json").client_id, "");
+    }
 
     #[test]
     fn metadata_survives_the_round_trip_through_storage() {
@@ -65,12 +110,14 @@ mod tests {
         };
         let stored = serde_json::to_value(metadata.to_map()).unwrap();
         assert_eq!(EventMetadata::from_json(&stored), metadata);
+        assert_eq!(EventMetadata::from_json_text(&stored.to_string()), metadata);
     }
 
     #[test]
     fn events_recorded_before_authentication_read_their_actor_as_the_client() {
         let stored = serde_json::json!({"actor": "anonymous", "customerId": "7", "requestId": "r"});
         let metadata = EventMetadata::from_json(&stored);
+        assert_eq!(EventMetadata::from_json_text(&stored.to_string()), metadata);
         assert_eq!(metadata.client_id, "anonymous");
         assert_eq!(metadata.token_id, "");
         assert_eq!(metadata.customer_id, 7);

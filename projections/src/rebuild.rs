@@ -7,15 +7,20 @@
 //! into their place. Until that commit the live tables are untouched, so an interrupted or
 //! failed rebuild changes nothing a reader sees; the next run drops its leftovers first.
 
-use crate::log::{EventLog, LogCursor, LogFilter, LoggedEvent};
-use crate::store::StoreError;
+use crate::log::{EventLog, LogCursor, LogFilter};
+use crate::store::{fold_events, job_rows, unseen_jobs, StoreError};
+use crate::view::{JobView, StatusHistoryEntry};
 use async_trait::async_trait;
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// Events per batch: one read and one write transaction each. Large enough that per-batch
 /// costs vanish, small enough that memory stays a few megabytes and that a rebuild's write
 /// transaction holds SQLite's single writer lock only briefly.
 pub const REBUILD_BATCH: i64 = 2_000;
+
+/// Summaries a rebuild holds before writing them back: about ten megabytes.
+const VIEWS_HELD: usize = 10_000;
 
 /// Held while a rebuild runs; dropping it lets the next one start.
 pub struct RebuildLease(#[allow(dead_code)] Box<dyn Send + Sync>);
@@ -34,8 +39,16 @@ pub trait ProjectionRebuild: EventLog {
     /// tables shaped like the live ones.
     async fn begin_rebuild(&self) -> Result<RebuildLease, StoreError>;
 
-    /// Applies a batch of events to the rebuild tables, in one transaction.
-    async fn project_into_rebuild(&self, events: &[LoggedEvent]) -> Result<(), StoreError>;
+    /// The summaries in the rebuild tables of the jobs `ids` (those that have one).
+    async fn load_rebuild_views(&self, ids: &[&str]) -> Result<Vec<JobView>, StoreError>;
+
+    /// Adds status-history rows and writes summaries to the rebuild tables, in one
+    /// transaction.
+    async fn write_rebuild(
+        &self,
+        history: &[(&str, StatusHistoryEntry)],
+        summaries: &[&JobView],
+    ) -> Result<(), StoreError>;
 
     /// In one transaction that holds writers back: applies every event committed after
     /// `after`, then puts the rebuild tables in place of the live ones. Returns how many
@@ -97,19 +110,45 @@ async fn replay_and_swap(
 ) -> Result<u64, StoreError> {
     progress.started(u64::try_from(store.event_count().await?).unwrap_or_default());
     let everything = LogFilter::default();
-    let mut after = LogCursor::START;
+    // The summaries folded so far, written back only when there are many of them (and at
+    // the end): a job's events lie far apart in the log, and writing its row once instead
+    // of once per batch is most of a rebuild's speed. Bounded, so memory stays flat.
+    let mut views: HashMap<String, Option<JobView>> = HashMap::new();
     let mut replayed = 0u64;
-    loop {
-        let batch = store.read_after(after, &everything, REBUILD_BATCH).await?;
-        let Some(last) = batch.last() else { break };
+    let mut after = LogCursor::START;
+    let mut batch = store.read_after(after, &everything, REBUILD_BATCH).await?;
+    while let Some(last) = batch.last() {
         after = last.cursor;
-        store.project_into_rebuild(&batch).await?;
+        let rows = job_rows(&batch)?;
+        let unseen = unseen_jobs(&views, &rows);
+        for view in store.load_rebuild_views(&unseen).await? {
+            views.insert(view.id.to_string(), Some(view));
+        }
+        let history = fold_events(&mut views, &rows)?;
+        let write_back = views.len() >= VIEWS_HELD;
+        let summaries: Vec<&JobView> = match write_back {
+            true => views.values().flatten().collect(),
+            false => Vec::new(),
+        };
+        // Read the next batch while this one is written: the two cores work side by side.
+        let (next, written) = tokio::join!(
+            store.read_after(after, &everything, REBUILD_BATCH),
+            store.write_rebuild(&history, &summaries)
+        );
+        written?;
         replayed += batch.len() as u64;
         progress.advanced(replayed);
+        drop((history, summaries, rows));
+        if write_back {
+            views.clear();
+        }
+        batch = next?;
     }
+    let summaries: Vec<&JobView> = views.values().flatten().collect();
+    store.write_rebuild(&[], &summaries).await?;
+    drop(summaries);
     progress.swapping();
-    let caught_up = store.swap_in_rebuild(after).await?;
-    replayed += caught_up;
+    replayed += store.swap_in_rebuild(after).await?;
     progress.advanced(replayed);
     Ok(replayed)
 }

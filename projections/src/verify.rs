@@ -5,7 +5,6 @@
 //! half-written command, and keeps memory flat.
 
 use crate::log::LoggedEvent;
-use crate::metadata::EventMetadata;
 use crate::store::StoreError;
 use crate::view::{apply_event, JobView, StatusHistoryEntry};
 use async_trait::async_trait;
@@ -153,7 +152,7 @@ fn fold(
     let mut entries = Vec::new();
     for event in events {
         let payload = event.job_event()?;
-        let metadata = EventMetadata::from_json(&event.metadata);
+        let metadata = event.who();
         entries.extend(apply_event(
             &mut view,
             job_id,

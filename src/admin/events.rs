@@ -4,7 +4,6 @@
 use super::table::{short_time, write_table};
 use super::{AdminError, Format};
 use projections::log::{read_to_end, EventLog, LogCursor, LogFilter, LoggedEvent};
-use projections::EventMetadata;
 use serde_json::json;
 use std::io::Write;
 use std::time::Duration;
@@ -34,7 +33,7 @@ pub async fn history(
             let rows: Vec<[String; 7]> = events
                 .iter()
                 .map(|event| {
-                    let who = EventMetadata::from_json(&event.metadata);
+                    let who = event.who();
                     [
                         event.sequence.to_string(),
                         short_time(event.recorded_at),
@@ -57,7 +56,7 @@ pub async fn history(
 
 /// One event of `history --format json`: what happened, and who, for whom, in which request.
 fn history_entry(event: &LoggedEvent) -> serde_json::Value {
-    let who = EventMetadata::from_json(&event.metadata);
+    let who = event.who();
     json!({
         "position": event.position(),
         "sequence": event.sequence,

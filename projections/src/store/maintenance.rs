@@ -14,18 +14,23 @@
 
 /// The event columns every log query selects after the transaction expression.
 pub(super) const EVENT_COLUMNS: &str = "position, aggregate_type, aggregate_id, sequence, \
-     event_type, event_version, recorded_at, payload, metadata";
+     event_type, event_version, recorded_at, CAST(payload AS TEXT) AS payload, \
+     CAST(metadata AS TEXT) AS metadata";
 
-/// The job rows of logged events, as `project_into` takes them.
-pub(super) fn job_rows(events: &[crate::log::LoggedEvent]) -> Vec<super::shared::EventRow<'_>> {
+/// The job events among logged events, parsed, as `project_into` takes them.
+pub(crate) fn job_rows(
+    events: &[crate::log::LoggedEvent],
+) -> Result<Vec<super::shared::EventRow<'_>>, super::StoreError> {
     events
         .iter()
         .filter(|event| event.aggregate_type == domain::AGGREGATE_TYPE)
-        .map(|event| super::shared::EventRow {
-            job_id: &event.aggregate_id,
-            sequence: event.sequence,
-            payload: &event.payload,
-            metadata: &event.metadata,
+        .map(|event| {
+            Ok(super::shared::EventRow {
+                job_id: &event.aggregate_id,
+                sequence: event.sequence,
+                event: event.job_event()?,
+                metadata: event.who(),
+            })
         })
         .collect()
 }
@@ -62,7 +67,7 @@ macro_rules! store_maintenance {
                     };
                     after = last.cursor;
                     applied += events.len() as u64;
-                    let rows = super::maintenance::job_rows(&events);
+                    let rows = super::maintenance::job_rows(&events)?;
                     Self::project_into(conn, super::shared::ProjectionTables::REBUILD, &rows)
                         .await?;
                 }
@@ -151,15 +156,32 @@ macro_rules! store_maintenance {
                 Ok(lease)
             }
 
-            async fn project_into_rebuild(
+            async fn load_rebuild_views(
                 &self,
-                events: &[$crate::log::LoggedEvent],
+                ids: &[&str],
+            ) -> Result<Vec<$crate::view::JobView>, $crate::store::StoreError> {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut connection = self.pool.acquire().await?;
+                let tables = super::shared::ProjectionTables::REBUILD;
+                Self::load_views(&mut connection, tables, ids).await
+            }
+
+            async fn write_rebuild(
+                &self,
+                history: &[(&str, $crate::view::StatusHistoryEntry)],
+                summaries: &[&$crate::view::JobView],
             ) -> Result<(), $crate::store::StoreError> {
-                let rows = super::maintenance::job_rows(events);
-                let mut tx = self.pool.begin_with(Self::WRITE_BEGIN).await?;
-                Self::project_into(&mut tx, super::shared::ProjectionTables::REBUILD, &rows)
-                    .await?;
+                let tables = super::shared::ProjectionTables::REBUILD;
+                let mut connection = self.pool.acquire().await?;
+                Self::relax_durability(&mut connection, true).await?;
+                let mut tx =
+                    sqlx::Connection::begin_with(&mut *connection, Self::WRITE_BEGIN).await?;
+                Self::bulk_insert_history(&mut tx, tables, history).await?;
+                Self::upsert_summaries(&mut tx, tables, summaries).await?;
                 tx.commit().await?;
+                Self::relax_durability(&mut connection, false).await?;
                 Ok(())
             }
 

@@ -22,9 +22,10 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 pub use clients::{ClientRecord, ClientRegistry};
+pub(crate) use maintenance::job_rows;
 pub use postgres::PostgresJobStore;
-pub(crate) use shared::unwrap_payload;
 pub use shared::ProjectionTables;
+pub(crate) use shared::{fold_events, unseen_jobs, unwrap_payload};
 pub use sqlite::SqliteJobStore;
 
 #[derive(Debug, thiserror::Error)]

@@ -26,13 +26,12 @@ impl ProjectionTables {
     };
 }
 
-/// One job event on its way into the projection, borrowed from wherever it was read.
+/// One job event on its way into the projection, read and parsed.
 pub(crate) struct EventRow<'a> {
     pub job_id: &'a str,
     pub sequence: i64,
-    /// As stored: `{"EventType": {…}}`.
-    pub payload: &'a serde_json::Value,
-    pub metadata: &'a serde_json::Value,
+    pub event: domain::JobEvent,
+    pub metadata: crate::metadata::EventMetadata,
 }
 
 /// Rows per multi-row statement: well below SQLite's 32766 bound parameters at ten columns.
@@ -63,6 +62,41 @@ pub(crate) fn unwrap_payload(payload: serde_json::Value, event_type: &str) -> se
         }
         other => other,
     }
+}
+
+/// The jobs of `events` that `views` does not hold yet, each once, in order of appearance.
+pub(crate) fn unseen_jobs<'e>(
+    views: &std::collections::HashMap<String, Option<crate::view::JobView>>,
+    events: &[EventRow<'e>],
+) -> Vec<&'e str> {
+    let mut seen = std::collections::HashSet::new();
+    events
+        .iter()
+        .map(|event| event.job_id)
+        .filter(|id| !views.contains_key(*id) && seen.insert(*id))
+        .collect()
+}
+
+/// Folds `events` into `views` (job id → summary; a job missing from `views` starts with
+/// none) and returns the status-history rows they add: the one fold of the write path, the
+/// rebuild and (through [`crate::view::apply_event`]) `verify`.
+pub(crate) fn fold_events<'e>(
+    views: &mut std::collections::HashMap<String, Option<crate::view::JobView>>,
+    events: &[EventRow<'e>],
+) -> Result<Vec<(&'e str, crate::view::StatusHistoryEntry)>, super::StoreError> {
+    let mut history = Vec::new();
+    for event in events {
+        let job_id = uuid::Uuid::parse_str(event.job_id).map_err(|e| {
+            super::StoreError::Corrupt(format!("job id {:?} is not a UUID: {e}", event.job_id))
+        })?;
+        let view = views.entry(event.job_id.to_owned()).or_default();
+        if let Some(entry) =
+            crate::view::apply_event(view, job_id, event.sequence, &event.event, &event.metadata)
+        {
+            history.push((event.job_id, entry));
+        }
+    }
+    Ok(history)
 }
 
 macro_rules! job_store {
@@ -98,15 +132,19 @@ macro_rules! job_store {
                         .map_err(error)?;
                 }
                 if first.aggregate_type == domain::AGGREGATE_TYPE {
-                    let rows: Vec<_> = events
+                    let rows = events
                         .iter()
-                        .map(|event| super::shared::EventRow {
-                            job_id: &event.aggregate_id,
-                            sequence: event.sequence as i64,
-                            payload: &event.payload,
-                            metadata: &event.metadata,
+                        .map(|event| {
+                            Ok(super::shared::EventRow {
+                                job_id: &event.aggregate_id,
+                                sequence: event.sequence as i64,
+                                event: serde::Deserialize::deserialize(&event.payload)?,
+                                metadata: $crate::metadata::EventMetadata::from_json(
+                                    &event.metadata,
+                                ),
+                            })
                         })
-                        .collect();
+                        .collect::<Result<Vec<_>, serde_json::Error>>()?;
                     Self::project_into(&mut tx, super::shared::ProjectionTables::LIVE, &rows)
                         .await
                         .map_err(super::store_to_persistence_error)?;
@@ -117,27 +155,34 @@ macro_rules! job_store {
             /// Applies job events to the projection `tables`: folds each job's summary from
             /// its current row, adds a status-history row per status change, and writes each
             /// touched summary once. Events the projection has already seen change nothing,
-            /// so applying a batch twice is harmless. The live write path and a rebuild share
-            /// this, so both derive identical rows.
+            /// so applying a batch twice is harmless. The live write path and a rebuild's
+            /// final catch-up share this, so both derive identical rows.
             pub(crate) async fn project_into(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 tables: super::shared::ProjectionTables,
                 events: &[super::shared::EventRow<'_>],
             ) -> Result<(), $crate::store::StoreError> {
-                use super::shared::ROWS_PER_STATEMENT;
-                use $crate::store::StoreError;
-                use std::collections::HashMap;
-
-                let mut views: HashMap<&str, Option<$crate::view::JobView>> = HashMap::new();
-                let mut touched: Vec<&str> = Vec::new();
-                for event in events {
-                    if views.insert(event.job_id, None).is_none() {
-                        touched.push(event.job_id);
-                    }
+                let mut views = std::collections::HashMap::new();
+                let ids = super::shared::unseen_jobs(&views, events);
+                for view in Self::load_views(&mut *conn, tables, &ids).await? {
+                    views.insert(view.id.to_string(), Some(view));
                 }
-                for ids in touched.chunks(ROWS_PER_STATEMENT) {
+                let history = super::shared::fold_events(&mut views, events)?;
+                Self::insert_history(&mut *conn, tables, &history).await?;
+                let summaries: Vec<&$crate::view::JobView> = views.values().flatten().collect();
+                Self::upsert_summaries(conn, tables, &summaries).await
+            }
+
+            /// The summaries of the jobs `ids` that have a row in `tables`.
+            pub(crate) async fn load_views(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                tables: super::shared::ProjectionTables,
+                ids: &[&str],
+            ) -> Result<Vec<$crate::view::JobView>, $crate::store::StoreError> {
+                let mut views = Vec::with_capacity(ids.len());
+                for ids in ids.chunks(super::shared::ROWS_PER_STATEMENT) {
                     let mut query = sqlx::QueryBuilder::<$db>::new(format!(
-                        "SELECT job_id, document FROM {} WHERE job_id IN (",
+                        "SELECT document FROM {} WHERE job_id IN (",
                         tables.summary
                     ));
                     let mut list = query.separated(", ");
@@ -145,37 +190,20 @@ macro_rules! job_store {
                         list.push_bind(*id);
                     }
                     list.push_unseparated(")");
-                    let rows: Vec<(String, sqlx::types::Json<$crate::view::JobView>)> =
-                        query.build_query_as().fetch_all(&mut *conn).await?;
-                    for (id, document) in rows {
-                        if let Some(view) = views.get_mut(id.as_str()) {
-                            *view = Some(document.0);
-                        }
-                    }
+                    let rows: Vec<sqlx::types::Json<$crate::view::JobView>> =
+                        query.build_query_scalar().fetch_all(&mut *conn).await?;
+                    views.extend(rows.into_iter().map(|json| json.0));
                 }
+                Ok(views)
+            }
 
-                let mut history = Vec::new();
-                for event in events {
-                    let corrupt = |what: String| {
-                        StoreError::Corrupt(format!(
-                            "event #{} of job {}: {what}",
-                            event.sequence, event.job_id
-                        ))
-                    };
-                    let job_id = uuid::Uuid::parse_str(event.job_id)
-                        .map_err(|e| corrupt(format!("the id is not a UUID: {e}")))?;
-                    let payload: domain::JobEvent = serde::Deserialize::deserialize(event.payload)
-                        .map_err(|e| corrupt(format!("unreadable payload: {e}")))?;
-                    let metadata = $crate::metadata::EventMetadata::from_json(event.metadata);
-                    let view = views.entry(event.job_id).or_default();
-                    if let Some(entry) =
-                        $crate::view::apply_event(view, job_id, event.sequence, &payload, &metadata)
-                    {
-                        history.push((event.job_id, entry));
-                    }
-                }
-
-                for rows in history.chunks(ROWS_PER_STATEMENT) {
+            /// Adds status-history rows (ones already there are kept as they are).
+            pub(crate) async fn insert_history(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                tables: super::shared::ProjectionTables,
+                history: &[(&str, $crate::view::StatusHistoryEntry)],
+            ) -> Result<(), $crate::store::StoreError> {
+                for rows in history.chunks(super::shared::ROWS_PER_STATEMENT) {
                     let mut query = sqlx::QueryBuilder::<$db>::new(format!(
                         "INSERT INTO {} (job_id, sequence, status, occurred_at, comment, actor) ",
                         tables.history
@@ -191,10 +219,16 @@ macro_rules! job_store {
                     query.push(" ON CONFLICT (job_id, sequence) DO NOTHING");
                     query.build().execute(&mut *conn).await?;
                 }
+                Ok(())
+            }
 
-                let summaries: Vec<&$crate::view::JobView> =
-                    touched.iter().filter_map(|id| views.get(id)?.as_ref()).collect();
-                for rows in summaries.chunks(ROWS_PER_STATEMENT) {
+            /// Writes summaries, replacing the rows of the same jobs.
+            pub(crate) async fn upsert_summaries(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                tables: super::shared::ProjectionTables,
+                summaries: &[&$crate::view::JobView],
+            ) -> Result<(), $crate::store::StoreError> {
+                for rows in summaries.chunks(super::shared::ROWS_PER_STATEMENT) {
                     let mut query = sqlx::QueryBuilder::<$db>::new(format!(
                         "INSERT INTO {} {} ",
                         tables.summary,

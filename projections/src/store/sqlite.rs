@@ -126,6 +126,28 @@ impl SqliteJobStore {
         Ok(())
     }
 
+    /// A rebuild's own tables need no durability until the swap (a crash starts the
+    /// rebuild over), so their batches skip the fsync; the swap's commit syncs everything.
+    async fn relax_durability(
+        connection: &mut sqlx::SqliteConnection,
+        relaxed: bool,
+    ) -> Result<(), StoreError> {
+        let level = if relaxed { "NORMAL" } else { "FULL" };
+        sqlx::query(&format!("PRAGMA synchronous = {level}"))
+            .execute(connection)
+            .await?;
+        Ok(())
+    }
+
+    /// A rebuild's status-history rows: the ordinary statements are as fast as SQLite gets.
+    async fn bulk_insert_history(
+        connection: &mut sqlx::SqliteConnection,
+        tables: ProjectionTables,
+        history: &[(&str, crate::view::StatusHistoryEntry)],
+    ) -> Result<(), StoreError> {
+        Self::insert_history(connection, tables, history).await
+    }
+
     /// `BEGIN IMMEDIATE` already holds the database's one write lock.
     async fn hold_back_writers(_tx: &mut sqlx::SqliteConnection) -> Result<(), StoreError> {
         Ok(())
