@@ -19,8 +19,25 @@ use std::time::{Duration, Instant};
 /// transaction holds SQLite's single writer lock only briefly.
 pub const REBUILD_BATCH: i64 = 2_000;
 
-/// Summaries a rebuild holds before writing them back: about ten megabytes.
-const VIEWS_HELD: usize = 10_000;
+/// How a rebuild sizes its work; the defaults suit any store (tests shrink them to exercise
+/// every path on a handful of events).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RebuildSettings {
+    /// Events read and written per batch.
+    pub batch: i64,
+    /// Summaries held in memory; when there are this many, the least recently changed tenth
+    /// is written back. About ten megabytes at the default.
+    pub views_held: usize,
+}
+
+impl Default for RebuildSettings {
+    fn default() -> Self {
+        RebuildSettings {
+            batch: REBUILD_BATCH,
+            views_held: 10_000,
+        }
+    }
+}
 
 /// Held while a rebuild runs; dropping it lets the next one start.
 pub struct RebuildLease(#[allow(dead_code)] Box<dyn Send + Sync>);
@@ -42,13 +59,18 @@ pub trait ProjectionRebuild: EventLog {
     /// The summaries in the rebuild tables of the jobs `ids` (those that have one).
     async fn load_rebuild_views(&self, ids: &[&str]) -> Result<Vec<JobView>, StoreError>;
 
-    /// Adds status-history rows and writes summaries to the rebuild tables, in one
-    /// transaction.
+    /// In one transaction: adds status-history rows, adds the summaries of jobs the
+    /// rebuild tables do not hold yet (`new`) and replaces those of jobs they do (`changed`).
     async fn write_rebuild(
         &self,
         history: &[(&str, StatusHistoryEntry)],
-        summaries: &[&JobView],
+        new: &[&JobView],
+        changed: &[&JobView],
     ) -> Result<(), StoreError>;
+
+    /// Gives the rebuild tables the indexes of the live ones that they still lack (kept off
+    /// while the bulk of the rows goes in, which is faster than maintaining them).
+    async fn index_rebuild_tables(&self) -> Result<(), StoreError>;
 
     /// In one transaction that holds writers back: applies every event committed after
     /// `after`, then puts the rebuild tables in place of the live ones. Returns how many
@@ -89,9 +111,18 @@ pub async fn rebuild(
     store: &dyn ProjectionRebuild,
     progress: &mut dyn RebuildProgress,
 ) -> Result<RebuildReport, StoreError> {
+    rebuild_with(store, progress, RebuildSettings::default()).await
+}
+
+/// [`rebuild`] with other settings.
+pub async fn rebuild_with(
+    store: &dyn ProjectionRebuild,
+    progress: &mut dyn RebuildProgress,
+    settings: RebuildSettings,
+) -> Result<RebuildReport, StoreError> {
     let started = Instant::now();
     let lease = store.begin_rebuild().await?;
-    let outcome = replay_and_swap(store, progress).await;
+    let outcome = replay_and_swap(store, progress, settings).await;
     if outcome.is_err() {
         // Best effort: the next run drops the leftovers anyway.
         let _ = store.discard_rebuild().await;
@@ -107,48 +138,131 @@ pub async fn rebuild(
 async fn replay_and_swap(
     store: &dyn ProjectionRebuild,
     progress: &mut dyn RebuildProgress,
+    settings: RebuildSettings,
 ) -> Result<u64, StoreError> {
     progress.started(u64::try_from(store.event_count().await?).unwrap_or_default());
     let everything = LogFilter::default();
-    // The summaries folded so far, written back only when there are many of them (and at
-    // the end): a job's events lie far apart in the log, and writing its row once instead
-    // of once per batch is most of a rebuild's speed. Bounded, so memory stays flat.
-    let mut views: HashMap<String, Option<JobView>> = HashMap::new();
+    let mut held = HeldViews::default();
     let mut replayed = 0u64;
     let mut after = LogCursor::START;
-    let mut batch = store.read_after(after, &everything, REBUILD_BATCH).await?;
+    let mut batch = store.read_after(after, &everything, settings.batch).await?;
     while let Some(last) = batch.last() {
         after = last.cursor;
+        held.batch += 1;
         let rows = job_rows(&batch)?;
-        let unseen = unseen_jobs(&views, &rows);
+        let unseen = unseen_jobs(&held, &rows);
         for view in store.load_rebuild_views(&unseen).await? {
-            views.insert(view.id.to_string(), Some(view));
+            held.stored(view);
         }
-        let history = fold_events(&mut views, &rows)?;
-        let write_back = views.len() >= VIEWS_HELD;
-        let summaries: Vec<&JobView> = match write_back {
-            true => views.values().flatten().collect(),
-            false => Vec::new(),
+        let history = fold_events(&mut held, &rows)?;
+        let written_back = match held.views.len() >= settings.views_held {
+            true => held.evict_oldest(held.views.len() - settings.views_held * 9 / 10),
+            false => WriteBack::default(),
         };
+        let (new, changed) = written_back.split();
         // Read the next batch while this one is written: the two cores work side by side.
         let (next, written) = tokio::join!(
-            store.read_after(after, &everything, REBUILD_BATCH),
-            store.write_rebuild(&history, &summaries)
+            store.read_after(after, &everything, settings.batch),
+            store.write_rebuild(&history, &new, &changed)
         );
         written?;
         replayed += batch.len() as u64;
         progress.advanced(replayed);
-        drop((history, summaries, rows));
-        if write_back {
-            views.clear();
-        }
+        drop((history, new, changed, rows));
         batch = next?;
     }
-    let summaries: Vec<&JobView> = views.values().flatten().collect();
-    store.write_rebuild(&[], &summaries).await?;
-    drop(summaries);
+    let rest = held.evict_oldest(held.views.len());
+    let (new, changed) = rest.split();
+    store.write_rebuild(&[], &new, &changed).await?;
+    store.index_rebuild_tables().await?;
     progress.swapping();
     replayed += store.swap_in_rebuild(after).await?;
     progress.advanced(replayed);
     Ok(replayed)
+}
+
+/// The summaries a replay works on, between the log and the rebuild tables: a job's events
+/// lie far apart in the log, and writing its row once, when it has not changed for a
+/// while, instead of once per batch, is most of a rebuild's speed.
+#[derive(Default)]
+struct HeldViews {
+    views: HashMap<String, Held>,
+    /// The number of the batch being folded.
+    batch: u64,
+}
+
+#[derive(Default)]
+struct Held {
+    view: Option<JobView>,
+    /// The last batch that touched it.
+    touched: u64,
+    /// Whether the rebuild tables have a row for it.
+    stored: bool,
+    /// Whether it changed since it was loaded or written.
+    dirty: bool,
+}
+
+impl HeldViews {
+    /// Holds a summary read back from the rebuild tables.
+    fn stored(&mut self, view: JobView) {
+        let id = view.id.to_string();
+        let held = Held {
+            view: Some(view),
+            touched: self.batch,
+            stored: true,
+            dirty: false,
+        };
+        self.views.insert(id, held);
+    }
+
+    /// Lets go of the `count` summaries touched least recently; returns those to write.
+    fn evict_oldest(&mut self, count: usize) -> WriteBack {
+        let mut ages: Vec<(u64, String)> = self
+            .views
+            .iter()
+            .map(|(id, held)| (held.touched, id.clone()))
+            .collect();
+        ages.sort_unstable();
+        let mut write_back = WriteBack::default();
+        for (_, id) in ages.into_iter().take(count) {
+            if let Some(held) = self.views.remove(&id) {
+                write_back.push(held);
+            }
+        }
+        write_back
+    }
+}
+
+impl crate::store::ViewSlots for HeldViews {
+    fn holds(&self, job_id: &str) -> bool {
+        self.views.contains_key(job_id)
+    }
+
+    fn slot(&mut self, job_id: &str) -> &mut Option<JobView> {
+        let held = self.views.entry(job_id.to_owned()).or_default();
+        held.touched = self.batch;
+        held.dirty = true;
+        &mut held.view
+    }
+}
+
+/// Evicted summaries that changed: new to the rebuild tables, or replacing a row there.
+#[derive(Default)]
+struct WriteBack {
+    new: Vec<JobView>,
+    changed: Vec<JobView>,
+}
+
+impl WriteBack {
+    fn push(&mut self, held: Held) {
+        match (held.view, held.dirty, held.stored) {
+            (Some(view), true, false) => self.new.push(view),
+            (Some(view), true, true) => self.changed.push(view),
+            _ => {}
+        }
+    }
+
+    fn split(&self) -> (Vec<&JobView>, Vec<&JobView>) {
+        (self.new.iter().collect(), self.changed.iter().collect())
+    }
 }

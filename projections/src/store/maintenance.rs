@@ -5,12 +5,14 @@
 //! `pool` and `project_into` (from `job_store!`):
 //!
 //! - SQL: `READ_LOG` (final events after a cursor), `READ_COMMITTED` (every committed event
-//!   after a cursor, for use while writers are held back), `HELD_BACK`, `CURSOR_AT`, and
-//!   `TRANSACTION` (the expression of a row's writing transaction);
+//!   after a cursor, for use while writers are held back), both run by `read_log`;
+//!   `HELD_BACK`, `CURSOR_AT`, and `TRANSACTION` (the expression of a row's writing
+//!   transaction);
 //! - transaction openers: `WRITE_BEGIN` (takes the write lock at once where that matters),
 //!   `SNAPSHOT_BEGIN` (one consistent snapshot for several reads);
-//! - `rebuild_lease`, `create_rebuild_tables`, `hold_back_writers` and `replace_live_tables`,
-//!   where the backends' DDL and locking differ.
+//! - `rebuild_lease`, `create_rebuild_tables`, `add_missing_indexes`, `hold_back_writers`,
+//!   `replace_live_tables`, `relax_durability` and the bulk writes `bulk_insert_history` and
+//!   `bulk_insert_summaries`, where the backends' DDL, locking and fastest writes differ.
 
 /// The event columns every log query selects after the transaction expression.
 pub(super) const EVENT_COLUMNS: &str = "position, aggregate_type, aggregate_id, sequence, \
@@ -54,14 +56,11 @@ macro_rules! store_maintenance {
             ) -> Result<u64, $crate::store::StoreError> {
                 let mut applied = 0;
                 loop {
-                    let rows = sqlx::query(Self::READ_COMMITTED)
-                        .bind(after.transaction)
-                        .bind(after.position)
-                        .bind(None::<String>)
-                        .bind($crate::rebuild::REBUILD_BATCH)
-                        .fetch_all(&mut *conn)
-                        .await?;
-                    let events = Self::decode_events(rows)?;
+                    let everything = $crate::log::LogFilter::default();
+                    let batch = $crate::rebuild::REBUILD_BATCH;
+                    let events =
+                        Self::read_log(&mut *conn, Self::READ_COMMITTED, after, &everything, batch)
+                            .await?;
                     let Some(last) = events.last() else {
                         return Ok(applied);
                     };
@@ -82,14 +81,8 @@ macro_rules! store_maintenance {
                 filter: &$crate::log::LogFilter,
                 limit: i64,
             ) -> Result<Vec<$crate::log::LoggedEvent>, $crate::store::StoreError> {
-                let rows = sqlx::query(Self::READ_LOG)
-                    .bind(after.transaction)
-                    .bind(after.position)
-                    .bind(filter.customer_id.map(|id| id.to_string()))
-                    .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await?;
-                Ok(Self::decode_events(rows)?)
+                let mut connection = self.pool.acquire().await?;
+                Self::read_log(&mut connection, Self::READ_LOG, after, filter, limit).await
             }
 
             async fn held_back(
@@ -171,7 +164,8 @@ macro_rules! store_maintenance {
             async fn write_rebuild(
                 &self,
                 history: &[(&str, $crate::view::StatusHistoryEntry)],
-                summaries: &[&$crate::view::JobView],
+                new: &[&$crate::view::JobView],
+                changed: &[&$crate::view::JobView],
             ) -> Result<(), $crate::store::StoreError> {
                 let tables = super::shared::ProjectionTables::REBUILD;
                 let mut connection = self.pool.acquire().await?;
@@ -179,10 +173,15 @@ macro_rules! store_maintenance {
                 let mut tx =
                     sqlx::Connection::begin_with(&mut *connection, Self::WRITE_BEGIN).await?;
                 Self::bulk_insert_history(&mut tx, tables, history).await?;
-                Self::upsert_summaries(&mut tx, tables, summaries).await?;
+                Self::bulk_insert_summaries(&mut tx, tables, new).await?;
+                Self::upsert_summaries(&mut tx, tables, changed).await?;
                 tx.commit().await?;
                 Self::relax_durability(&mut connection, false).await?;
                 Ok(())
+            }
+
+            async fn index_rebuild_tables(&self) -> Result<(), $crate::store::StoreError> {
+                self.add_missing_indexes().await
             }
 
             async fn swap_in_rebuild(

@@ -25,7 +25,7 @@ pub use clients::{ClientRecord, ClientRegistry};
 pub(crate) use maintenance::job_rows;
 pub use postgres::PostgresJobStore;
 pub use shared::ProjectionTables;
-pub(crate) use shared::{fold_events, unseen_jobs, unwrap_payload};
+pub(crate) use shared::{fold_events, unseen_jobs, unwrap_payload, ViewSlots};
 pub use sqlite::SqliteJobStore;
 
 #[derive(Debug, thiserror::Error)]

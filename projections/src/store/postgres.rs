@@ -68,6 +68,24 @@ impl PostgresJobStore {
     const CURSOR_AT: &str =
         "SELECT transaction_id::text::bigint, position FROM events WHERE position = $1";
     const TRANSACTION: &str = "transaction_id::text::bigint";
+
+    /// Runs a log query (`READ_LOG` or `READ_COMMITTED`).
+    async fn read_log(
+        connection: &mut sqlx::PgConnection,
+        sql: &str,
+        after: crate::log::LogCursor,
+        filter: &crate::log::LogFilter,
+        limit: i64,
+    ) -> Result<Vec<crate::log::LoggedEvent>, StoreError> {
+        let rows = sqlx::query(sql)
+            .bind(after.transaction)
+            .bind(after.position)
+            .bind(filter.customer_id.map(|id| id.to_string()))
+            .bind(limit)
+            .fetch_all(connection)
+            .await?;
+        Ok(Self::decode_events(rows)?)
+    }
     const WRITE_BEGIN: &str = "BEGIN";
     const SNAPSHOT_BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 
@@ -96,9 +114,11 @@ impl PostgresJobStore {
     }
 
     /// `LIKE … INCLUDING ALL` copies columns, defaults, constraints and indexes, so the
-    /// rebuilt tables are what the migrations made the live ones.
+    /// rebuilt tables are what the migrations made the live ones. The indexes no constraint
+    /// needs are dropped again until the rows are in (`add_missing_indexes`).
     async fn create_rebuild_tables(&self) -> Result<(), StoreError> {
         let (live, rebuild) = (ProjectionTables::LIVE, ProjectionTables::REBUILD);
+        let mut connection = self.pool.acquire().await?;
         for (live, rebuild) in [
             (live.summary, rebuild.summary),
             (live.history, rebuild.history),
@@ -106,8 +126,51 @@ impl PostgresJobStore {
             sqlx::query(&format!(
                 "CREATE TABLE {rebuild} (LIKE {live} INCLUDING ALL)"
             ))
-            .execute(&self.pool)
+            .execute(&mut *connection)
             .await?;
+            let optional: Vec<String> = sqlx::query_scalar(
+                "SELECT c.relname::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+                 WHERE i.indrelid = $1::regclass \
+                 AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)",
+            )
+            .bind(rebuild)
+            .fetch_all(&mut *connection)
+            .await?;
+            for index in optional {
+                sqlx::query(&format!("DROP INDEX \"{index}\""))
+                    .execute(&mut *connection)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds on the rebuild tables every index the live ones have and they lack (the swap
+    /// gives them the live names).
+    async fn add_missing_indexes(&self) -> Result<(), StoreError> {
+        let (live, rebuild) = (ProjectionTables::LIVE, ProjectionTables::REBUILD);
+        let mut connection = self.pool.acquire().await?;
+        for (live, rebuild) in [
+            (live.summary, rebuild.summary),
+            (live.history, rebuild.history),
+        ] {
+            let present: std::collections::HashSet<(bool, String)> =
+                index_shapes(&mut connection, rebuild)
+                    .await?
+                    .into_iter()
+                    .map(|(_, shape)| shape)
+                    .collect();
+            for (_, (unique, definition)) in index_shapes(&mut connection, live).await? {
+                if present.contains(&(unique, definition.clone())) {
+                    continue;
+                }
+                let unique = if unique { "UNIQUE " } else { "" };
+                sqlx::query(&format!(
+                    "CREATE {unique}INDEX ON {rebuild} USING {definition}"
+                ))
+                .execute(&mut *connection)
+                .await?;
+            }
         }
         Ok(())
     }
@@ -133,32 +196,73 @@ impl PostgresJobStore {
         tables: ProjectionTables,
         history: &[(&str, crate::view::StatusHistoryEntry)],
     ) -> Result<(), StoreError> {
-        use std::fmt::Write;
         if history.is_empty() {
             return Ok(());
         }
         let mut data = String::with_capacity(history.len() * 160);
         for (job_id, entry) in history {
-            let occurred_at = entry
-                .occurred_at
-                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-            let _ = write!(data, "{}\t{}\t", copy_text(job_id), entry.sequence);
-            let _ = write!(data, "{}\t{occurred_at}\t", entry.status.as_str());
-            match &entry.comment {
-                Some(comment) => data.push_str(&copy_text(comment)),
-                None => data.push_str("\\N"),
-            }
-            let _ = writeln!(data, "\t{}", copy_text(&entry.actor));
+            copy_row(
+                &mut data,
+                &[
+                    Some(job_id),
+                    Some(&entry.sequence.to_string()),
+                    Some(entry.status.as_str()),
+                    Some(&copy_time(entry.occurred_at)),
+                    entry.comment.as_deref(),
+                    Some(&entry.actor),
+                ],
+            );
         }
-        let mut copy = connection
-            .copy_in_raw(&format!(
+        copy_in(
+            connection,
+            &format!(
                 "COPY {} (job_id, sequence, status, occurred_at, comment, actor) FROM STDIN",
                 tables.history
-            ))
-            .await?;
-        copy.send(data.into_bytes()).await?;
-        copy.finish().await?;
-        Ok(())
+            ),
+            data,
+        )
+        .await
+    }
+
+    /// New summaries of a rebuild through `COPY`: the rebuild tables hold no row for them.
+    async fn bulk_insert_summaries(
+        connection: &mut sqlx::PgConnection,
+        tables: ProjectionTables,
+        summaries: &[&crate::view::JobView],
+    ) -> Result<(), StoreError> {
+        if summaries.is_empty() {
+            return Ok(());
+        }
+        let mut data = String::with_capacity(summaries.len() * 1024);
+        for view in summaries {
+            let document = serde_json::to_string(view)
+                .map_err(|e| StoreError::Corrupt(format!("job {}: {e}", view.id)))?;
+            copy_row(
+                &mut data,
+                &[
+                    Some(&view.id.to_string()),
+                    Some(&view.customer_id.to_string()),
+                    Some(view.status.as_str()),
+                    Some(&view.type_id.to_string()),
+                    Some(&view.contact_id.to_string()),
+                    view.reference.as_deref(),
+                    Some(&copy_time(view.created_at)),
+                    Some(&copy_time(view.updated_at)),
+                    Some(&view.version.to_string()),
+                    Some(&document),
+                ],
+            );
+        }
+        copy_in(
+            connection,
+            &format!(
+                "COPY {} {} FROM STDIN",
+                tables.summary,
+                super::shared::SUMMARY_COLUMNS
+            ),
+            data,
+        )
+        .await
     }
 
     /// Writers insert into `events` first; this lock waits for those in flight and holds
@@ -206,23 +310,45 @@ impl PostgresJobStore {
     }
 }
 
-/// Text as a field of `COPY`'s text format: backslash, tab, newline and carriage return
-/// escaped (`\N` alone would mean NULL; escaped, it is the two characters).
-fn copy_text(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.contains(['\\', '\t', '\n', '\r']) {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    let mut escaped = String::with_capacity(text.len() + 8);
-    for character in text.chars() {
-        match character {
-            '\\' => escaped.push_str("\\\\"),
-            '\t' => escaped.push_str("\\t"),
-            '\n' => escaped.push_str("\\n"),
-            '\r' => escaped.push_str("\\r"),
-            other => escaped.push(other),
+/// Appends one row in `COPY`'s text format: fields separated by tabs, `\N` for NULL, and
+/// backslash, tab, newline and carriage return escaped in the text.
+fn copy_row(data: &mut String, fields: &[Option<&str>]) {
+    for (index, field) in fields.iter().enumerate() {
+        if index > 0 {
+            data.push('\t');
+        }
+        let Some(text) = field else {
+            data.push_str("\\N");
+            continue;
+        };
+        for character in text.chars() {
+            match character {
+                '\\' => data.push_str("\\\\"),
+                '\t' => data.push_str("\\t"),
+                '\n' => data.push_str("\\n"),
+                '\r' => data.push_str("\\r"),
+                other => data.push(other),
+            }
         }
     }
-    std::borrow::Cow::Owned(escaped)
+    data.push('\n');
+}
+
+/// A time as `COPY` reads it into `timestamptz`.
+fn copy_time(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// Runs one `COPY … FROM STDIN` with `data`.
+async fn copy_in(
+    connection: &mut sqlx::PgConnection,
+    statement: &str,
+    data: String,
+) -> Result<(), StoreError> {
+    let mut copy = connection.copy_in_raw(statement).await?;
+    copy.send(data.into_bytes()).await?;
+    copy.finish().await?;
+    Ok(())
 }
 
 /// The indexes of `table`: name and shape (uniqueness and definition without the names).

@@ -64,24 +64,40 @@ pub(crate) fn unwrap_payload(payload: serde_json::Value, event_type: &str) -> se
     }
 }
 
+/// Where a fold finds and keeps the summaries it works on: a plain map for one command, the
+/// rebuild's bounded cache for a replay.
+pub(crate) trait ViewSlots {
+    /// Whether the job's summary (or its absence) is already held.
+    fn holds(&self, job_id: &str) -> bool;
+    /// The job's summary, held from now on (`None` until its creation is folded).
+    fn slot(&mut self, job_id: &str) -> &mut Option<crate::view::JobView>;
+}
+
+impl ViewSlots for std::collections::HashMap<String, Option<crate::view::JobView>> {
+    fn holds(&self, job_id: &str) -> bool {
+        self.contains_key(job_id)
+    }
+
+    fn slot(&mut self, job_id: &str) -> &mut Option<crate::view::JobView> {
+        self.entry(job_id.to_owned()).or_default()
+    }
+}
+
 /// The jobs of `events` that `views` does not hold yet, each once, in order of appearance.
-pub(crate) fn unseen_jobs<'e>(
-    views: &std::collections::HashMap<String, Option<crate::view::JobView>>,
-    events: &[EventRow<'e>],
-) -> Vec<&'e str> {
+pub(crate) fn unseen_jobs<'e>(views: &impl ViewSlots, events: &[EventRow<'e>]) -> Vec<&'e str> {
     let mut seen = std::collections::HashSet::new();
     events
         .iter()
         .map(|event| event.job_id)
-        .filter(|id| !views.contains_key(*id) && seen.insert(*id))
+        .filter(|id| !views.holds(id) && seen.insert(*id))
         .collect()
 }
 
-/// Folds `events` into `views` (job id → summary; a job missing from `views` starts with
-/// none) and returns the status-history rows they add: the one fold of the write path, the
-/// rebuild and (through [`crate::view::apply_event`]) `verify`.
+/// Folds `events` into `views` (a job not held yet starts with no summary) and returns the
+/// status-history rows they add: the one fold of the write path and the rebuild, which
+/// `verify` repeats through [`crate::view::apply_event`].
 pub(crate) fn fold_events<'e>(
-    views: &mut std::collections::HashMap<String, Option<crate::view::JobView>>,
+    views: &mut impl ViewSlots,
     events: &[EventRow<'e>],
 ) -> Result<Vec<(&'e str, crate::view::StatusHistoryEntry)>, super::StoreError> {
     let mut history = Vec::new();
@@ -89,7 +105,7 @@ pub(crate) fn fold_events<'e>(
         let job_id = uuid::Uuid::parse_str(event.job_id).map_err(|e| {
             super::StoreError::Corrupt(format!("job id {:?} is not a UUID: {e}", event.job_id))
         })?;
-        let view = views.entry(event.job_id.to_owned()).or_default();
+        let view = views.slot(event.job_id);
         if let Some(entry) =
             crate::view::apply_event(view, job_id, event.sequence, &event.event, &event.metadata)
         {
@@ -162,7 +178,8 @@ macro_rules! job_store {
                 tables: super::shared::ProjectionTables,
                 events: &[super::shared::EventRow<'_>],
             ) -> Result<(), $crate::store::StoreError> {
-                let mut views = std::collections::HashMap::new();
+                let mut views: std::collections::HashMap<String, Option<$crate::view::JobView>> =
+                    std::collections::HashMap::new();
                 let ids = super::shared::unseen_jobs(&views, events);
                 for view in Self::load_views(&mut *conn, tables, &ids).await? {
                     views.insert(view.id.to_string(), Some(view));
