@@ -124,12 +124,24 @@ pub trait EventLog: Send + Sync {
         limit: i64,
     ) -> Result<Vec<LoggedEvent>, StoreError>;
 
-    /// How many committed events after `after` a read cannot return yet, because an older
-    /// transaction is still open (always 0 on SQLite).
-    async fn held_back(&self, after: LogCursor, filter: &LogFilter) -> Result<i64, StoreError>;
+    /// Where the log ends now: events of transactions that began later are not part of
+    /// it yet (a transaction id bound on PostgreSQL; 0, meaning "no bound", on SQLite).
+    async fn log_end(&self) -> Result<i64, StoreError>;
 
-    /// The cursor just after the event at global `position`, if there is one.
-    async fn cursor_after(&self, position: i64) -> Result<Option<LogCursor>, StoreError>;
+    /// How many committed events after `after`, of transactions that began before `end`
+    /// (see [`Self::log_end`]), a read cannot return yet because an older transaction is
+    /// still open — possibly in another database of the same server. Counts up to 1000;
+    /// always 0 on SQLite.
+    async fn held_back(
+        &self,
+        after: LogCursor,
+        filter: &LogFilter,
+        end: i64,
+    ) -> Result<i64, StoreError>;
+
+    /// The cursor just after the event at global `position`, if there is one, and whether
+    /// that event is final yet (nothing can still commit before it).
+    async fn cursor_after(&self, position: i64) -> Result<Option<(LogCursor, bool)>, StoreError>;
 
     /// Every event of one aggregate, in sequence order.
     async fn aggregate_events(
@@ -142,10 +154,11 @@ pub trait EventLog: Send + Sync {
     async fn event_count(&self) -> Result<i64, StoreError>;
 }
 
-/// Reads every event after `after` that has committed by the time the read catches up,
-/// handing each batch to `visit` in log order. When committed events are held back by an
-/// open transaction it waits for that transaction, calling `waiting` now and then, so nothing
-/// that committed before the end is left out. Memory holds one batch.
+/// Reads every event after `after` that had committed when the read began (and maybe some
+/// that committed since), handing each batch to `visit` in log order. When such events are
+/// held back by an open transaction it waits for that transaction, calling `waiting` now
+/// and then, so nothing that committed before the start is left out; transactions that
+/// began after the start cannot keep it waiting. Memory holds one batch.
 pub async fn read_to_end<E>(
     log: &dyn EventLog,
     mut after: LogCursor,
@@ -157,6 +170,7 @@ pub async fn read_to_end<E>(
 where
     E: From<StoreError>,
 {
+    let end = log.log_end().await?;
     let mut waiting_since = None;
     loop {
         let batch = log.read_after(after, filter, batch_size).await?;
@@ -166,7 +180,7 @@ where
             visit(&batch)?;
             continue;
         }
-        let held_back = log.held_back(after, filter).await?;
+        let held_back = log.held_back(after, filter, end).await?;
         if held_back == 0 {
             return Ok(after);
         }

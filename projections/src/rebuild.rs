@@ -12,6 +12,7 @@ use crate::store::{fold_events, job_rows, unseen_jobs, StoreError};
 use crate::view::{JobView, StatusHistoryEntry};
 use async_trait::async_trait;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Events per batch: one read and one write transaction each. Large enough that per-batch
@@ -111,18 +112,21 @@ pub async fn rebuild(
     store: &dyn ProjectionRebuild,
     progress: &mut dyn RebuildProgress,
 ) -> Result<RebuildReport, StoreError> {
-    rebuild_with(store, progress, RebuildSettings::default()).await
+    let never = AtomicBool::new(false);
+    rebuild_with(store, progress, RebuildSettings::default(), &never).await
 }
 
-/// [`rebuild`] with other settings.
+/// [`rebuild`] with other settings, stopping with [`StoreError::Interrupted`] (and the
+/// rebuild tables dropped) when `stop` is set before the swap begins.
 pub async fn rebuild_with(
     store: &dyn ProjectionRebuild,
     progress: &mut dyn RebuildProgress,
     settings: RebuildSettings,
+    stop: &AtomicBool,
 ) -> Result<RebuildReport, StoreError> {
     let started = Instant::now();
     let lease = store.begin_rebuild().await?;
-    let outcome = replay_and_swap(store, progress, settings).await;
+    let outcome = replay_and_swap(store, progress, settings, stop).await;
     if outcome.is_err() {
         // Best effort: the next run drops the leftovers anyway.
         let _ = store.discard_rebuild().await;
@@ -139,6 +143,7 @@ async fn replay_and_swap(
     store: &dyn ProjectionRebuild,
     progress: &mut dyn RebuildProgress,
     settings: RebuildSettings,
+    stop: &AtomicBool,
 ) -> Result<u64, StoreError> {
     progress.started(u64::try_from(store.event_count().await?).unwrap_or_default());
     let everything = LogFilter::default();
@@ -170,15 +175,59 @@ async fn replay_and_swap(
         progress.advanced(replayed);
         drop((history, new, changed, rows));
         batch = next?;
+        if stop.load(Ordering::Relaxed) {
+            return Err(StoreError::Interrupted);
+        }
+        if batch.is_empty() {
+            batch = wait_for_the_tail(store, after, settings.batch).await?;
+        }
     }
     let rest = held.evict_oldest(held.views.len());
     let (new, changed) = rest.split();
     store.write_rebuild(&[], &new, &changed).await?;
     store.index_rebuild_tables().await?;
     progress.swapping();
-    replayed += store.swap_in_rebuild(after).await?;
+    replayed += swap_in(store, after).await?;
     progress.advanced(replayed);
     Ok(replayed)
+}
+
+/// What a reader that has caught up may still find: on PostgreSQL an older transaction
+/// (of any database on the server) can hold back events that committed after it. The swap
+/// replays whatever is left while writers wait, so that must be little: while more than a
+/// batch is held back, wait for it (up to a minute; after that the swap takes the rest).
+async fn wait_for_the_tail(
+    store: &dyn ProjectionRebuild,
+    after: LogCursor,
+    batch_size: i64,
+) -> Result<Vec<crate::log::LoggedEvent>, StoreError> {
+    let everything = LogFilter::default();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let end = store.log_end().await?;
+    while store.held_back(after, &everything, end).await? > batch_size && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        let batch = store.read_after(after, &everything, batch_size).await?;
+        if !batch.is_empty() {
+            return Ok(batch);
+        }
+    }
+    Ok(Vec::new())
+}
+
+/// The swap, tried again a few times when it could not get its locks in time (a long
+/// reader, or a long writer on SQLite): giving up holds writers back no longer.
+async fn swap_in(store: &dyn ProjectionRebuild, after: LogCursor) -> Result<u64, StoreError> {
+    let mut attempt = 1;
+    loop {
+        match store.swap_in_rebuild(after).await {
+            Err(error) if error.is_lock_timeout() && attempt < 5 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+            }
+            outcome => return outcome,
+        }
+    }
 }
 
 /// The summaries a replay works on, between the log and the rebuild tables: a job's events

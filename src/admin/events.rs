@@ -81,10 +81,7 @@ pub async fn export(
 ) -> Result<(), AdminError> {
     let after = match from_position {
         None => LogCursor::START,
-        Some(position) => log
-            .cursor_after(position)
-            .await?
-            .ok_or(AdminError::UnknownPosition(position))?,
+        Some(position) => final_cursor_after(log, position).await?,
     };
     let filter = LogFilter {
         customer_id: customer,
@@ -111,8 +108,9 @@ pub async fn export(
         |waited, held_back| {
             if waited >= next_notice {
                 eprintln!(
-                    "jobs-admin: waiting for an open transaction to finish: {held_back} \
-                     committed event(s) must be exported after its own ({}s so far)",
+                    "jobs-admin: waiting for an older transaction to finish (it may be in \
+                     another database of the server): {held_back} committed event(s) come \
+                     after it in the log ({}s so far)",
                     waited.as_secs()
                 );
                 next_notice += Duration::from_secs(10);
@@ -129,4 +127,29 @@ pub async fn export(
         None => eprintln!("exported 0 events"),
     }
     Ok(())
+}
+
+/// The cursor after the event at `position`, once that event is final: a position read
+/// moments after it was written may still have older transactions commit before it, and
+/// continuing from it too early would skip their events.
+async fn final_cursor_after(log: &dyn EventLog, position: i64) -> Result<LogCursor, AdminError> {
+    let started = std::time::Instant::now();
+    let mut next_notice = Duration::from_secs(2);
+    loop {
+        match log.cursor_after(position).await? {
+            None => return Err(AdminError::UnknownPosition(position)),
+            Some((cursor, true)) => return Ok(cursor),
+            Some((_, false)) => {
+                if started.elapsed() >= next_notice {
+                    eprintln!(
+                        "jobs-admin: waiting for the transactions older than position \
+                         {position} to finish ({}s so far)",
+                        started.elapsed().as_secs()
+                    );
+                    next_notice += Duration::from_secs(10);
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        }
+    }
 }

@@ -2,10 +2,12 @@
 
 use super::AdminError;
 use indicatif::{ProgressBar, ProgressStyle};
-use projections::rebuild::{rebuild as rebuild_projection, RebuildProgress};
+use projections::rebuild::{rebuild_with, RebuildProgress, RebuildSettings};
 use projections::verify::verify as verify_projection;
-use projections::JobStore;
+use projections::{JobStore, StoreError};
 use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub async fn migrate(store: &JobStore, out: &mut impl Write) -> Result<(), AdminError> {
@@ -23,18 +25,42 @@ pub async fn migrate(store: &JobStore, out: &mut impl Write) -> Result<(), Admin
     Ok(())
 }
 
-/// Rebuilds beside the live tables and swaps them in; Ctrl-C stops it and drops what it
-/// built, leaving the live projection as it was.
+/// Rebuilds beside the live tables and swaps them in. Ctrl-C stops it before the swap and
+/// drops what it built, leaving the live projection as it was; a second Ctrl-C quits at
+/// once (the next rebuild drops the leftovers).
 pub async fn rebuild(store: &JobStore, out: &mut impl Write) -> Result<(), AdminError> {
     let rebuilder = store.rebuilder();
     let mut progress = ProgressReport::new();
-    let report = tokio::select! {
-        report = rebuild_projection(rebuilder.as_ref(), &mut progress) => report?,
-        _ = tokio::signal::ctrl_c() => {
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                stop.store(true, Ordering::Relaxed);
+                eprintln!("jobs-admin: stopping the rebuild (Ctrl-C again to quit at once)");
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            }
+        })
+    };
+    let outcome = rebuild_with(
+        rebuilder.as_ref(),
+        &mut progress,
+        RebuildSettings::default(),
+        &stop,
+    )
+    .await;
+    watcher.abort();
+    let report = match outcome {
+        Ok(report) => report,
+        Err(StoreError::Interrupted) => {
             progress.abandon();
-            // Best effort: the next rebuild drops the leftovers anyway.
-            let _ = rebuilder.discard_rebuild().await;
             return Err(AdminError::Interrupted);
+        }
+        Err(error) => {
+            progress.abandon();
+            return Err(error.into());
         }
     };
     progress.finish();

@@ -62,6 +62,19 @@ impl RebuildProgress for StopWhenStarted {
     fn swapping(&mut self) {}
 }
 
+/// Asks the rebuild to stop once it has replayed a batch, as Ctrl-C does.
+struct StopAfterABatch<'a>(&'a AtomicBool);
+
+impl RebuildProgress for StopAfterABatch<'_> {
+    fn started(&mut self, _total: u64) {}
+    fn advanced(&mut self, _replayed: u64) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+    fn swapping(&mut self) {
+        panic!("a stopped rebuild must not swap");
+    }
+}
+
 backend_tests! {
     /// Rebuilding a projection that is right changes not a single row, nor the schema.
     async fn a_rebuild_gives_back_the_rows_it_replaced(app: TestApp) {
@@ -115,7 +128,7 @@ backend_tests! {
 
         let store = app.store.open().await.rebuilder();
         let settings = RebuildSettings { batch: 4, views_held: 4 };
-        let report = rebuild_with(store.as_ref(), &mut Quiet, settings).await.expect("the rebuild runs");
+        let report = rebuild_with(store.as_ref(), &mut Quiet, settings, &AtomicBool::new(false)).await.expect("the rebuild runs");
         assert_eq!(report.events, 36);
         assert_eq!(app.store.projection_rows().await, rows_before);
         succeeded(&app.store.admin(&["verify"]).await);
@@ -251,12 +264,16 @@ backend_tests! {
         let schema_before = app.store.schema_names().await;
         let store = app.store.open().await.rebuilder();
 
+        // A crash: the rebuild is dropped midway, with its own connections (closing them
+        // is what the end of a process does to its transactions and locks).
+        let crashing = projections::connect(&app.store.database_url).await.expect("a store").rebuilder();
         let (started, at_start) = tokio::sync::oneshot::channel();
         let mut progress = StopWhenStarted(Some(started));
         tokio::select! {
-            _ = rebuild(store.as_ref(), &mut progress) => panic!("the rebuild was to be stopped"),
+            _ = rebuild(crashing.as_ref(), &mut progress) => panic!("the rebuild was to be stopped"),
             _ = at_start => {}
         }
+        drop(crashing);
         // What a crash leaves: the half-built tables, here with a bogus row in them.
         assert!(app.store.schema_names().await.iter().any(|n| n == "rebuild_job_summary"));
         app.store.execute_sql(&format!(
@@ -280,5 +297,13 @@ backend_tests! {
         assert_eq!(app.store.projection_rows().await, rows_before);
         assert_eq!(app.store.schema_names().await, schema_before, "no leftovers");
         succeeded(&app.store.admin(&["verify"]).await);
+
+        // Stopped on request (Ctrl-C) between batches: it drops what it built itself.
+        let stop = AtomicBool::new(false);
+        let small = RebuildSettings { batch: 3, views_held: 4 };
+        let outcome = rebuild_with(store.as_ref(), &mut StopAfterABatch(&stop), small, &stop).await;
+        assert!(matches!(outcome, Err(StoreError::Interrupted)), "{outcome:?}");
+        assert_eq!(app.store.schema_names().await, schema_before, "nothing left over");
+        assert_eq!(app.store.projection_rows().await, rows_before);
     }
 }

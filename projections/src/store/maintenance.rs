@@ -6,12 +6,12 @@
 //!
 //! - SQL: `READ_LOG` (final events after a cursor), `READ_COMMITTED` (every committed event
 //!   after a cursor, for use while writers are held back), both run by `read_log`;
-//!   `HELD_BACK`, `CURSOR_AT`, and `TRANSACTION` (the expression of a row's writing
-//!   transaction);
+//!   `LOG_END`, `HELD_BACK`, `CURSOR_AT`, and `TRANSACTION` (the expression of a row's
+//!   writing transaction);
 //! - transaction openers: `WRITE_BEGIN` (takes the write lock at once where that matters),
-//!   `SNAPSHOT_BEGIN` (one consistent snapshot for several reads);
+//!   `SNAPSHOT_BEGIN` and `SNAPSHOT_FIRST` (one consistent snapshot for several reads);
 //! - `rebuild_lease`, `create_rebuild_tables`, `add_missing_indexes`, `hold_back_writers`,
-//!   `replace_live_tables`, `relax_durability` and the bulk writes `bulk_insert_history` and
+//!   `replace_live_tables`, `relax_durability`, `relax_transaction` and the bulk writes `bulk_insert_history` and
 //!   `bulk_insert_summaries`, where the backends' DDL, locking and fastest writes differ.
 
 /// The event columns every log query selects after the transaction expression.
@@ -85,15 +85,23 @@ macro_rules! store_maintenance {
                 Self::read_log(&mut connection, Self::READ_LOG, after, filter, limit).await
             }
 
+            async fn log_end(&self) -> Result<i64, $crate::store::StoreError> {
+                Ok(sqlx::query_scalar(Self::LOG_END)
+                    .fetch_one(&self.pool)
+                    .await?)
+            }
+
             async fn held_back(
                 &self,
                 after: $crate::log::LogCursor,
                 filter: &$crate::log::LogFilter,
+                end: i64,
             ) -> Result<i64, $crate::store::StoreError> {
                 Ok(sqlx::query_scalar(Self::HELD_BACK)
                     .bind(after.transaction)
                     .bind(after.position)
                     .bind(filter.customer_id.map(|id| id.to_string()))
+                    .bind(end)
                     .fetch_one(&self.pool)
                     .await?)
             }
@@ -101,14 +109,17 @@ macro_rules! store_maintenance {
             async fn cursor_after(
                 &self,
                 position: i64,
-            ) -> Result<Option<$crate::log::LogCursor>, $crate::store::StoreError> {
-                let found: Option<(i64, i64)> = sqlx::query_as(Self::CURSOR_AT)
+            ) -> Result<Option<($crate::log::LogCursor, bool)>, $crate::store::StoreError> {
+                let found: Option<(i64, i64, bool)> = sqlx::query_as(Self::CURSOR_AT)
                     .bind(position)
                     .fetch_optional(&self.pool)
                     .await?;
-                Ok(found.map(|(transaction, position)| $crate::log::LogCursor {
-                    transaction,
-                    position,
+                Ok(found.map(|(transaction, position, is_final)| {
+                    let cursor = $crate::log::LogCursor {
+                        transaction,
+                        position,
+                    };
+                    (cursor, is_final)
                 }))
             }
 
@@ -170,14 +181,21 @@ macro_rules! store_maintenance {
                 let tables = super::shared::ProjectionTables::REBUILD;
                 let mut connection = self.pool.acquire().await?;
                 Self::relax_durability(&mut connection, true).await?;
-                let mut tx =
-                    sqlx::Connection::begin_with(&mut *connection, Self::WRITE_BEGIN).await?;
-                Self::bulk_insert_history(&mut tx, tables, history).await?;
-                Self::bulk_insert_summaries(&mut tx, tables, new).await?;
-                Self::upsert_summaries(&mut tx, tables, changed).await?;
-                tx.commit().await?;
+                let written = async {
+                    let mut tx =
+                        sqlx::Connection::begin_with(&mut *connection, Self::WRITE_BEGIN).await?;
+                    Self::relax_transaction(&mut tx).await?;
+                    Self::bulk_insert_history(&mut tx, tables, history).await?;
+                    Self::bulk_insert_summaries(&mut tx, tables, new).await?;
+                    Self::upsert_summaries(&mut tx, tables, changed).await?;
+                    tx.commit().await?;
+                    Ok::<_, $crate::store::StoreError>(())
+                }
+                .await;
+                // Back to full durability before the connection serves anything else,
+                // whether or not the write went through.
                 Self::relax_durability(&mut connection, false).await?;
-                Ok(())
+                written
             }
 
             async fn index_rebuild_tables(&self) -> Result<(), $crate::store::StoreError> {
@@ -228,6 +246,7 @@ macro_rules! store_maintenance {
                 let last_id = ids.last().filter(|_| ids.len() as i64 == jobs).cloned();
 
                 let mut tx = self.pool.begin_with(Self::SNAPSHOT_BEGIN).await?;
+                sqlx::query(Self::SNAPSHOT_FIRST).execute(&mut *tx).await?;
                 let events_sql = format!(
                     "SELECT {} AS \"transaction\", {} FROM events \
                      WHERE aggregate_type = $1 AND aggregate_id > $2 \

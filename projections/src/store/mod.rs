@@ -40,6 +40,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("another rebuild of the projection is running on this store")]
     RebuildRunning,
+    #[error("interrupted")]
+    Interrupted,
     #[error("cannot take the rebuild lock: {0}")]
     Lock(#[source] std::io::Error),
 }
@@ -202,6 +204,19 @@ impl JobStore {
         match self {
             JobStore::Postgres(store) => std::sync::Arc::new(store.clone()),
             JobStore::Sqlite(store) => std::sync::Arc::new(store.clone()),
+        }
+    }
+}
+
+impl StoreError {
+    /// Whether the database gave up waiting for a lock (PostgreSQL's `lock_timeout`,
+    /// SQLite's busy timeout): worth trying again.
+    pub fn is_lock_timeout(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(error)) => {
+                matches!(error.code().as_deref(), Some("55P03" | "5" | "6"))
+            }
+            _ => false,
         }
     }
 }

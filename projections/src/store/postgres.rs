@@ -62,11 +62,15 @@ impl PostgresJobStore {
     const READ_LOG: &str =
         log_query!("AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())");
     const READ_COMMITTED: &str = log_query!("");
+    /// Transactions from this id on began after the call.
+    const LOG_END: &str = "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint";
     const HELD_BACK: &str = "SELECT count(*) FROM (SELECT 1 FROM events \
          WHERE (transaction_id, position) > ($1::bigint::text::xid8, $2) \
-         AND ($3::text IS NULL OR metadata->>'customerId' = $3) LIMIT 1000000) AS waiting";
-    const CURSOR_AT: &str =
-        "SELECT transaction_id::text::bigint, position FROM events WHERE position = $1";
+         AND transaction_id < $4::bigint::text::xid8 \
+         AND ($3::text IS NULL OR metadata->>'customerId' = $3) LIMIT 1000) AS waiting";
+    const CURSOR_AT: &str = "SELECT transaction_id::text::bigint, position, \
+         transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+         FROM events WHERE position = $1";
     const TRANSACTION: &str = "transaction_id::text::bigint";
 
     /// Runs a log query (`READ_LOG` or `READ_COMMITTED`).
@@ -88,6 +92,9 @@ impl PostgresJobStore {
     }
     const WRITE_BEGIN: &str = "BEGIN";
     const SNAPSHOT_BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+    /// Taken before the snapshot: a rebuild's swap renames new tables into the projection's
+    /// names, and a snapshot older than the swap would see them without the rows it added.
+    const SNAPSHOT_FIRST: &str = "LOCK TABLE job_summary, job_status_history IN ACCESS SHARE MODE";
 
     /// A session advisory lock on a connection of its own, released when the connection
     /// closes (also when the process dies). It waits a moment for the lock: a rebuild that
@@ -171,19 +178,28 @@ impl PostgresJobStore {
                 .execute(&mut *connection)
                 .await?;
             }
+            // Statistics now, or the planner guesses until autovacuum comes by.
+            sqlx::query(&format!("ANALYZE {rebuild}"))
+                .execute(&mut *connection)
+                .await?;
         }
         Ok(())
     }
 
-    /// A rebuild's own tables need no durability until the swap (a crash starts the
-    /// rebuild over), so their batches do not wait for the WAL flush.
+    /// Nothing per connection: see `relax_transaction`.
     async fn relax_durability(
-        connection: &mut sqlx::PgConnection,
-        relaxed: bool,
+        _connection: &mut sqlx::PgConnection,
+        _relaxed: bool,
     ) -> Result<(), StoreError> {
-        let level = if relaxed { "off" } else { "on" };
-        sqlx::query(&format!("SET synchronous_commit = {level}"))
-            .execute(connection)
+        Ok(())
+    }
+
+    /// A rebuild's own tables need no durability until the swap (a crash starts the
+    /// rebuild over), so their batches do not wait for the WAL flush. `LOCAL`: it ends
+    /// with the transaction, however that ends.
+    async fn relax_transaction(tx: &mut sqlx::PgConnection) -> Result<(), StoreError> {
+        sqlx::query("SET LOCAL synchronous_commit = off")
+            .execute(tx)
             .await?;
         Ok(())
     }
@@ -267,7 +283,12 @@ impl PostgresJobStore {
 
     /// Writers insert into `events` first; this lock waits for those in flight and holds
     /// new ones back until the swap commits. Readers are not blocked.
+    /// No lock is waited for longer than 5 s while writers are held back: a long reader
+    /// makes the swap fail (and be tried again), not stall the service.
     async fn hold_back_writers(tx: &mut sqlx::PgConnection) -> Result<(), StoreError> {
+        sqlx::query("SET LOCAL lock_timeout = '5s'")
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("LOCK TABLE events IN EXCLUSIVE MODE")
             .execute(tx)
             .await?;

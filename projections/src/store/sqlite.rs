@@ -133,14 +133,18 @@ impl SqliteJobStore {
             })
             .collect()
     }
+    const LOG_END: &str = "SELECT CAST(0 AS BIGINT)";
     const HELD_BACK: &str = "SELECT CAST(0 AS BIGINT)";
-    const CURSOR_AT: &str = "SELECT CAST(0 AS BIGINT), position FROM events WHERE position = $1";
+    const CURSOR_AT: &str =
+        "SELECT CAST(0 AS BIGINT), position, TRUE FROM events WHERE position = $1";
     const TRANSACTION: &str = "CAST(0 AS BIGINT)";
     /// Takes the write lock first: a deferred transaction that reads and then writes can
     /// fail at once (not after the busy timeout) when another connection wrote in between.
     const WRITE_BEGIN: &str = "BEGIN IMMEDIATE";
     /// In WAL mode a read transaction sees one snapshot from its first read to its end.
     const SNAPSHOT_BEGIN: &str = "BEGIN";
+    /// The snapshot starts here (a swap is one atomic change of the schema and the rows).
+    const SNAPSHOT_FIRST: &str = "SELECT 1 FROM job_summary LIMIT 1";
 
     /// An exclusive lock on a file beside the database; the operating system releases it
     /// when the process ends, however it ends.
@@ -218,6 +222,11 @@ impl SqliteJobStore {
     /// Nothing to do before the swap: SQLite cannot rename an index, so the rebuilt tables
     /// get their secondary indexes, under the live names, in the swap itself.
     async fn add_missing_indexes(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Nothing per transaction: see `relax_durability`.
+    async fn relax_transaction(_tx: &mut sqlx::SqliteConnection) -> Result<(), StoreError> {
         Ok(())
     }
 
