@@ -13,6 +13,7 @@ use crate::view::{JobView, StatusHistoryEntry};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Events per batch: one read and one write transaction each. Large enough that per-batch
@@ -109,7 +110,7 @@ impl RebuildReport {
 /// dropped and the live projection is as it was. Cancelling the future (Ctrl-C) leaves the
 /// live projection untouched too; the caller should then [`ProjectionRebuild::discard_rebuild`].
 pub async fn rebuild(
-    store: &dyn ProjectionRebuild,
+    store: &Arc<dyn ProjectionRebuild>,
     progress: &mut dyn RebuildProgress,
 ) -> Result<RebuildReport, StoreError> {
     let never = AtomicBool::new(false);
@@ -119,7 +120,7 @@ pub async fn rebuild(
 /// [`rebuild`] with other settings, stopping with [`StoreError::Interrupted`] (and the
 /// rebuild tables dropped) when `stop` is set before the swap begins.
 pub async fn rebuild_with(
-    store: &dyn ProjectionRebuild,
+    store: &Arc<dyn ProjectionRebuild>,
     progress: &mut dyn RebuildProgress,
     settings: RebuildSettings,
     stop: &AtomicBool,
@@ -140,7 +141,7 @@ pub async fn rebuild_with(
 }
 
 async fn replay_and_swap(
-    store: &dyn ProjectionRebuild,
+    store: &Arc<dyn ProjectionRebuild>,
     progress: &mut dyn RebuildProgress,
     settings: RebuildSettings,
     stop: &AtomicBool,
@@ -148,6 +149,11 @@ async fn replay_and_swap(
     progress.started(u64::try_from(store.event_count().await?).unwrap_or_default());
     let everything = LogFilter::default();
     let mut held = HeldViews::default();
+    // The write of the previous batch runs on its own task while this one is folded, and
+    // the summaries it writes back are kept here until it is done, so a job that comes
+    // back in the meantime is taken from memory rather than read before it is written.
+    let mut writing: Option<Writing> = None;
+    let mut in_flight: HashMap<String, JobView> = HashMap::new();
     let mut replayed = 0u64;
     let mut after = LogCursor::START;
     let mut batch = store.read_after(after, &everything, settings.batch).await?;
@@ -155,41 +161,89 @@ async fn replay_and_swap(
         after = last.cursor;
         held.batch += 1;
         let rows = job_rows(&batch)?;
-        let unseen = unseen_jobs(&held, &rows);
+        let mut unseen = unseen_jobs(&held, &rows);
+        unseen.retain(|id| match in_flight.get(*id) {
+            Some(view) => {
+                held.stored(view.clone());
+                false
+            }
+            None => true,
+        });
         for view in store.load_rebuild_views(&unseen).await? {
             held.stored(view);
         }
-        let history = fold_events(&mut held, &rows)?;
+        let history: Vec<(String, StatusHistoryEntry)> = fold_events(&mut held, &rows)?
+            .into_iter()
+            .map(|(job_id, entry)| (job_id.to_owned(), entry))
+            .collect();
         let written_back = match held.views.len() >= settings.views_held {
             true => held.evict_oldest(held.views.len() - settings.views_held * 9 / 10),
             false => WriteBack::default(),
         };
-        let (new, changed) = written_back.split();
-        // Read the next batch while this one is written: the two cores work side by side.
-        let (next, written) = tokio::join!(
+        drop(rows);
+        // Read the next batch while the previous write finishes; the two cores work side
+        // by side.
+        let (next, previous) = tokio::join!(
             store.read_after(after, &everything, settings.batch),
-            store.write_rebuild(&history, &new, &changed)
+            Writing::finish(writing.take())
         );
-        written?;
+        previous?;
+        in_flight = written_back.views_by_id();
+        writing = Some(Writing::start(store.clone(), history, written_back));
         replayed += batch.len() as u64;
         progress.advanced(replayed);
-        drop((history, new, changed, rows));
         batch = next?;
         if stop.load(Ordering::Relaxed) {
             return Err(StoreError::Interrupted);
         }
         if batch.is_empty() {
-            batch = wait_for_the_tail(store, after, settings.batch).await?;
+            batch = wait_for_the_tail(store.as_ref(), after, settings.batch).await?;
         }
     }
+    Writing::finish(writing.take()).await?;
     let rest = held.evict_oldest(held.views.len());
     let (new, changed) = rest.split();
     store.write_rebuild(&[], &new, &changed).await?;
     store.index_rebuild_tables().await?;
     progress.swapping();
-    replayed += swap_in(store, after).await?;
+    replayed += swap_in(store.as_ref(), after).await?;
     progress.advanced(replayed);
     Ok(replayed)
+}
+
+/// One batch's write, on a task of its own; aborted if the rebuild stops before it is
+/// awaited.
+struct Writing(tokio::task::JoinHandle<Result<(), StoreError>>);
+
+impl Writing {
+    fn start(
+        store: Arc<dyn ProjectionRebuild>,
+        history: Vec<(String, StatusHistoryEntry)>,
+        written_back: WriteBack,
+    ) -> Writing {
+        Writing(tokio::spawn(async move {
+            let history: Vec<(&str, StatusHistoryEntry)> = history
+                .iter()
+                .map(|(job_id, entry)| (job_id.as_str(), entry.clone()))
+                .collect();
+            let (new, changed) = written_back.split();
+            store.write_rebuild(&history, &new, &changed).await
+        }))
+    }
+
+    async fn finish(writing: Option<Writing>) -> Result<(), StoreError> {
+        let Some(mut writing) = writing else {
+            return Ok(());
+        };
+        let outcome = (&mut writing.0).await;
+        outcome.map_err(|error| StoreError::Task(error.to_string()))?
+    }
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// What a reader that has caught up may still find: on PostgreSQL an older transaction
@@ -313,5 +367,13 @@ impl WriteBack {
 
     fn split(&self) -> (Vec<&JobView>, Vec<&JobView>) {
         (self.new.iter().collect(), self.changed.iter().collect())
+    }
+
+    fn views_by_id(&self) -> HashMap<String, JobView> {
+        self.new
+            .iter()
+            .chain(&self.changed)
+            .map(|view| (view.id.to_string(), view.clone()))
+            .collect()
     }
 }

@@ -44,13 +44,7 @@ pub async fn rebuild(store: &JobStore, out: &mut impl Write) -> Result<(), Admin
             }
         })
     };
-    let outcome = rebuild_with(
-        rebuilder.as_ref(),
-        &mut progress,
-        RebuildSettings::default(),
-        &stop,
-    )
-    .await;
+    let outcome = rebuild_with(&rebuilder, &mut progress, RebuildSettings::default(), &stop).await;
     watcher.abort();
     let report = match outcome {
         Ok(report) => report,

@@ -128,7 +128,7 @@ backend_tests! {
 
         let store = app.store.open().await.rebuilder();
         let settings = RebuildSettings { batch: 4, views_held: 4 };
-        let report = rebuild_with(store.as_ref(), &mut Quiet, settings, &AtomicBool::new(false)).await.expect("the rebuild runs");
+        let report = rebuild_with(&store, &mut Quiet, settings, &AtomicBool::new(false)).await.expect("the rebuild runs");
         assert_eq!(report.events, 36);
         assert_eq!(app.store.projection_rows().await, rows_before);
         succeeded(&app.store.admin(&["verify"]).await);
@@ -270,7 +270,7 @@ backend_tests! {
         let (started, at_start) = tokio::sync::oneshot::channel();
         let mut progress = StopWhenStarted(Some(started));
         tokio::select! {
-            _ = rebuild(crashing.as_ref(), &mut progress) => panic!("the rebuild was to be stopped"),
+            _ = rebuild(&crashing, &mut progress) => panic!("the rebuild was to be stopped"),
             _ = at_start => {}
         }
         drop(crashing);
@@ -292,7 +292,7 @@ backend_tests! {
         assert!(stderr(&output).contains("another rebuild of the projection is running"), "{}", stderr(&output));
         drop(lease);
 
-        let report = rebuild(store.as_ref(), &mut Quiet).await.expect("the next rebuild runs");
+        let report = rebuild(&store, &mut Quiet).await.expect("the next rebuild runs");
         assert!(report.events > 0);
         assert_eq!(app.store.projection_rows().await, rows_before);
         assert_eq!(app.store.schema_names().await, schema_before, "no leftovers");
@@ -301,7 +301,7 @@ backend_tests! {
         // Stopped on request (Ctrl-C) between batches: it drops what it built itself.
         let stop = AtomicBool::new(false);
         let small = RebuildSettings { batch: 3, views_held: 4 };
-        let outcome = rebuild_with(store.as_ref(), &mut StopAfterABatch(&stop), small, &stop).await;
+        let outcome = rebuild_with(&store, &mut StopAfterABatch(&stop), small, &stop).await;
         assert!(matches!(outcome, Err(StoreError::Interrupted)), "{outcome:?}");
         assert_eq!(app.store.schema_names().await, schema_before, "nothing left over");
         assert_eq!(app.store.projection_rows().await, rows_before);

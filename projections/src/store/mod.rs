@@ -42,6 +42,8 @@ pub enum StoreError {
     RebuildRunning,
     #[error("interrupted")]
     Interrupted,
+    #[error("a task of the rebuild failed: {0}")]
+    Task(String),
     #[error("cannot take the rebuild lock: {0}")]
     Lock(#[source] std::io::Error),
 }
