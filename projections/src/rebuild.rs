@@ -149,7 +149,8 @@ async fn replay_and_swap(
     progress.started(u64::try_from(store.event_count().await?).unwrap_or_default());
     let everything = LogFilter::default();
     let mut held = HeldViews::default();
-    // The write of the previous batch runs on its own task while this one is folded, and
+    // The write of the previous batch runs on its own task while this one is folded (and
+    // the next one read), and
     // the summaries it writes back are kept here until it is done, so a job that comes
     // back in the meantime is taken from memory rather than read before it is written.
     let mut writing: Option<Writing> = None;
@@ -159,6 +160,8 @@ async fn replay_and_swap(
     let mut batch = store.read_after(after, &everything, settings.batch).await?;
     while let Some(last) = batch.last() {
         after = last.cursor;
+        // The next batch is read on its own task while this one is folded.
+        let reading = Reading::start(store.clone(), after, settings.batch);
         held.batch += 1;
         let rows = job_rows(&batch)?;
         let mut unseen = unseen_jobs(&held, &rows);
@@ -181,18 +184,12 @@ async fn replay_and_swap(
             false => WriteBack::default(),
         };
         drop(rows);
-        // Read the next batch while the previous write finishes; the two cores work side
-        // by side.
-        let (next, previous) = tokio::join!(
-            store.read_after(after, &everything, settings.batch),
-            Writing::finish(writing.take())
-        );
-        previous?;
+        Writing::finish(writing.take()).await?;
         in_flight = written_back.views_by_id();
         writing = Some(Writing::start(store.clone(), history, written_back));
         replayed += batch.len() as u64;
         progress.advanced(replayed);
-        batch = next?;
+        batch = reading.finish().await?;
         if stop.load(Ordering::Relaxed) {
             return Err(StoreError::Interrupted);
         }
@@ -209,6 +206,28 @@ async fn replay_and_swap(
     replayed += swap_in(store.as_ref(), after).await?;
     progress.advanced(replayed);
     Ok(replayed)
+}
+
+/// The read of the next batch, on a task of its own; aborted if the rebuild stops first.
+struct Reading(tokio::task::JoinHandle<Result<Vec<crate::log::LoggedEvent>, StoreError>>);
+
+impl Reading {
+    fn start(store: Arc<dyn ProjectionRebuild>, after: LogCursor, batch: i64) -> Reading {
+        Reading(tokio::spawn(async move {
+            store.read_after(after, &LogFilter::default(), batch).await
+        }))
+    }
+
+    async fn finish(mut self) -> Result<Vec<crate::log::LoggedEvent>, StoreError> {
+        let outcome = (&mut self.0).await;
+        outcome.map_err(|error| StoreError::Task(error.to_string()))?
+    }
+}
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// One batch's write, on a task of its own; aborted if the rebuild stops before it is

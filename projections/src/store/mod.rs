@@ -12,6 +12,7 @@ mod clients;
 mod maintenance;
 pub mod postgres;
 pub mod sqlite;
+mod sqlite_bulk;
 
 use crate::paging::{Direction, JobFilter, Page, PageRequest};
 use crate::view::{JobView, StatusHistoryEntry};
@@ -44,6 +45,8 @@ pub enum StoreError {
     Interrupted,
     #[error("a task of the rebuild failed: {0}")]
     Task(String),
+    #[error("database error: {0}")]
+    Sqlite(String),
     #[error("cannot take the rebuild lock: {0}")]
     Lock(#[source] std::io::Error),
 }
