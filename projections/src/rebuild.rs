@@ -241,10 +241,10 @@ impl Writing {
         written_back: WriteBack,
     ) -> Writing {
         Writing(tokio::spawn(async move {
-            let history: Vec<(&str, StatusHistoryEntry)> = history
-                .iter()
-                .map(|(job_id, entry)| (job_id.as_str(), entry.clone()))
-                .collect();
+            let (job_ids, entries): (Vec<String>, Vec<StatusHistoryEntry>) =
+                history.into_iter().unzip();
+            let history: Vec<(&str, StatusHistoryEntry)> =
+                job_ids.iter().map(String::as_str).zip(entries).collect();
             let (new, changed) = written_back.split();
             store.write_rebuild(&history, &new, &changed).await
         }))
@@ -339,14 +339,18 @@ impl HeldViews {
 
     /// Lets go of the `count` summaries touched least recently; returns those to write.
     fn evict_oldest(&mut self, count: usize) -> WriteBack {
-        let mut ages: Vec<(u64, String)> = self
+        let mut ages: Vec<(u64, &String)> = self
             .views
             .iter()
-            .map(|(id, held)| (held.touched, id.clone()))
+            .map(|(id, held)| (held.touched, id))
             .collect();
-        ages.sort_unstable();
+        let count = count.min(ages.len());
+        if count < ages.len() {
+            ages.select_nth_unstable(count);
+        }
+        let oldest: Vec<String> = ages[..count].iter().map(|(_, id)| (*id).clone()).collect();
         let mut write_back = WriteBack::default();
-        for (_, id) in ages.into_iter().take(count) {
+        for id in oldest {
             if let Some(held) = self.views.remove(&id) {
                 write_back.push(held);
             }
