@@ -5,12 +5,12 @@
 //! half-written command, and keeps memory flat.
 
 use crate::log::LoggedEvent;
-use crate::store::StoreError;
-use crate::view::{apply_event, JobView, StatusHistoryEntry};
+use crate::store::{fold_events, job_rows, StoreError};
+use crate::view::{JobView, StatusHistoryEntry};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Jobs per group: one snapshot read each.
 pub const VERIFY_BATCH: i64 = 500;
@@ -101,9 +101,12 @@ pub async fn verify(
 
 /// The differences within one group; counts the jobs it saw into `jobs`.
 fn compare_group(group: &VerifyGroup, jobs: &mut u64) -> Result<Vec<Difference>, StoreError> {
-    let mut events: BTreeMap<&str, Vec<&LoggedEvent>> = BTreeMap::new();
-    for event in &group.events {
-        events.entry(&event.aggregate_id).or_default().push(event);
+    // The events fold exactly as the stores fold them.
+    let rows = job_rows(&group.events)?;
+    let mut views: HashMap<String, Option<JobView>> = HashMap::new();
+    let mut entries: BTreeMap<&str, Vec<StatusHistoryEntry>> = BTreeMap::new();
+    for (job_id, entry) in fold_events(&mut views, &rows)? {
+        entries.entry(job_id).or_default().push(entry);
     }
     let summaries: BTreeMap<&str, &SummaryRow> = group
         .summaries
@@ -114,11 +117,11 @@ fn compare_group(group: &VerifyGroup, jobs: &mut u64) -> Result<Vec<Difference>,
     for row in &group.history {
         history.entry(&row.job_id).or_default().push(row);
     }
-    let ids: BTreeSet<&str> = events
+    let ids: BTreeSet<&str> = views
         .keys()
-        .chain(summaries.keys())
-        .chain(history.keys())
-        .copied()
+        .map(String::as_str)
+        .chain(summaries.keys().copied())
+        .chain(history.keys().copied())
         .collect();
 
     let mut differences = Vec::new();
@@ -130,38 +133,15 @@ fn compare_group(group: &VerifyGroup, jobs: &mut u64) -> Result<Vec<Difference>,
                 detail,
             })
         };
-        let (view, entries) = fold(id, events.get(id).map(Vec::as_slice).unwrap_or_default())?;
-        compare_summary(view.as_ref(), summaries.get(id).copied(), &mut report);
+        let view = views.get(id).and_then(Option::as_ref);
+        compare_summary(view, summaries.get(id).copied(), &mut report);
         compare_history(
-            &entries,
+            entries.get(id).map(Vec::as_slice).unwrap_or_default(),
             history.get(id).map(Vec::as_slice).unwrap_or_default(),
             &mut report,
         );
     }
     Ok(differences)
-}
-
-/// A job's summary and history as its events make them.
-fn fold(
-    id: &str,
-    events: &[&LoggedEvent],
-) -> Result<(Option<JobView>, Vec<StatusHistoryEntry>), StoreError> {
-    let job_id = uuid::Uuid::parse_str(id)
-        .map_err(|e| StoreError::Corrupt(format!("job id {id:?} is not a UUID: {e}")))?;
-    let mut view = None;
-    let mut entries = Vec::new();
-    for event in events {
-        let payload = event.job_event()?;
-        let metadata = event.who();
-        entries.extend(apply_event(
-            &mut view,
-            job_id,
-            event.sequence,
-            &payload,
-            &metadata,
-        ));
-    }
-    Ok((view, entries))
 }
 
 fn compare_summary(
