@@ -154,6 +154,9 @@ pub trait EventLog: Send + Sync {
     async fn event_count(&self) -> Result<i64, StoreError>;
 }
 
+/// How often a reader waiting for an open transaction looks again.
+pub const WAIT_POLL: std::time::Duration = std::time::Duration::from_millis(25);
+
 /// Reads every event after `after` that had committed when the read began (and maybe some
 /// that committed since), handing each batch to `visit` in log order. When such events are
 /// held back by an open transaction it waits for that transaction, calling `waiting` now
@@ -186,7 +189,7 @@ where
         }
         let since = *waiting_since.get_or_insert_with(std::time::Instant::now);
         waiting(since.elapsed(), held_back);
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        tokio::time::sleep(WAIT_POLL).await;
     }
 }
 

@@ -107,8 +107,8 @@ impl RebuildReport {
 }
 
 /// Rebuilds the projection of `store` from its log. On failure the rebuild tables are
-/// dropped and the live projection is as it was. Cancelling the future (Ctrl-C) leaves the
-/// live projection untouched too; the caller should then [`ProjectionRebuild::discard_rebuild`].
+/// dropped and the live projection is as it was. Dropping the future midway (as a crash
+/// does) leaves the live projection untouched too; the next rebuild drops the leftovers.
 pub async fn rebuild(
     store: &Arc<dyn ProjectionRebuild>,
     progress: &mut dyn RebuildProgress,
@@ -150,9 +150,9 @@ async fn replay_and_swap(
     let everything = LogFilter::default();
     let mut held = HeldViews::default();
     // The write of the previous batch runs on its own task while this one is folded (and
-    // the next one read), and
-    // the summaries it writes back are kept here until it is done, so a job that comes
-    // back in the meantime is taken from memory rather than read before it is written.
+    // the next one read), and the summaries it writes back are kept here until it is done,
+    // so a job that comes back in the meantime is taken from memory rather than read
+    // before it is written.
     let mut writing: Option<Writing> = None;
     let mut in_flight: HashMap<String, JobView> = HashMap::new();
     let mut replayed = 0u64;
@@ -279,7 +279,7 @@ async fn wait_for_the_tail(
     let end = store.log_end().await?;
     while store.held_back(after, &everything, end).await? > batch_size && Instant::now() < deadline
     {
-        tokio::time::sleep(Duration::from_millis(25)).await;
+        tokio::time::sleep(crate::log::WAIT_POLL).await;
         let batch = store.read_after(after, &everything, batch_size).await?;
         if !batch.is_empty() {
             return Ok(batch);

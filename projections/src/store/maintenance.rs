@@ -11,8 +11,9 @@
 //! - transaction openers: `WRITE_BEGIN` (takes the write lock at once where that matters),
 //!   `SNAPSHOT_BEGIN` and `SNAPSHOT_FIRST` (one consistent snapshot for several reads);
 //! - `rebuild_lease`, `create_rebuild_tables`, `add_missing_indexes`, `hold_back_writers`,
-//!   `replace_live_tables`, `relax_durability`, `relax_transaction` and the bulk writes `bulk_insert_history` and
-//!   `bulk_insert_summaries`, where the backends' DDL, locking and fastest writes differ.
+//!   `replace_live_tables`, `relax_durability`, `relax_transaction` and the bulk writes
+//!   `bulk_insert_history` and `bulk_insert_summaries`, where the backends' DDL, locking
+//!   and fastest writes differ.
 
 /// The event columns every log query selects after the transaction expression.
 pub(super) const EVENT_COLUMNS: &str = "position, aggregate_type, aggregate_id, sequence, \
@@ -54,10 +55,10 @@ macro_rules! store_maintenance {
                 conn: &mut <$db as sqlx::Database>::Connection,
                 mut after: $crate::log::LogCursor,
             ) -> Result<u64, $crate::store::StoreError> {
+                let everything = $crate::log::LogFilter::default();
+                let batch = $crate::rebuild::REBUILD_BATCH;
                 let mut applied = 0;
                 loop {
-                    let everything = $crate::log::LogFilter::default();
-                    let batch = $crate::rebuild::REBUILD_BATCH;
                     let events =
                         Self::read_log(&mut *conn, Self::READ_COMMITTED, after, &everything, batch)
                             .await?;
@@ -215,8 +216,7 @@ macro_rules! store_maintenance {
             }
 
             async fn discard_rebuild(&self) -> Result<(), $crate::store::StoreError> {
-                let tables = super::shared::ProjectionTables::REBUILD;
-                for table in [tables.summary, tables.history] {
+                for table in super::shared::ProjectionTables::REBUILD.names() {
                     sqlx::query(&format!("DROP TABLE IF EXISTS {table}"))
                         .execute(&self.pool)
                         .await?;

@@ -214,16 +214,26 @@ impl JobStore {
 }
 
 impl StoreError {
-    /// Whether the database gave up waiting for a lock (PostgreSQL's `lock_timeout`,
-    /// SQLite's busy timeout): worth trying again.
+    /// Whether the database gave up waiting for a lock: worth trying again.
     pub fn is_lock_timeout(&self) -> bool {
         match self {
-            StoreError::Database(sqlx::Error::Database(error)) => {
-                matches!(error.code().as_deref(), Some("55P03" | "5" | "6"))
-            }
+            StoreError::Database(sqlx::Error::Database(error)) => gave_up_waiting(error.as_ref()),
             _ => false,
         }
     }
+}
+
+/// PostgreSQL's `lock_not_available` (a `lock_timeout` ran out).
+const POSTGRES_LOCK_NOT_AVAILABLE: &str = "55P03";
+
+/// SQLite's "database is locked" and "table is locked": its busy timeout ran out.
+fn sqlite_busy(error: &dyn sqlx::error::DatabaseError) -> bool {
+    matches!(error.code().as_deref(), Some("5" | "6"))
+}
+
+/// Whether a database error means a lock was not had in time, on either backend.
+fn gave_up_waiting(error: &dyn sqlx::error::DatabaseError) -> bool {
+    sqlite_busy(error) || error.code().as_deref() == Some(POSTGRES_LOCK_NOT_AVAILABLE)
 }
 
 /// Maps a database error on the write path to cqrs-es's terms. A unique violation on the
@@ -235,7 +245,7 @@ fn persistence_error(error: sqlx::Error) -> cqrs_es::persist::PersistenceError {
         sqlx::Error::Database(db) if db.is_unique_violation() => {
             PersistenceError::OptimisticLockError
         }
-        sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("5" | "6")) => {
+        sqlx::Error::Database(db) if sqlite_busy(db.as_ref()) => {
             PersistenceError::OptimisticLockError
         }
         sqlx::Error::Io(_)

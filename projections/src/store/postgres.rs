@@ -73,6 +73,12 @@ impl PostgresJobStore {
          FROM events WHERE position = $1";
     const TRANSACTION: &str = "transaction_id::text::bigint";
 
+    const WRITE_BEGIN: &str = "BEGIN";
+    const SNAPSHOT_BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+    /// Taken before the snapshot: a rebuild's swap renames new tables into the projection's
+    /// names, and a snapshot older than the swap would see them without the rows it added.
+    const SNAPSHOT_FIRST: &str = "LOCK TABLE job_summary, job_status_history IN ACCESS SHARE MODE";
+
     /// Runs a log query (`READ_LOG` or `READ_COMMITTED`).
     async fn read_log(
         connection: &mut sqlx::PgConnection,
@@ -90,11 +96,6 @@ impl PostgresJobStore {
             .await?;
         Ok(Self::decode_events(rows)?)
     }
-    const WRITE_BEGIN: &str = "BEGIN";
-    const SNAPSHOT_BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
-    /// Taken before the snapshot: a rebuild's swap renames new tables into the projection's
-    /// names, and a snapshot older than the swap would see them without the rows it added.
-    const SNAPSHOT_FIRST: &str = "LOCK TABLE job_summary, job_status_history IN ACCESS SHARE MODE";
 
     /// A session advisory lock on a connection of its own, released when the connection
     /// closes (also when the process dies). It waits a moment for the lock: a rebuild that
@@ -112,11 +113,11 @@ impl PostgresJobStore {
             Ok(_) => Ok(crate::rebuild::RebuildLease::new(std::sync::Mutex::new(
                 connection,
             ))),
-            // lock_not_available: another rebuild holds it.
-            Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("55P03") => {
-                Err(StoreError::RebuildRunning)
-            }
-            Err(error) => Err(error.into()),
+            Err(error) => match StoreError::from(error) {
+                // The lock was not had in time: another rebuild holds it.
+                error if error.is_lock_timeout() => Err(StoreError::RebuildRunning),
+                error => Err(error),
+            },
         }
     }
 
@@ -124,12 +125,8 @@ impl PostgresJobStore {
     /// rebuilt tables are what the migrations made the live ones. The indexes no constraint
     /// needs are dropped again until the rows are in (`add_missing_indexes`).
     async fn create_rebuild_tables(&self) -> Result<(), StoreError> {
-        let (live, rebuild) = (ProjectionTables::LIVE, ProjectionTables::REBUILD);
         let mut connection = self.pool.acquire().await?;
-        for (live, rebuild) in [
-            (live.summary, rebuild.summary),
-            (live.history, rebuild.history),
-        ] {
+        for (live, rebuild) in ProjectionTables::live_and_rebuild() {
             sqlx::query(&format!(
                 "CREATE TABLE {rebuild} (LIKE {live} INCLUDING ALL)"
             ))
@@ -155,12 +152,8 @@ impl PostgresJobStore {
     /// Builds on the rebuild tables every index the live ones have and they lack (the swap
     /// gives them the live names).
     async fn add_missing_indexes(&self) -> Result<(), StoreError> {
-        let (live, rebuild) = (ProjectionTables::LIVE, ProjectionTables::REBUILD);
         let mut connection = self.pool.acquire().await?;
-        for (live, rebuild) in [
-            (live.summary, rebuild.summary),
-            (live.history, rebuild.history),
-        ] {
+        for (live, rebuild) in ProjectionTables::live_and_rebuild() {
             let present: std::collections::HashSet<(bool, String)> =
                 index_shapes(&mut connection, rebuild)
                     .await?
@@ -299,9 +292,9 @@ impl PostgresJobStore {
     /// indexes (and the constraints behind them) the names the live ones had, so later
     /// migrations find them.
     async fn replace_live_tables(tx: &mut sqlx::PgConnection) -> Result<(), StoreError> {
-        let (live, rebuild) = (ProjectionTables::LIVE, ProjectionTables::REBUILD);
+        let live = ProjectionTables::LIVE;
         let mut names = std::collections::HashMap::new();
-        for table in [live.summary, live.history] {
+        for table in live.names() {
             for (name, shape) in index_shapes(tx, table).await? {
                 names.insert((table, shape), name);
             }
@@ -309,10 +302,7 @@ impl PostgresJobStore {
         sqlx::query(&format!("DROP TABLE {}, {}", live.summary, live.history))
             .execute(&mut *tx)
             .await?;
-        for (live, rebuild) in [
-            (live.summary, rebuild.summary),
-            (live.history, rebuild.history),
-        ] {
+        for (live, rebuild) in ProjectionTables::live_and_rebuild() {
             sqlx::query(&format!("ALTER TABLE {rebuild} RENAME TO {live}"))
                 .execute(&mut *tx)
                 .await?;

@@ -24,6 +24,20 @@ impl ProjectionTables {
         summary: "rebuild_job_summary",
         history: "rebuild_job_status_history",
     };
+
+    /// Both tables' names.
+    pub fn names(self) -> [&'static str; 2] {
+        [self.summary, self.history]
+    }
+
+    /// Each live table with the rebuild table that takes its place.
+    pub fn live_and_rebuild() -> [(&'static str, &'static str); 2] {
+        let (live, rebuild) = (Self::LIVE, Self::REBUILD);
+        [
+            (live.summary, rebuild.summary),
+            (live.history, rebuild.history),
+        ]
+    }
 }
 
 /// One job event on its way into the projection, read and parsed.
@@ -94,8 +108,7 @@ pub(crate) fn unseen_jobs<'e>(views: &impl ViewSlots, events: &[EventRow<'e>]) -
 }
 
 /// Folds `events` into `views` (a job not held yet starts with no summary) and returns the
-/// status-history rows they add: the one fold of the write path and the rebuild, which
-/// `verify` repeats through [`crate::view::apply_event`].
+/// status-history rows they add: the one fold of the write path, the rebuild and `verify`.
 pub(crate) fn fold_events<'e>(
     views: &mut impl ViewSlots,
     events: &[EventRow<'e>],

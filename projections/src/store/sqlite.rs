@@ -79,6 +79,19 @@ impl SqliteJobStore {
          AND ($3 IS NULL OR metadata ->> 'customerId' = $3) ORDER BY position LIMIT $4)";
     const READ_COMMITTED: &str = Self::READ_LOG;
 
+    const LOG_END: &str = "SELECT CAST(0 AS BIGINT)";
+    const HELD_BACK: &str = "SELECT CAST(0 AS BIGINT)";
+    const CURSOR_AT: &str =
+        "SELECT CAST(0 AS BIGINT), position, TRUE FROM events WHERE position = $1";
+    const TRANSACTION: &str = "CAST(0 AS BIGINT)";
+    /// Takes the write lock first: a deferred transaction that reads and then writes can
+    /// fail at once (not after the busy timeout) when another connection wrote in between.
+    const WRITE_BEGIN: &str = "BEGIN IMMEDIATE";
+    /// In WAL mode a read transaction sees one snapshot from its first read to its end.
+    const SNAPSHOT_BEGIN: &str = "BEGIN";
+    /// The snapshot starts here (a swap is one atomic change of the schema and the rows).
+    const SNAPSHOT_FIRST: &str = "SELECT 1 FROM job_summary LIMIT 1";
+
     /// Runs a log query (`READ_LOG` or `READ_COMMITTED`) and reads its array.
     async fn read_log(
         connection: &mut sqlx::SqliteConnection,
@@ -108,43 +121,41 @@ impl SqliteJobStore {
         let rows: Vec<Row> = serde_json::from_str(&batch)
             .map_err(|e| StoreError::Corrupt(format!("a batch of the log: {e}")))?;
         rows.into_iter()
-            .map(|row| {
-                let (position, aggregate_type, aggregate_id, sequence, event_type) =
-                    (row.0, row.1, row.2, row.3, row.4);
-                let recorded_at = chrono::DateTime::parse_from_rfc3339(&row.6)
-                    .map_err(|e| {
-                        StoreError::Corrupt(format!("event {position}: recorded_at: {e}"))
-                    })?
-                    .with_timezone(&chrono::Utc);
-                Ok(crate::log::LoggedEvent {
-                    cursor: crate::log::LogCursor {
-                        transaction: 0,
-                        position,
-                    },
+            .map(
+                |(
+                    position,
                     aggregate_type,
                     aggregate_id,
                     sequence,
                     event_type,
-                    event_version: row.5,
+                    event_version,
                     recorded_at,
-                    payload: row.7,
-                    metadata: row.8,
-                })
-            })
+                    payload,
+                    metadata,
+                )| {
+                    let recorded_at = chrono::DateTime::parse_from_rfc3339(&recorded_at)
+                        .map_err(|e| {
+                            StoreError::Corrupt(format!("event {position}: recorded_at: {e}"))
+                        })?
+                        .with_timezone(&chrono::Utc);
+                    Ok(crate::log::LoggedEvent {
+                        cursor: crate::log::LogCursor {
+                            transaction: 0,
+                            position,
+                        },
+                        aggregate_type,
+                        aggregate_id,
+                        sequence,
+                        event_type,
+                        event_version,
+                        recorded_at,
+                        payload,
+                        metadata,
+                    })
+                },
+            )
             .collect()
     }
-    const LOG_END: &str = "SELECT CAST(0 AS BIGINT)";
-    const HELD_BACK: &str = "SELECT CAST(0 AS BIGINT)";
-    const CURSOR_AT: &str =
-        "SELECT CAST(0 AS BIGINT), position, TRUE FROM events WHERE position = $1";
-    const TRANSACTION: &str = "CAST(0 AS BIGINT)";
-    /// Takes the write lock first: a deferred transaction that reads and then writes can
-    /// fail at once (not after the busy timeout) when another connection wrote in between.
-    const WRITE_BEGIN: &str = "BEGIN IMMEDIATE";
-    /// In WAL mode a read transaction sees one snapshot from its first read to its end.
-    const SNAPSHOT_BEGIN: &str = "BEGIN";
-    /// The snapshot starts here (a swap is one atomic change of the schema and the rows).
-    const SNAPSHOT_FIRST: &str = "SELECT 1 FROM job_summary LIMIT 1";
 
     /// An exclusive lock on a file beside the database; the operating system releases it
     /// when the process ends, however it ends.
@@ -169,11 +180,7 @@ impl SqliteJobStore {
     /// at the swap, under the live names: SQLite cannot rename an index, and the names must
     /// stay what the migrations made them.
     async fn create_rebuild_tables(&self) -> Result<(), StoreError> {
-        let (live, rebuild) = (ProjectionTables::LIVE, ProjectionTables::REBUILD);
-        for (live, rebuild) in [
-            (live.summary, rebuild.summary),
-            (live.history, rebuild.history),
-        ] {
+        for (live, rebuild) in ProjectionTables::live_and_rebuild() {
             let ddl: String = sqlx::query_scalar(
                 "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = $1",
             )
@@ -297,7 +304,7 @@ impl SqliteJobStore {
     }
 
     async fn replace_live_tables(tx: &mut sqlx::SqliteConnection) -> Result<(), StoreError> {
-        let (live, rebuild) = (ProjectionTables::LIVE, ProjectionTables::REBUILD);
+        let live = ProjectionTables::LIVE;
         let indexes: Vec<String> = sqlx::query_scalar(
             "SELECT sql FROM sqlite_master WHERE type = 'index' \
              AND tbl_name IN ($1, $2) AND sql IS NOT NULL",
@@ -306,10 +313,7 @@ impl SqliteJobStore {
         .bind(live.history)
         .fetch_all(&mut *tx)
         .await?;
-        for (live, rebuild) in [
-            (live.summary, rebuild.summary),
-            (live.history, rebuild.history),
-        ] {
+        for (live, rebuild) in ProjectionTables::live_and_rebuild() {
             sqlx::query(&format!("DROP TABLE {live}"))
                 .execute(&mut *tx)
                 .await?;
