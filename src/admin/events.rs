@@ -3,7 +3,7 @@
 
 use super::table::{short_time, write_table};
 use super::{AdminError, Format};
-use projections::log::{read_to_end, EventLog, LogCursor, LogFilter, LoggedEvent};
+use projections::log::{read_to_end, EventLog, LogCursor, LogFilter, LoggedEvent, WAIT_POLL};
 use serde_json::json;
 use std::io::Write;
 use std::time::Duration;
@@ -89,7 +89,7 @@ pub async fn export(
     let mut out = std::io::BufWriter::new(out);
     let mut exported = 0u64;
     let mut last_position = None;
-    let mut next_notice = Duration::from_secs(2);
+    let mut notices = WaitNotices::default();
     read_to_end(
         log,
         after,
@@ -106,14 +106,13 @@ pub async fn export(
             Ok::<_, AdminError>(())
         },
         |waited, held_back| {
-            if waited >= next_notice {
+            if notices.due(waited) {
                 eprintln!(
                     "jobs-admin: waiting for an older transaction to finish (it may be in \
                      another database of the server): {held_back} committed event(s) come \
                      after it in the log ({}s so far)",
                     waited.as_secs()
                 );
-                next_notice += Duration::from_secs(10);
             }
         },
     )
@@ -134,22 +133,45 @@ pub async fn export(
 /// continuing from it too early would skip their events.
 async fn final_cursor_after(log: &dyn EventLog, position: i64) -> Result<LogCursor, AdminError> {
     let started = std::time::Instant::now();
-    let mut next_notice = Duration::from_secs(2);
+    let mut notices = WaitNotices::default();
     loop {
         match log.cursor_after(position).await? {
             None => return Err(AdminError::UnknownPosition(position)),
             Some((cursor, true)) => return Ok(cursor),
             Some((_, false)) => {
-                if started.elapsed() >= next_notice {
+                if notices.due(started.elapsed()) {
                     eprintln!(
                         "jobs-admin: waiting for the transactions older than position \
                          {position} to finish ({}s so far)",
                         started.elapsed().as_secs()
                     );
-                    next_notice += Duration::from_secs(10);
                 }
-                tokio::time::sleep(Duration::from_millis(25)).await;
+                tokio::time::sleep(WAIT_POLL).await;
             }
         }
+    }
+}
+
+/// When a wait is worth a line on standard error: after 2 s, then every 10 s.
+struct WaitNotices {
+    next: Duration,
+}
+
+impl Default for WaitNotices {
+    fn default() -> Self {
+        WaitNotices {
+            next: Duration::from_secs(2),
+        }
+    }
+}
+
+impl WaitNotices {
+    /// Whether to tell the operator, `waited` into the wait.
+    fn due(&mut self, waited: Duration) -> bool {
+        if waited < self.next {
+            return false;
+        }
+        self.next += Duration::from_secs(10);
+        true
     }
 }

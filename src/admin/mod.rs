@@ -131,14 +131,14 @@ impl AdminError {
 
 /// Runs one command, writing its report to `out` (progress goes to standard error).
 pub async fn run(cli: AdminCli, out: &mut impl Write) -> Result<(), AdminError> {
-    if let AdminCommand::Migrate = cli.command {
-        let store = cli.store.open_unmigrated().await?;
-        return projection::migrate(&store, out).await;
-    }
-    let store = cli.store.open().await?;
+    // `migrate` reports what it applies, so it must find the migrations still pending.
+    let store = match cli.command {
+        AdminCommand::Migrate => cli.store.open_unmigrated().await?,
+        _ => cli.store.open().await?,
+    };
     match cli.command {
         AdminCommand::Clients(command) => clients::run(&store, command, out).await,
-        AdminCommand::Migrate => Ok(()),
+        AdminCommand::Migrate => projection::migrate(&store, out).await,
         AdminCommand::History { job_id, format } => {
             events::history(store.log().as_ref(), job_id, format, out).await
         }

@@ -48,13 +48,12 @@ pub async fn rebuild(store: &JobStore, out: &mut impl Write) -> Result<(), Admin
     watcher.abort();
     let report = match outcome {
         Ok(report) => report,
-        Err(StoreError::Interrupted) => {
-            progress.abandon();
-            return Err(AdminError::Interrupted);
-        }
         Err(error) => {
             progress.abandon();
-            return Err(error.into());
+            return Err(match error {
+                StoreError::Interrupted => AdminError::Interrupted,
+                other => other.into(),
+            });
         }
     };
     progress.finish();
