@@ -246,23 +246,10 @@ impl TestStore {
     /// Runs SQL straight on the database, behind the application's back (to damage it on
     /// purpose, or to look at what no API shows).
     pub async fn execute_sql(&self, sql: &str) {
-        use sqlx::Connection;
         if self.is_postgres() {
-            let mut connection = sqlx::PgConnection::connect(&self.database_url)
-                .await
-                .expect("connect");
-            sqlx::raw_sql(sql)
-                .execute(&mut connection)
-                .await
-                .expect("the SQL runs");
+            run_raw_sql::<sqlx::PgConnection>(&self.database_url, sql).await;
         } else {
-            let mut connection = sqlx::SqliteConnection::connect(&self.database_url)
-                .await
-                .expect("connect");
-            sqlx::raw_sql(sql)
-                .execute(&mut connection)
-                .await
-                .expect("the SQL runs");
+            run_raw_sql::<sqlx::SqliteConnection>(&self.database_url, sql).await;
         }
     }
 
@@ -339,6 +326,19 @@ impl TestStore {
             .load()
             .expect("the server's signing key")
     }
+}
+
+/// Runs `sql` on a connection of its own to the database at `url`.
+async fn run_raw_sql<C>(url: &str, sql: &str)
+where
+    C: sqlx::Connection,
+    for<'c> &'c mut C: sqlx::Executor<'c, Database = C::Database>,
+{
+    let mut connection = C::connect(url).await.expect("connect");
+    sqlx::raw_sql(sql)
+        .execute(&mut connection)
+        .await
+        .expect("the SQL runs");
 }
 
 /// What a command wrote to standard output.
