@@ -7,14 +7,16 @@
 //! into their place. Until that commit the live tables are untouched, so an interrupted or
 //! failed rebuild changes nothing a reader sees; the next run drops its leftovers first.
 
+use crate::log::LoggedEvent;
 use crate::log::{EventLog, LogCursor, LogFilter};
-use crate::store::{fold_events, job_rows, unseen_jobs, StoreError};
+use crate::store::{fold_events, pair_job_events, parse_job_events, unseen_jobs};
+use crate::store::{ParsedJobEvent, StoreError};
 use crate::view::{JobView, StatusHistoryEntry};
 use async_trait::async_trait;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use uuid::Uuid;
 
 /// Events per batch: one read and one write transaction each. Large enough that per-batch
 /// costs vanish, small enough that memory stays a few megabytes and that a rebuild's write
@@ -38,6 +40,21 @@ impl Default for RebuildSettings {
             batch: REBUILD_BATCH,
             views_held: 10_000,
         }
+    }
+}
+
+/// A summary as a rebuild writes it: the view and its JSON document, made while the replay
+/// folds rather than while the database's single writer waits for it.
+pub struct SummaryRow {
+    pub view: JobView,
+    pub document: String,
+}
+
+impl SummaryRow {
+    pub fn new(view: JobView) -> Result<SummaryRow, StoreError> {
+        let document = serde_json::to_string(&view)
+            .map_err(|e| StoreError::Corrupt(format!("job {}: {e}", view.id)))?;
+        Ok(SummaryRow { view, document })
     }
 }
 
@@ -66,8 +83,8 @@ pub trait ProjectionRebuild: EventLog {
     async fn write_rebuild(
         &self,
         history: &[(&str, StatusHistoryEntry)],
-        new: &[&JobView],
-        changed: &[&JobView],
+        new: &[SummaryRow],
+        changed: &[SummaryRow],
     ) -> Result<(), StoreError>;
 
     /// Gives the rebuild tables the indexes of the live ones that they still lack (kept off
@@ -147,25 +164,24 @@ async fn replay_and_swap(
     stop: &AtomicBool,
 ) -> Result<u64, StoreError> {
     progress.started(u64::try_from(store.event_count().await?).unwrap_or_default());
-    let everything = LogFilter::default();
     let mut held = HeldViews::default();
     // The write of the previous batch runs on its own task while this one is folded (and
     // the next one read), and the summaries it writes back are kept here until it is done,
     // so a job that comes back in the meantime is taken from memory rather than read
     // before it is written.
     let mut writing: Option<Writing> = None;
-    let mut in_flight: HashMap<String, JobView> = HashMap::new();
+    let mut in_flight = Arc::new(WriteBack::default());
     let mut replayed = 0u64;
     let mut after = LogCursor::START;
-    let mut batch = store.read_after(after, &everything, settings.batch).await?;
-    while let Some(last) = batch.last() {
+    let mut batch = ReadBatch::read(store.as_ref(), after, settings.batch).await?;
+    while let Some(last) = batch.events.last() {
         after = last.cursor;
-        // The next batch is read on its own task while this one is folded.
+        // The next batch is read (and parsed) on its own task while this one is folded.
         let reading = Reading::start(store.clone(), after, settings.batch);
         held.batch += 1;
-        let rows = job_rows(&batch)?;
+        let rows = pair_job_events(&batch.events, std::mem::take(&mut batch.parsed));
         let mut unseen = unseen_jobs(&held, &rows);
-        unseen.retain(|id| match in_flight.get(*id) {
+        unseen.retain(|id| match in_flight.view(id) {
             Some(view) => {
                 held.stored(view.clone());
                 false
@@ -180,27 +196,29 @@ async fn replay_and_swap(
             .map(|(job_id, entry)| (job_id.to_owned(), entry))
             .collect();
         let written_back = match held.views.len() >= settings.views_held {
-            true => held.evict_oldest(held.views.len() - settings.views_held * 9 / 10),
+            true => held.evict_oldest(held.views.len() - settings.views_held * 9 / 10)?,
             false => WriteBack::default(),
         };
         drop(rows);
         Writing::finish(writing.take()).await?;
-        in_flight = written_back.views_by_id();
-        writing = Some(Writing::start(store.clone(), history, written_back));
-        replayed += batch.len() as u64;
+        in_flight = Arc::new(written_back);
+        writing = Some(Writing::start(store.clone(), history, in_flight.clone()));
+        replayed += batch.events.len() as u64;
         progress.advanced(replayed);
         batch = reading.finish().await?;
         if stop.load(Ordering::Relaxed) {
             return Err(StoreError::Interrupted);
         }
-        if batch.is_empty() {
-            batch = wait_for_the_tail(store.as_ref(), after, settings.batch).await?;
+        if batch.events.is_empty() {
+            batch =
+                ReadBatch::parse(wait_for_the_tail(store.as_ref(), after, settings.batch).await?)?;
         }
     }
     Writing::finish(writing.take()).await?;
-    let rest = held.evict_oldest(held.views.len());
-    let (new, changed) = rest.split();
-    store.write_rebuild(&[], &new, &changed).await?;
+    let rest = held.evict_oldest(held.views.len())?;
+    store
+        .write_rebuild(&[], rest.new_rows(), rest.changed())
+        .await?;
     store.index_rebuild_tables().await?;
     progress.swapping();
     replayed += swap_in(store.as_ref(), after).await?;
@@ -208,17 +226,42 @@ async fn replay_and_swap(
     Ok(replayed)
 }
 
+/// A batch of the log and its job events, parsed.
+struct ReadBatch {
+    events: Vec<LoggedEvent>,
+    parsed: Vec<ParsedJobEvent>,
+}
+
+impl ReadBatch {
+    async fn read(
+        store: &dyn ProjectionRebuild,
+        after: LogCursor,
+        batch: i64,
+    ) -> Result<ReadBatch, StoreError> {
+        ReadBatch::parse(
+            store
+                .read_after(after, &LogFilter::default(), batch)
+                .await?,
+        )
+    }
+
+    fn parse(events: Vec<LoggedEvent>) -> Result<ReadBatch, StoreError> {
+        let parsed = parse_job_events(&events)?;
+        Ok(ReadBatch { events, parsed })
+    }
+}
+
 /// The read of the next batch, on a task of its own; aborted if the rebuild stops first.
-struct Reading(tokio::task::JoinHandle<Result<Vec<crate::log::LoggedEvent>, StoreError>>);
+struct Reading(tokio::task::JoinHandle<Result<ReadBatch, StoreError>>);
 
 impl Reading {
     fn start(store: Arc<dyn ProjectionRebuild>, after: LogCursor, batch: i64) -> Reading {
         Reading(tokio::spawn(async move {
-            store.read_after(after, &LogFilter::default(), batch).await
+            ReadBatch::read(store.as_ref(), after, batch).await
         }))
     }
 
-    async fn finish(mut self) -> Result<Vec<crate::log::LoggedEvent>, StoreError> {
+    async fn finish(mut self) -> Result<ReadBatch, StoreError> {
         let outcome = (&mut self.0).await;
         outcome.map_err(|error| StoreError::Task(error.to_string()))?
     }
@@ -238,15 +281,16 @@ impl Writing {
     fn start(
         store: Arc<dyn ProjectionRebuild>,
         history: Vec<(String, StatusHistoryEntry)>,
-        written_back: WriteBack,
+        written_back: Arc<WriteBack>,
     ) -> Writing {
         Writing(tokio::spawn(async move {
             let (job_ids, entries): (Vec<String>, Vec<StatusHistoryEntry>) =
                 history.into_iter().unzip();
             let history: Vec<(&str, StatusHistoryEntry)> =
                 job_ids.iter().map(String::as_str).zip(entries).collect();
-            let (new, changed) = written_back.split();
-            store.write_rebuild(&history, &new, &changed).await
+            store
+                .write_rebuild(&history, written_back.new_rows(), written_back.changed())
+                .await
         }))
     }
 
@@ -273,7 +317,7 @@ async fn wait_for_the_tail(
     store: &dyn ProjectionRebuild,
     after: LogCursor,
     batch_size: i64,
-) -> Result<Vec<crate::log::LoggedEvent>, StoreError> {
+) -> Result<Vec<LoggedEvent>, StoreError> {
     let everything = LogFilter::default();
     let deadline = Instant::now() + Duration::from_secs(60);
     let end = store.log_end().await?;
@@ -308,7 +352,10 @@ async fn swap_in(store: &dyn ProjectionRebuild, after: LogCursor) -> Result<u64,
 /// while, instead of once per batch, is most of a rebuild's speed.
 #[derive(Default)]
 struct HeldViews {
-    views: HashMap<String, Held>,
+    /// Looked up several times per event: hashbrown's map hashes with foldhash, several
+    /// times faster than the standard library's SipHash on ids (which come from the store,
+    /// not from users), and `entry_ref` copies an id only for a job not held yet.
+    views: hashbrown::HashMap<String, Held>,
     /// The number of the batch being folded.
     batch: u64,
 }
@@ -338,7 +385,7 @@ impl HeldViews {
     }
 
     /// Lets go of the `count` summaries touched least recently; returns those to write.
-    fn evict_oldest(&mut self, count: usize) -> WriteBack {
+    fn evict_oldest(&mut self, count: usize) -> Result<WriteBack, StoreError> {
         let mut ages: Vec<(u64, &String)> = self
             .views
             .iter()
@@ -349,13 +396,18 @@ impl HeldViews {
             ages.select_nth_unstable(count);
         }
         let oldest: Vec<String> = ages[..count].iter().map(|(_, id)| (*id).clone()).collect();
-        let mut write_back = WriteBack::default();
+        let (mut new, mut changed) = (Vec::new(), Vec::new());
         for id in oldest {
-            if let Some(held) = self.views.remove(&id) {
-                write_back.push(held);
+            let Some(held) = self.views.remove(&id) else {
+                continue;
+            };
+            match (held.view, held.dirty, held.stored) {
+                (Some(view), true, false) => new.push(SummaryRow::new(view)?),
+                (Some(view), true, true) => changed.push(SummaryRow::new(view)?),
+                _ => {}
             }
         }
-        write_back
+        Ok(WriteBack::new(new, changed))
     }
 }
 
@@ -365,7 +417,7 @@ impl crate::store::ViewSlots for HeldViews {
     }
 
     fn slot(&mut self, job_id: &str) -> &mut Option<JobView> {
-        let held = self.views.entry(job_id.to_owned()).or_default();
+        let held = self.views.entry_ref(job_id).or_default();
         held.touched = self.batch;
         held.dirty = true;
         &mut held.view
@@ -373,30 +425,43 @@ impl crate::store::ViewSlots for HeldViews {
 }
 
 /// Evicted summaries that changed: new to the rebuild tables, or replacing a row there.
+/// While they are being written, the replay takes a job that comes back from here.
 #[derive(Default)]
 struct WriteBack {
-    new: Vec<JobView>,
-    changed: Vec<JobView>,
+    /// The new rows, then the changed ones.
+    rows: Vec<SummaryRow>,
+    new: usize,
+    by_id: hashbrown::HashMap<Uuid, usize>,
 }
 
 impl WriteBack {
-    fn push(&mut self, held: Held) {
-        match (held.view, held.dirty, held.stored) {
-            (Some(view), true, false) => self.new.push(view),
-            (Some(view), true, true) => self.changed.push(view),
-            _ => {}
+    fn new(new: Vec<SummaryRow>, changed: Vec<SummaryRow>) -> WriteBack {
+        let new_count = new.len();
+        let mut rows = new;
+        rows.extend(changed);
+        let by_id = rows
+            .iter()
+            .enumerate()
+            .map(|(index, row)| (row.view.id, index))
+            .collect();
+        WriteBack {
+            rows,
+            new: new_count,
+            by_id,
         }
     }
 
-    fn split(&self) -> (Vec<&JobView>, Vec<&JobView>) {
-        (self.new.iter().collect(), self.changed.iter().collect())
+    fn new_rows(&self) -> &[SummaryRow] {
+        &self.rows[..self.new]
     }
 
-    fn views_by_id(&self) -> HashMap<String, JobView> {
-        self.new
-            .iter()
-            .chain(&self.changed)
-            .map(|view| (view.id.to_string(), view.clone()))
-            .collect()
+    fn changed(&self) -> &[SummaryRow] {
+        &self.rows[self.new..]
+    }
+
+    /// The summary of `job_id`, if it is among these.
+    fn view(&self, job_id: &str) -> Option<&JobView> {
+        let id = Uuid::parse_str(job_id).ok()?;
+        self.by_id.get(&id).map(|&index| &self.rows[index].view)
     }
 }

@@ -11,7 +11,8 @@
 //! - transaction openers: `WRITE_BEGIN` (takes the write lock at once where that matters),
 //!   `SNAPSHOT_BEGIN` and `SNAPSHOT_FIRST` (one consistent snapshot for several reads);
 //! - `rebuild_lease`, `create_rebuild_tables`, `add_missing_indexes`, `hold_back_writers`,
-//!   `replace_live_tables`, `relax_durability`, `relax_transaction` and the bulk writes
+//!   `replace_live_tables`, `relax_durability`, `relax_transaction`, `rebuild_batch_written`
+//!   and the bulk writes
 //!   `bulk_insert_history` and `bulk_insert_summaries`, where the backends' DDL, locking
 //!   and fastest writes differ.
 
@@ -24,18 +25,45 @@ pub(super) const EVENT_COLUMNS: &str = "position, aggregate_type, aggregate_id, 
 pub(crate) fn job_rows(
     events: &[crate::log::LoggedEvent],
 ) -> Result<Vec<super::shared::EventRow<'_>>, super::StoreError> {
+    Ok(pair_job_events(events, parse_job_events(events)?))
+}
+
+/// The first half of `job_rows`: the job events among `events`, parsed. Apart from the
+/// second so that a rebuild can parse one batch while it folds another.
+pub(crate) fn parse_job_events(
+    events: &[crate::log::LoggedEvent],
+) -> Result<Vec<ParsedJobEvent>, super::StoreError> {
+    job_events(events)
+        .map(|event| Ok((event.job_event()?, event.who())))
+        .collect()
+}
+
+/// A job event and its metadata, parsed from a logged event's text.
+pub(crate) type ParsedJobEvent = (domain::JobEvent, crate::metadata::EventMetadata);
+
+/// The second half of `job_rows`: each of `parsed` (made from `events`) with its event's
+/// job and sequence.
+pub(crate) fn pair_job_events(
+    events: &[crate::log::LoggedEvent],
+    parsed: Vec<ParsedJobEvent>,
+) -> Vec<super::shared::EventRow<'_>> {
+    job_events(events)
+        .zip(parsed)
+        .map(|(event, (job_event, metadata))| super::shared::EventRow {
+            job_id: &event.aggregate_id,
+            sequence: event.sequence,
+            event: job_event,
+            metadata,
+        })
+        .collect()
+}
+
+fn job_events(
+    events: &[crate::log::LoggedEvent],
+) -> impl Iterator<Item = &crate::log::LoggedEvent> {
     events
         .iter()
         .filter(|event| event.aggregate_type == domain::AGGREGATE_TYPE)
-        .map(|event| {
-            Ok(super::shared::EventRow {
-                job_id: &event.aggregate_id,
-                sequence: event.sequence,
-                event: event.job_event()?,
-                metadata: event.who(),
-            })
-        })
-        .collect()
 }
 
 macro_rules! store_maintenance {
@@ -176,8 +204,8 @@ macro_rules! store_maintenance {
             async fn write_rebuild(
                 &self,
                 history: &[(&str, $crate::view::StatusHistoryEntry)],
-                new: &[&$crate::view::JobView],
-                changed: &[&$crate::view::JobView],
+                new: &[$crate::rebuild::SummaryRow],
+                changed: &[$crate::rebuild::SummaryRow],
             ) -> Result<(), $crate::store::StoreError> {
                 let tables = super::shared::ProjectionTables::REBUILD;
                 let mut connection = self.pool.acquire().await?;
@@ -188,7 +216,9 @@ macro_rules! store_maintenance {
                     Self::relax_transaction(&mut tx).await?;
                     Self::bulk_insert_history(&mut tx, tables, history).await?;
                     Self::bulk_insert_summaries(&mut tx, tables, new).await?;
-                    Self::upsert_summaries(&mut tx, tables, changed).await?;
+                    let changed: Vec<&$crate::view::JobView> =
+                        changed.iter().map(|row| &row.view).collect();
+                    Self::upsert_summaries(&mut tx, tables, &changed).await?;
                     tx.commit().await?;
                     Ok::<_, $crate::store::StoreError>(())
                 }
@@ -196,7 +226,9 @@ macro_rules! store_maintenance {
                 // Back to full durability before the connection serves anything else,
                 // whether or not the write went through.
                 Self::relax_durability(&mut connection, false).await?;
-                written
+                written?;
+                self.rebuild_batch_written();
+                Ok(())
             }
 
             async fn index_rebuild_tables(&self) -> Result<(), $crate::store::StoreError> {

@@ -23,7 +23,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 pub use clients::{ClientRecord, ClientRegistry};
-pub(crate) use maintenance::job_rows;
+pub(crate) use maintenance::{job_rows, pair_job_events, parse_job_events, ParsedJobEvent};
 pub use postgres::PostgresJobStore;
 pub use shared::ProjectionTables;
 pub(crate) use shared::{fold_events, unseen_jobs, unwrap_payload, ViewSlots};

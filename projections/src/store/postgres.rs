@@ -187,6 +187,9 @@ impl PostgresJobStore {
         Ok(())
     }
 
+    /// Nothing after a batch: the server checkpoints on its own.
+    fn rebuild_batch_written(&self) {}
+
     /// A rebuild's own tables need no durability until the swap (a crash starts the
     /// rebuild over), so their batches do not wait for the WAL flush. `LOCAL`: it ends
     /// with the transaction, however that ends.
@@ -237,15 +240,13 @@ impl PostgresJobStore {
     async fn bulk_insert_summaries(
         connection: &mut sqlx::PgConnection,
         tables: ProjectionTables,
-        summaries: &[&crate::view::JobView],
+        summaries: &[crate::rebuild::SummaryRow],
     ) -> Result<(), StoreError> {
         if summaries.is_empty() {
             return Ok(());
         }
         let mut data = String::with_capacity(summaries.len() * 1024);
-        for view in summaries {
-            let document = serde_json::to_string(view)
-                .map_err(|e| StoreError::Corrupt(format!("job {}: {e}", view.id)))?;
+        for crate::rebuild::SummaryRow { view, document } in summaries {
             copy_row(
                 &mut data,
                 &[
@@ -258,7 +259,7 @@ impl PostgresJobStore {
                     Some(&copy_time(view.created_at)),
                     Some(&copy_time(view.updated_at)),
                     Some(&view.version.to_string()),
-                    Some(&document),
+                    Some(document),
                 ],
             );
         }

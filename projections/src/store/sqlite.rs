@@ -5,6 +5,7 @@ use sqlx::sqlite::SqliteSynchronous;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +19,15 @@ pub struct SqliteJobStore {
     writer: Arc<tokio::sync::Mutex<()>>,
     /// The file a rebuild locks so that two cannot run at once (none for in-memory stores).
     rebuild_lock: Option<PathBuf>,
+    /// Set while a checkpoint started by a rebuild runs.
+    checkpointing: Arc<AtomicBool>,
 }
+
+/// SQLite's own default: checkpoint when the WAL holds this many pages after a commit.
+const DEFAULT_WAL_AUTOCHECKPOINT: u32 = 1000;
+
+/// How far a rebuild lets the WAL grow (in pages; 64 MiB at the default page size).
+const REBUILD_WAL_PAGES: i64 = 16_384;
 
 impl SqliteJobStore {
     /// Opens (creating if missing) the database a `sqlite:` URL names, without touching the
@@ -54,6 +63,7 @@ impl SqliteJobStore {
             pool,
             writer: Arc::new(tokio::sync::Mutex::new(())),
             rebuild_lock,
+            checkpointing: Arc::default(),
         })
     }
 
@@ -70,13 +80,13 @@ impl SqliteJobStore {
 
 impl SqliteJobStore {
     /// One writer at a time commits, so position order is commit order: every committed
-    /// event is final. (`$1`, the transaction, is not used.) The batch comes back as one
-    /// JSON array in one row: handing SQLite's rows one by one to the async side costs
-    /// several times what reading them does.
-    const READ_LOG: &str = "SELECT json_group_array(json_array(position, aggregate_type, \
-         aggregate_id, sequence, event_type, event_version, recorded_at, payload, metadata) \
-         ORDER BY position) FROM (SELECT * FROM events WHERE position > $2 \
-         AND ($3 IS NULL OR metadata ->> 'customerId' = $3) ORDER BY position LIMIT $4)";
+    /// event is final. (`$1`, the transaction, is not used.) Run through `sqlite_bulk`:
+    /// handing SQLite's rows one by one to the async side costs several times what reading
+    /// them does.
+    const READ_LOG: &str = "SELECT position, aggregate_type, aggregate_id, sequence, \
+         event_type, event_version, recorded_at, payload, metadata FROM events \
+         WHERE position > $2 AND ($3 IS NULL OR metadata ->> 'customerId' = $3) \
+         ORDER BY position LIMIT $4";
     const READ_COMMITTED: &str = Self::READ_LOG;
 
     const LOG_END: &str = "SELECT CAST(0 AS BIGINT)";
@@ -92,7 +102,7 @@ impl SqliteJobStore {
     /// The snapshot starts here (a swap is one atomic change of the schema and the rows).
     const SNAPSHOT_FIRST: &str = "SELECT 1 FROM job_summary LIMIT 1";
 
-    /// Runs a log query (`READ_LOG` or `READ_COMMITTED`) and reads its array.
+    /// Runs a log query (`READ_LOG` or `READ_COMMITTED`).
     async fn read_log(
         connection: &mut sqlx::SqliteConnection,
         sql: &str,
@@ -100,61 +110,35 @@ impl SqliteJobStore {
         filter: &crate::log::LogFilter,
         limit: i64,
     ) -> Result<Vec<crate::log::LoggedEvent>, StoreError> {
-        type Row = (
-            i64,
-            String,
-            String,
-            i64,
-            String,
-            String,
-            String,
-            String,
-            String,
-        );
-        let batch: String = sqlx::query_scalar(sql)
-            .bind(after.transaction)
-            .bind(after.position)
-            .bind(filter.customer_id.map(|id| id.to_string()))
-            .bind(limit)
-            .fetch_one(connection)
-            .await?;
-        let rows: Vec<Row> = serde_json::from_str(&batch)
-            .map_err(|e| StoreError::Corrupt(format!("a batch of the log: {e}")))?;
-        rows.into_iter()
-            .map(
-                |(
+        use super::sqlite_bulk::Value;
+        let customer = filter.customer_id.map(|id| id.to_string());
+        let parameters = [
+            Value::Integer(after.transaction),
+            Value::Integer(after.position),
+            customer.as_deref().into(),
+            Value::Integer(limit),
+        ];
+        super::sqlite_bulk::select_rows(connection, sql, &parameters, |row| {
+            let position = row.integer(0)?;
+            let recorded_at = chrono::DateTime::parse_from_rfc3339(row.text(6)?)
+                .map_err(|e| StoreError::Corrupt(format!("event {position}: recorded_at: {e}")))?
+                .with_timezone(&chrono::Utc);
+            Ok(crate::log::LoggedEvent {
+                cursor: crate::log::LogCursor {
+                    transaction: 0,
                     position,
-                    aggregate_type,
-                    aggregate_id,
-                    sequence,
-                    event_type,
-                    event_version,
-                    recorded_at,
-                    payload,
-                    metadata,
-                )| {
-                    let recorded_at = chrono::DateTime::parse_from_rfc3339(&recorded_at)
-                        .map_err(|e| {
-                            StoreError::Corrupt(format!("event {position}: recorded_at: {e}"))
-                        })?
-                        .with_timezone(&chrono::Utc);
-                    Ok(crate::log::LoggedEvent {
-                        cursor: crate::log::LogCursor {
-                            transaction: 0,
-                            position,
-                        },
-                        aggregate_type,
-                        aggregate_id,
-                        sequence,
-                        event_type,
-                        event_version,
-                        recorded_at,
-                        payload,
-                        metadata,
-                    })
                 },
-            )
-            .collect()
+                aggregate_type: row.text(1)?.to_owned(),
+                aggregate_id: row.text(2)?.to_owned(),
+                sequence: row.integer(3)?,
+                event_type: row.text(4)?.to_owned(),
+                event_version: row.text(5)?.to_owned(),
+                recorded_at,
+                payload: row.text(7)?.to_owned(),
+                metadata: row.text(8)?.to_owned(),
+            })
+        })
+        .await
     }
 
     /// An exclusive lock on a file beside the database; the operating system releases it
@@ -196,15 +180,49 @@ impl SqliteJobStore {
 
     /// A rebuild's own tables need no durability until the swap (a crash starts the
     /// rebuild over), so their batches skip the fsync; the swap's commit syncs everything.
+    /// Nor do they checkpoint the WAL on commit, which would hold up the next batch for
+    /// two fsyncs every few batches: `rebuild_batch_written` checkpoints beside them.
     async fn relax_durability(
         connection: &mut sqlx::SqliteConnection,
         relaxed: bool,
     ) -> Result<(), StoreError> {
-        let level = if relaxed { "NORMAL" } else { "FULL" };
-        sqlx::query(&format!("PRAGMA synchronous = {level}"))
-            .execute(connection)
-            .await?;
+        let (level, checkpoint_pages) = match relaxed {
+            true => ("NORMAL", 0),
+            false => ("FULL", DEFAULT_WAL_AUTOCHECKPOINT),
+        };
+        sqlx::query(&format!(
+            "PRAGMA synchronous = {level}; PRAGMA wal_autocheckpoint = {checkpoint_pages}"
+        ))
+        .execute(connection)
+        .await?;
         Ok(())
+    }
+
+    /// Checkpoints the WAL on a connection of its own while the rebuild goes on with its
+    /// next batches (a passive checkpoint waits for no reader or writer); skipped while the
+    /// last one still runs. A WAL that has grown past `REBUILD_WAL_PAGES` (the rebuild's
+    /// writes come faster than a checkpoint that overlaps them can reset it) is then
+    /// checkpointed once more, holding writers back for the few pages left, and truncated.
+    /// Best effort: what one leaves, the next one or the swap's commit checkpoints.
+    fn rebuild_batch_written(&self) {
+        if self.checkpointing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (pool, checkpointing) = (self.pool.clone(), self.checkpointing.clone());
+        tokio::spawn(async move {
+            let passive: Result<(i64, i64, i64), _> =
+                sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+                    .fetch_one(&pool)
+                    .await;
+            if let Ok((_, pages, _)) = passive {
+                if pages > REBUILD_WAL_PAGES {
+                    let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                        .execute(&pool)
+                        .await;
+                }
+            }
+            checkpointing.store(false, Ordering::Release);
+        });
     }
 
     /// A rebuild's status-history rows, a prepared statement stepped once per row (see
@@ -245,7 +263,7 @@ impl SqliteJobStore {
     async fn bulk_insert_summaries(
         connection: &mut sqlx::SqliteConnection,
         tables: ProjectionTables,
-        summaries: &[&crate::view::JobView],
+        summaries: &[crate::rebuild::SummaryRow],
     ) -> Result<(), StoreError> {
         use super::sqlite_bulk::Value;
         if summaries.is_empty() {
@@ -256,21 +274,21 @@ impl SqliteJobStore {
             tables.summary,
             super::shared::SUMMARY_COLUMNS
         );
-        let mut texts = Vec::with_capacity(summaries.len());
-        for view in summaries {
-            let document = serde_json::to_string(view)
-                .map_err(|e| StoreError::Corrupt(format!("job {}: {e}", view.id)))?;
-            texts.push([
-                view.id.to_string(),
-                stored_time(view.created_at),
-                stored_time(view.updated_at),
-                document,
-            ]);
-        }
+        let texts: Vec<[String; 3]> = summaries
+            .iter()
+            .map(|row| {
+                [
+                    row.view.id.to_string(),
+                    stored_time(row.view.created_at),
+                    stored_time(row.view.updated_at),
+                ]
+            })
+            .collect();
         let rows = summaries
             .iter()
             .zip(&texts)
-            .map(|(view, [id, created, updated, document])| {
+            .map(|(row, [id, created, updated])| {
+                let view = &row.view;
                 [
                     Value::Text(id),
                     Value::Integer(view.customer_id),
@@ -281,7 +299,7 @@ impl SqliteJobStore {
                     Value::Text(created),
                     Value::Text(updated),
                     Value::Integer(view.version),
-                    Value::Text(document),
+                    Value::Text(&row.document),
                 ]
             });
         super::sqlite_bulk::insert_rows(connection, &sql, rows).await
@@ -340,8 +358,44 @@ client_registry!(SqliteJobStore, sqlx::Sqlite);
 
 #[cfg(test)]
 mod tests {
-    use super::stored_time;
+    use super::{stored_time, SqliteJobStore};
     use sqlx::Connection;
+
+    /// The rebuild's writes relax a pooled connection that the server's writes use next:
+    /// it must come back syncing every commit and checkpointing on its own.
+    #[tokio::test]
+    async fn a_relaxed_connection_is_restored_to_full_durability() {
+        let mut connection = sqlx::SqliteConnection::connect("sqlite::memory:")
+            .await
+            .unwrap();
+        let settings = async |connection: &mut sqlx::SqliteConnection| -> (i64, i64) {
+            let synchronous = sqlx::query_scalar("PRAGMA synchronous")
+                .fetch_one(&mut *connection)
+                .await
+                .unwrap();
+            let checkpoint = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
+                .fetch_one(&mut *connection)
+                .await
+                .unwrap();
+            (synchronous, checkpoint)
+        };
+        SqliteJobStore::relax_durability(&mut connection, true)
+            .await
+            .unwrap();
+        assert_eq!(
+            settings(&mut connection).await,
+            (1, 0),
+            "NORMAL, no checkpoints"
+        );
+        SqliteJobStore::relax_durability(&mut connection, false)
+            .await
+            .unwrap();
+        assert_eq!(
+            settings(&mut connection).await,
+            (2, 1000),
+            "FULL, SQLite's default"
+        );
+    }
 
     #[tokio::test]
     async fn times_written_by_hand_are_written_as_sqlx_writes_them() {
