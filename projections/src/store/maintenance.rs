@@ -12,9 +12,8 @@
 //!   `SNAPSHOT_BEGIN` and `SNAPSHOT_FIRST` (one consistent snapshot for several reads);
 //! - `rebuild_lease`, `create_rebuild_tables`, `add_missing_indexes`, `hold_back_writers`,
 //!   `replace_live_tables`, `relax_durability`, `relax_transaction`, `rebuild_batch_written`
-//!   and the bulk writes
-//!   `bulk_insert_history` and `bulk_insert_summaries`, where the backends' DDL, locking
-//!   and fastest writes differ.
+//!   and the bulk writes `bulk_insert_history` and `bulk_insert_summaries`, where the
+//!   backends' DDL, locking and fastest writes differ.
 
 /// The event columns every log query selects after the transaction expression.
 pub(super) const EVENT_COLUMNS: &str = "position, aggregate_type, aggregate_id, sequence, \
@@ -28,7 +27,7 @@ pub(crate) fn job_rows(
     Ok(pair_job_events(events, parse_job_events(events)?))
 }
 
-/// The first half of `job_rows`: the job events among `events`, parsed. Apart from the
+/// The first half of `job_rows`: the job events among `events`, parsed. Separate from the
 /// second so that a rebuild can parse one batch while it folds another.
 pub(crate) fn parse_job_events(
     events: &[crate::log::LoggedEvent],
@@ -47,6 +46,7 @@ pub(crate) fn pair_job_events(
     events: &[crate::log::LoggedEvent],
     parsed: Vec<ParsedJobEvent>,
 ) -> Vec<super::shared::EventRow<'_>> {
+    debug_assert_eq!(job_events(events).count(), parsed.len());
     job_events(events)
         .zip(parsed)
         .map(|(event, (job_event, metadata))| super::shared::EventRow {
@@ -64,6 +64,31 @@ fn job_events(
     events
         .iter()
         .filter(|event| event.aggregate_type == domain::AGGREGATE_TYPE)
+}
+
+/// A pooled connection a rebuild's write relaxes (see `relax_durability`): unless it was
+/// restored, it is closed when dropped rather than returned to the pool, so nothing else
+/// gets it relaxed — not after a failed restore, nor after a write task aborted midway.
+pub(super) struct RelaxedConnection<DB: sqlx::Database> {
+    pub connection: sqlx::pool::PoolConnection<DB>,
+    pub restored: bool,
+}
+
+impl<DB: sqlx::Database> RelaxedConnection<DB> {
+    pub fn new(connection: sqlx::pool::PoolConnection<DB>) -> Self {
+        RelaxedConnection {
+            connection,
+            restored: false,
+        }
+    }
+}
+
+impl<DB: sqlx::Database> Drop for RelaxedConnection<DB> {
+    fn drop(&mut self) {
+        if !self.restored {
+            self.connection.close_on_drop();
+        }
+    }
 }
 
 macro_rules! store_maintenance {
@@ -208,8 +233,10 @@ macro_rules! store_maintenance {
                 changed: &[$crate::rebuild::SummaryRow],
             ) -> Result<(), $crate::store::StoreError> {
                 let tables = super::shared::ProjectionTables::REBUILD;
-                let mut connection = self.pool.acquire().await?;
-                Self::relax_durability(&mut connection, true).await?;
+                let mut relaxed =
+                    super::maintenance::RelaxedConnection::new(self.pool.acquire().await?);
+                let connection = &mut *relaxed.connection;
+                Self::relax_durability(connection, true).await?;
                 let written = async {
                     let mut tx =
                         sqlx::Connection::begin_with(&mut *connection, Self::WRITE_BEGIN).await?;
@@ -225,7 +252,8 @@ macro_rules! store_maintenance {
                 .await;
                 // Back to full durability before the connection serves anything else,
                 // whether or not the write went through.
-                Self::relax_durability(&mut connection, false).await?;
+                Self::relax_durability(connection, false).await?;
+                relaxed.restored = true;
                 written?;
                 self.rebuild_batch_written();
                 Ok(())

@@ -29,6 +29,9 @@ const DEFAULT_WAL_AUTOCHECKPOINT: u32 = 1000;
 /// How far a rebuild lets the WAL grow (in pages; 64 MiB at the default page size).
 const REBUILD_WAL_PAGES: i64 = 16_384;
 
+/// How long a rebuild's WAL truncation waits for readers (writers wait for it meanwhile).
+const TRUNCATE_PATIENCE: Duration = Duration::from_millis(50);
+
 impl SqliteJobStore {
     /// Opens (creating if missing) the database a `sqlite:` URL names, without touching the
     /// schema (see [`Self::migrate`]).
@@ -200,10 +203,15 @@ impl SqliteJobStore {
 
     /// Checkpoints the WAL on a connection of its own while the rebuild goes on with its
     /// next batches (a passive checkpoint waits for no reader or writer); skipped while the
-    /// last one still runs. A WAL that has grown past `REBUILD_WAL_PAGES` (the rebuild's
-    /// writes come faster than a checkpoint that overlaps them can reset it) is then
-    /// checkpointed once more, holding writers back for the few pages left, and truncated.
-    /// Best effort: what one leaves, the next one or the swap's commit checkpoints.
+    /// last one still runs. Best effort: what one leaves, the next one or the swap's commit
+    /// (back at the default) checkpoints.
+    ///
+    /// The rebuild writes faster than a checkpoint that overlaps it lets the WAL start
+    /// over, so the file would grow by everything the rebuild writes. Once it is past
+    /// `REBUILD_WAL_PAGES` and a passive checkpoint has copied all of it, it is truncated:
+    /// that holds writers back only to wait for readers, and for at most
+    /// `TRUNCATE_PATIENCE` (a truncation that cannot have them by then is tried again
+    /// after a later batch).
     fn rebuild_batch_written(&self) {
         if self.checkpointing.swap(true, Ordering::AcqRel) {
             return;
@@ -214,15 +222,27 @@ impl SqliteJobStore {
                 sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
                     .fetch_one(&pool)
                     .await;
-            if let Ok((_, pages, _)) = passive {
-                if pages > REBUILD_WAL_PAGES {
-                    let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                        .execute(&pool)
-                        .await;
+            if let Ok((_, pages, copied)) = passive {
+                if pages > REBUILD_WAL_PAGES && copied == pages {
+                    let _ = Self::truncate_wal(&pool).await;
                 }
             }
             checkpointing.store(false, Ordering::Release);
         });
+    }
+
+    /// `wal_checkpoint(TRUNCATE)` on a connection of its own with a short busy timeout (a
+    /// pooled one waits up to 10 s, and the checkpoint keeps writers out while it waits).
+    async fn truncate_wal(pool: &SqlitePool) -> Result<(), sqlx::Error> {
+        use sqlx::ConnectOptions;
+        let options = (*pool.connect_options())
+            .clone()
+            .busy_timeout(TRUNCATE_PATIENCE);
+        let mut connection = options.connect().await?;
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&mut connection)
+            .await?;
+        sqlx::Connection::close(connection).await
     }
 
     /// A rebuild's status-history rows, a prepared statement stepped once per row (see
@@ -359,6 +379,7 @@ client_registry!(SqliteJobStore, sqlx::Sqlite);
 #[cfg(test)]
 mod tests {
     use super::{stored_time, SqliteJobStore};
+    use crate::store::maintenance::RelaxedConnection;
     use sqlx::Connection;
 
     /// The rebuild's writes relax a pooled connection that the server's writes use next:
@@ -395,6 +416,39 @@ mod tests {
             (2, 1000),
             "FULL, SQLite's default"
         );
+    }
+
+    /// A write that never restored its connection (it failed, or its task was aborted)
+    /// must not hand it back to the pool relaxed.
+    #[tokio::test]
+    async fn a_connection_left_relaxed_is_closed_not_pooled() {
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .unwrap();
+        let synchronous = async |pool: &sqlx::SqlitePool| -> i64 {
+            sqlx::query_scalar("PRAGMA synchronous")
+                .fetch_one(pool)
+                .await
+                .unwrap()
+        };
+        let full = synchronous(&pool).await;
+        let mut relaxed = RelaxedConnection::new(pool.acquire().await.unwrap());
+        SqliteJobStore::relax_durability(&mut relaxed.connection, true)
+            .await
+            .unwrap();
+        drop(relaxed);
+        assert_eq!(synchronous(&pool).await, full, "a fresh connection");
+
+        let mut restored = RelaxedConnection::new(pool.acquire().await.unwrap());
+        sqlx::query("PRAGMA synchronous = OFF")
+            .execute(&mut *restored.connection)
+            .await
+            .unwrap();
+        restored.restored = true;
+        drop(restored);
+        assert_eq!(synchronous(&pool).await, 0, "the same connection, kept");
     }
 
     #[tokio::test]

@@ -2,12 +2,17 @@
 //! own connection: one prepared statement, stepped once per row, its values read or bound
 //! in place. Going through sqlx costs several copies of every value and a hand-off between
 //! threads per row, and bounds a rebuild to a fraction of what SQLite can do; here rows go
-//! in and out at SQLite's own speed. (While the handle is locked, the statements run on the
-//! calling task's thread: a batch takes milliseconds.)
+//! in and out at SQLite's own speed.
+//!
+//! While the handle is locked the statements run on the calling task's thread, blocking
+//! it: a rebuild batch takes milliseconds, and jobs-admin's runtime has nothing else to do
+//! meanwhile. Not for the server's request paths.
 
 use super::StoreError;
 use libsqlite3_sys as ffi;
+use sqlx::sqlite::LockedSqliteHandle;
 use std::ffi::{c_int, CStr};
+use std::marker::PhantomData;
 use std::ptr::NonNull;
 
 /// One value of a row or of a query's parameters.
@@ -31,7 +36,7 @@ pub(super) async fn insert_rows<'a, const N: usize>(
     rows: impl Iterator<Item = [Value<'a>; N]>,
 ) -> Result<(), StoreError> {
     let mut handle = connection.lock_handle().await?;
-    let statement = Statement::prepare(handle.as_raw_handle(), sql)?;
+    let statement = Statement::prepare(&mut handle, sql)?;
     for row in rows {
         statement.bind(&row)?;
         statement.run()?;
@@ -48,7 +53,7 @@ pub(super) async fn select_rows<T>(
     mut decode: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
 ) -> Result<Vec<T>, StoreError> {
     let mut handle = connection.lock_handle().await?;
-    let statement = Statement::prepare(handle.as_raw_handle(), sql)?;
+    let statement = Statement::prepare(&mut handle, sql)?;
     statement.bind(parameters)?;
     let mut rows = Vec::new();
     while statement.next_row()? {
@@ -61,7 +66,7 @@ pub(super) async fn select_rows<T>(
 
 /// The row a query stands on; its text is borrowed from SQLite until the next step.
 pub(super) struct Row<'s> {
-    statement: &'s Statement,
+    statement: &'s Statement<'s>,
 }
 
 impl Row<'_> {
@@ -93,7 +98,7 @@ impl Row<'_> {
             let length = usize::try_from(ffi::sqlite3_column_bytes(statement, column))
                 .map_err(|_| self.not_a(column, "text"))?;
             if text.is_null() {
-                return Err(error(self.statement.database, ffi::SQLITE_NOMEM));
+                return Err(StoreError::Sqlite("out of memory reading a row".into()));
             }
             std::slice::from_raw_parts(text, length)
         };
@@ -105,30 +110,39 @@ impl Row<'_> {
     }
 }
 
-/// A prepared statement, finalized when dropped.
-struct Statement {
+/// A prepared statement, finalized when dropped; it borrows the locked handle, so it
+/// cannot outlive the lock (sqlx's worker takes the connection back after it).
+struct Statement<'h> {
     database: NonNull<ffi::sqlite3>,
     statement: NonNull<ffi::sqlite3_stmt>,
     /// For each of the statement's parameters in SQLite's order, the index of the value it
     /// takes (`$3` takes the third: SQLite numbers `$`-named parameters by appearance).
     values: Vec<usize>,
+    handle: PhantomData<&'h mut ()>,
 }
 
-impl Statement {
-    fn prepare(database: NonNull<ffi::sqlite3>, sql: &str) -> Result<Statement, StoreError> {
+impl<'h> Statement<'h> {
+    /// Prepares `sql`, one statement (anything after it is refused, not ignored).
+    fn prepare(
+        handle: &'h mut LockedSqliteHandle<'_>,
+        sql: &str,
+    ) -> Result<Statement<'h>, StoreError> {
+        let database = handle.as_raw_handle();
         let length = c_int::try_from(sql.len())
             .map_err(|_| StoreError::Sqlite("statement too long".into()))?;
         let mut statement = std::ptr::null_mut();
+        let mut tail: *const std::ffi::c_char = std::ptr::null();
         // SAFETY: `database` is the open connection sqlx has handed over (its worker waits
-        // while the handle is locked); the text is passed with its length, so it needs no
-        // terminating NUL; `statement` receives a new statement or stays null.
+        // while the handle is locked, which `'h` outlasts); the text is passed with its
+        // length, so it needs no terminating NUL; `statement` receives a new statement or
+        // stays null; `tail` receives a pointer into `sql` where the first statement ends.
         let code = unsafe {
             ffi::sqlite3_prepare_v2(
                 database.as_ptr(),
                 sql.as_ptr().cast(),
                 length,
                 &mut statement,
-                std::ptr::null_mut(),
+                &mut tail,
             )
         };
         check(database, code)?;
@@ -138,7 +152,18 @@ impl Statement {
             database,
             statement,
             values: Vec::new(),
+            handle: PhantomData,
         };
+        if !tail.is_null() {
+            // `tail` points into `sql` (or just past it): what follows the statement.
+            let offset = (tail as usize).saturating_sub(sql.as_ptr() as usize);
+            let rest = sql.get(offset..).unwrap_or_default().trim();
+            if !rest.is_empty() {
+                return Err(StoreError::Sqlite(format!(
+                    "more than one statement: {rest:?}"
+                )));
+            }
+        }
         prepared.values = prepared.parameter_values()?;
         Ok(prepared)
     }
@@ -230,7 +255,7 @@ impl Statement {
     }
 }
 
-impl Drop for Statement {
+impl Drop for Statement<'_> {
     fn drop(&mut self) {
         // SAFETY: the statement was prepared by `prepare` and is finalized only here.
         unsafe { ffi::sqlite3_finalize(self.statement.as_ptr()) };
@@ -353,7 +378,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_parameter_without_a_value_or_a_number_is_refused() {
+    async fn what_cannot_run_as_written_is_refused() {
         let mut connection = connection().await;
         let missing = select_rows(&mut connection, "SELECT $2", &[Value::Integer(1)], |row| {
             row.integer(0)
@@ -379,5 +404,15 @@ mod tests {
             matches!(&failing, Err(StoreError::Sqlite(message)) if message.contains("no such table")),
             "{failing:?}"
         );
+        let two = select_rows(&mut connection, "SELECT 1; SELECT 2", &[], |row| {
+            row.integer(0)
+        })
+        .await;
+        assert!(
+            matches!(&two, Err(StoreError::Sqlite(message)) if message.contains("more than one statement: \"SELECT 2\"")),
+            "{two:?}"
+        );
+        let one = select_rows(&mut connection, "SELECT 1;\n ", &[], |row| row.integer(0)).await;
+        assert_eq!(one.unwrap(), vec![1]);
     }
 }
