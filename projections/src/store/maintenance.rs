@@ -272,11 +272,28 @@ macro_rules! store_maintenance {
                 let applied = Self::catch_up_rebuild(&mut tx, after).await?;
                 Self::replace_live_tables(&mut tx).await?;
                 tx.commit().await?;
+                // In a transaction of its own. Should it fail, the swap has still happened,
+                // and the next rebuild drops the leftovers first.
+                let _ = self
+                    .drop_tables(super::shared::ProjectionTables::REPLACED)
+                    .await;
                 Ok(applied)
             }
 
             async fn discard_rebuild(&self) -> Result<(), $crate::store::StoreError> {
-                for table in super::shared::ProjectionTables::REBUILD.names() {
+                self.drop_tables(super::shared::ProjectionTables::REBUILD)
+                    .await?;
+                self.drop_tables(super::shared::ProjectionTables::REPLACED)
+                    .await
+            }
+        }
+
+        impl $store {
+            async fn drop_tables(
+                &self,
+                tables: super::shared::ProjectionTables,
+            ) -> Result<(), $crate::store::StoreError> {
+                for table in tables.names() {
                     sqlx::query(&format!("DROP TABLE IF EXISTS {table}"))
                         .execute(&self.pool)
                         .await?;

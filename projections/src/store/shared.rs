@@ -24,6 +24,12 @@ impl ProjectionTables {
         summary: "rebuild_job_summary",
         history: "rebuild_job_status_history",
     };
+    /// The live tables a SQLite swap has just replaced, until they are dropped after its
+    /// commit: freeing their pages takes a while, and need not hold writers back.
+    pub const REPLACED: ProjectionTables = ProjectionTables {
+        summary: "replaced_job_summary",
+        history: "replaced_job_status_history",
+    };
 
     /// Both tables' names.
     pub fn names(self) -> [&'static str; 2] {

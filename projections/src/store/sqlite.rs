@@ -341,27 +341,45 @@ impl SqliteJobStore {
         Ok(())
     }
 
+    /// Renames the live tables away (dropping them here would hold writers back while
+    /// their pages are freed; that happens after the commit) and the rebuilt ones in. Their
+    /// secondary indexes are made here, under the live names, which dropping the old
+    /// indexes first frees: SQLite cannot rename an index, and the names must stay what the
+    /// migrations made them. The sorts for them run on two threads, the index builds being
+    /// most of the time writers wait (set back after; left set only if the swap fails,
+    /// which changes nothing but sorting speed).
     async fn replace_live_tables(tx: &mut sqlx::SqliteConnection) -> Result<(), StoreError> {
         let live = ProjectionTables::LIVE;
-        let indexes: Vec<String> = sqlx::query_scalar(
-            "SELECT sql FROM sqlite_master WHERE type = 'index' \
+        let indexes: Vec<(String, String)> = sqlx::query_as(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' \
              AND tbl_name IN ($1, $2) AND sql IS NOT NULL",
         )
         .bind(live.summary)
         .bind(live.history)
         .fetch_all(&mut *tx)
         .await?;
-        for (live, rebuild) in ProjectionTables::live_and_rebuild() {
-            sqlx::query(&format!("DROP TABLE {live}"))
+        for (name, _) in &indexes {
+            sqlx::query(&format!("DROP INDEX \"{name}\""))
+                .execute(&mut *tx)
+                .await?;
+        }
+        let replaced = ProjectionTables::REPLACED.names();
+        for ((live, rebuild), replaced) in ProjectionTables::live_and_rebuild()
+            .into_iter()
+            .zip(replaced)
+        {
+            sqlx::query(&format!("ALTER TABLE {live} RENAME TO {replaced}"))
                 .execute(&mut *tx)
                 .await?;
             sqlx::query(&format!("ALTER TABLE {rebuild} RENAME TO {live}"))
                 .execute(&mut *tx)
                 .await?;
         }
-        for index in indexes {
+        sqlx::query("PRAGMA threads = 2").execute(&mut *tx).await?;
+        for (_, index) in indexes {
             sqlx::query(&index).execute(&mut *tx).await?;
         }
+        sqlx::query("PRAGMA threads = 0").execute(&mut *tx).await?;
         Ok(())
     }
 }
