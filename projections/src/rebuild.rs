@@ -45,16 +45,16 @@ impl Default for RebuildSettings {
 
 /// A summary as a rebuild writes it: the view and its JSON document, made while the replay
 /// folds rather than while the database's single writer waits for it.
-pub struct SummaryRow {
+pub struct RebuiltSummary {
     pub view: JobView,
     pub document: String,
 }
 
-impl SummaryRow {
-    pub fn new(view: JobView) -> Result<SummaryRow, StoreError> {
+impl RebuiltSummary {
+    pub fn new(view: JobView) -> Result<RebuiltSummary, StoreError> {
         let document = serde_json::to_string(&view)
             .map_err(|e| StoreError::Corrupt(format!("job {}: {e}", view.id)))?;
-        Ok(SummaryRow { view, document })
+        Ok(RebuiltSummary { view, document })
     }
 }
 
@@ -83,8 +83,8 @@ pub trait ProjectionRebuild: EventLog {
     async fn write_rebuild(
         &self,
         history: &[(&str, StatusHistoryEntry)],
-        new: &[SummaryRow],
-        changed: &[SummaryRow],
+        new: &[RebuiltSummary],
+        changed: &[RebuiltSummary],
     ) -> Result<(), StoreError>;
 
     /// Gives the rebuild tables the indexes of the live ones that they still lack (kept off
@@ -402,8 +402,8 @@ impl HeldViews {
                 continue;
             };
             match (held.view, held.dirty, held.stored) {
-                (Some(view), true, false) => new.push(SummaryRow::new(view)?),
-                (Some(view), true, true) => changed.push(SummaryRow::new(view)?),
+                (Some(view), true, false) => new.push(RebuiltSummary::new(view)?),
+                (Some(view), true, true) => changed.push(RebuiltSummary::new(view)?),
                 _ => {}
             }
         }
@@ -429,13 +429,13 @@ impl crate::store::ViewSlots for HeldViews {
 #[derive(Default)]
 struct WriteBack {
     /// The new rows, then the changed ones.
-    rows: Vec<SummaryRow>,
+    rows: Vec<RebuiltSummary>,
     new: usize,
     by_id: hashbrown::HashMap<Uuid, usize>,
 }
 
 impl WriteBack {
-    fn new(new: Vec<SummaryRow>, changed: Vec<SummaryRow>) -> WriteBack {
+    fn new(new: Vec<RebuiltSummary>, changed: Vec<RebuiltSummary>) -> WriteBack {
         let new_count = new.len();
         let mut rows = new;
         rows.extend(changed);
@@ -451,11 +451,11 @@ impl WriteBack {
         }
     }
 
-    fn new_rows(&self) -> &[SummaryRow] {
+    fn new_rows(&self) -> &[RebuiltSummary] {
         &self.rows[..self.new]
     }
 
-    fn changed(&self) -> &[SummaryRow] {
+    fn changed(&self) -> &[RebuiltSummary] {
         &self.rows[self.new..]
     }
 

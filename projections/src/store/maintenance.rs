@@ -229,8 +229,8 @@ macro_rules! store_maintenance {
             async fn write_rebuild(
                 &self,
                 history: &[(&str, $crate::view::StatusHistoryEntry)],
-                new: &[$crate::rebuild::SummaryRow],
-                changed: &[$crate::rebuild::SummaryRow],
+                new: &[$crate::rebuild::RebuiltSummary],
+                changed: &[$crate::rebuild::RebuiltSummary],
             ) -> Result<(), $crate::store::StoreError> {
                 let tables = super::shared::ProjectionTables::REBUILD;
                 let mut relaxed =

@@ -240,13 +240,13 @@ impl PostgresJobStore {
     async fn bulk_insert_summaries(
         connection: &mut sqlx::PgConnection,
         tables: ProjectionTables,
-        summaries: &[crate::rebuild::SummaryRow],
+        summaries: &[crate::rebuild::RebuiltSummary],
     ) -> Result<(), StoreError> {
         if summaries.is_empty() {
             return Ok(());
         }
         let mut data = String::with_capacity(summaries.len() * 1024);
-        for crate::rebuild::SummaryRow { view, document } in summaries {
+        for crate::rebuild::RebuiltSummary { view, document } in summaries {
             copy_row(
                 &mut data,
                 &[

@@ -283,7 +283,7 @@ impl SqliteJobStore {
     async fn bulk_insert_summaries(
         connection: &mut sqlx::SqliteConnection,
         tables: ProjectionTables,
-        summaries: &[crate::rebuild::SummaryRow],
+        summaries: &[crate::rebuild::RebuiltSummary],
     ) -> Result<(), StoreError> {
         use super::sqlite_bulk::Value;
         if summaries.is_empty() {
