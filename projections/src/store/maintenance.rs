@@ -94,6 +94,19 @@ impl<DB: sqlx::Database> Drop for RelaxedConnection<DB> {
 macro_rules! store_maintenance {
     ($store:ty, $db:ty) => {
         impl $store {
+            /// Drops `tables` where they exist.
+            async fn drop_tables(
+                &self,
+                tables: super::shared::ProjectionTables,
+            ) -> Result<(), $crate::store::StoreError> {
+                for table in tables.names() {
+                    sqlx::query(&format!("DROP TABLE IF EXISTS {table}"))
+                        .execute(&self.pool)
+                        .await?;
+                }
+                Ok(())
+            }
+
             fn decode_events(
                 rows: Vec<<$db as sqlx::Database>::Row>,
             ) -> Result<Vec<$crate::log::LoggedEvent>, sqlx::Error> {
@@ -285,20 +298,6 @@ macro_rules! store_maintenance {
                     .await?;
                 self.drop_tables(super::shared::ProjectionTables::REPLACED)
                     .await
-            }
-        }
-
-        impl $store {
-            async fn drop_tables(
-                &self,
-                tables: super::shared::ProjectionTables,
-            ) -> Result<(), $crate::store::StoreError> {
-                for table in tables.names() {
-                    sqlx::query(&format!("DROP TABLE IF EXISTS {table}"))
-                        .execute(&self.pool)
-                        .await?;
-                }
-                Ok(())
             }
         }
 
