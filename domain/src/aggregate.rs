@@ -306,24 +306,16 @@ impl Aggregate for Job {
         let Some(state) = self.state.as_mut() else {
             return;
         };
+        if let Some(status) = event.status_after() {
+            state.status = status;
+        }
         match event {
-            JobEvent::JobCreated(_) => {}
             JobEvent::JobUpdated(updated) => state.apply_changes(updated.changes),
-            JobEvent::JobScheduled(scheduled) => {
-                state.status = JobStatus::Scheduled;
-                if scheduled.planned_duration.is_some() {
-                    state.planned_duration = scheduled.planned_duration;
-                }
+            JobEvent::JobScheduled(scheduled) if scheduled.planned_duration.is_some() => {
+                state.planned_duration = scheduled.planned_duration;
             }
-            JobEvent::JobUnscheduled(_) => state.status = JobStatus::Unscheduled,
-            JobEvent::JobProgressed(progressed) => state.status = progressed.status.status(),
-            JobEvent::JobStarted(_) | JobEvent::JobResumed(_) => state.status = JobStatus::Started,
-            JobEvent::JobSuspended(_) => state.status = JobStatus::Suspended,
-            JobEvent::JobCompleted(completed) => state.status = completed.outcome.status(),
-            JobEvent::JobCancelled(cancelled) => {
-                state.status = JobStatus::Cancelled;
-                state.cancel_reason = Some(cancelled.reason);
-            }
+            JobEvent::JobCancelled(cancelled) => state.cancel_reason = Some(cancelled.reason),
+            _ => {}
         }
     }
 }

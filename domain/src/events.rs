@@ -2,7 +2,7 @@
 //! of shape gets a new [`EVENT_VERSION`] and an upcaster. Serialized with cqrs-es's usual
 //! external tagging: `{"JobCancelled": {"reason": "…", "occurredAt": "…"}}`.
 
-use crate::status::{Outcome, ProgressStatus};
+use crate::status::{JobStatus, Outcome, ProgressStatus};
 use crate::values::{
     CancelReason, Comment, CustomFields, CustomerId, Description, OrderNumber, PlannedDuration,
     PositiveId, Reference, ResultNotes,
@@ -43,6 +43,22 @@ impl JobEvent {
             JobEvent::JobResumed(e) => e.occurred_at,
             JobEvent::JobCompleted(e) => e.occurred_at,
             JobEvent::JobCancelled(e) => e.occurred_at,
+        }
+    }
+
+    /// The status the job has after this event, if the event sets one: the one answer the
+    /// aggregate's fold and the read projection's status history both use.
+    pub fn status_after(&self) -> Option<JobStatus> {
+        match self {
+            JobEvent::JobCreated(_) => Some(JobStatus::New),
+            JobEvent::JobUpdated(_) => None,
+            JobEvent::JobScheduled(_) => Some(JobStatus::Scheduled),
+            JobEvent::JobUnscheduled(_) => Some(JobStatus::Unscheduled),
+            JobEvent::JobProgressed(e) => Some(e.status.status()),
+            JobEvent::JobStarted(_) | JobEvent::JobResumed(_) => Some(JobStatus::Started),
+            JobEvent::JobSuspended(_) => Some(JobStatus::Suspended),
+            JobEvent::JobCompleted(e) => Some(e.outcome.status()),
+            JobEvent::JobCancelled(_) => Some(JobStatus::Cancelled),
         }
     }
 

@@ -129,7 +129,7 @@ pub fn project(
 
 impl JobView {
     fn apply(&mut self, event: &JobEvent, metadata: &EventMetadata) {
-        if let Some(status) = status_after(event) {
+        if let Some(status) = event.status_after() {
             self.status = status;
         }
         match event {
@@ -215,21 +215,6 @@ pub fn apply_event(
     status_entry(event, sequence, metadata)
 }
 
-/// The status an event moves a job to, if it is a status change.
-fn status_after(event: &JobEvent) -> Option<JobStatus> {
-    match event {
-        JobEvent::JobCreated(_) => Some(JobStatus::New),
-        JobEvent::JobUpdated(_) => None,
-        JobEvent::JobScheduled(_) => Some(JobStatus::Scheduled),
-        JobEvent::JobUnscheduled(_) => Some(JobStatus::Unscheduled),
-        JobEvent::JobProgressed(e) => Some(e.status.status()),
-        JobEvent::JobStarted(_) | JobEvent::JobResumed(_) => Some(JobStatus::Started),
-        JobEvent::JobSuspended(_) => Some(JobStatus::Suspended),
-        JobEvent::JobCompleted(e) => Some(e.outcome.status()),
-        JobEvent::JobCancelled(_) => Some(JobStatus::Cancelled),
-    }
-}
-
 /// The status-history entry an event adds, if it changes (or re-affirms, for a reschedule)
 /// the job's status.
 pub fn status_entry(
@@ -237,7 +222,7 @@ pub fn status_entry(
     sequence: i64,
     metadata: &EventMetadata,
 ) -> Option<StatusHistoryEntry> {
-    let status = status_after(event)?;
+    let status = event.status_after()?;
     let comment = match event {
         JobEvent::JobProgressed(e) => e.comment.as_ref().map(|c| c.as_str()),
         JobEvent::JobStarted(e) => e.comment.as_ref().map(|c| c.as_str()),

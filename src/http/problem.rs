@@ -141,37 +141,12 @@ impl ApiError {
     /// can tell "try again" from a bug), 500 otherwise.
     pub fn store(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         let error = error.into();
-        if store_unreachable(error.as_ref()) {
+        if projections::store_unavailable(error.as_ref()) {
             ApiError::Unavailable(Some(error))
         } else {
             ApiError::Internal(error)
         }
     }
-}
-
-/// Whether an error (or any of its causes) says the database cannot be reached or used
-/// right now, rather than that a query was wrong.
-fn store_unreachable(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut current = Some(error);
-    while let Some(error) = current {
-        if let Some(error) = error.downcast_ref::<sqlx::Error>() {
-            return match error {
-                sqlx::Error::Io(_)
-                | sqlx::Error::Tls(_)
-                | sqlx::Error::PoolTimedOut
-                | sqlx::Error::PoolClosed
-                | sqlx::Error::WorkerCrashed => true,
-                // PostgreSQL: connection exceptions (08…), the database is gone (3D000), the
-                // server is shutting down (57P01–57P03).
-                sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-                    code.starts_with("08") || code == "3D000" || code.starts_with("57P0")
-                }),
-                _ => false,
-            };
-        }
-        current = error.source();
-    }
-    false
 }
 
 /// The message and cause chain of an error, for the log. Many errors already print their
@@ -560,14 +535,5 @@ mod tests {
     fn a_report_names_each_cause_once() {
         assert_eq!(report(&Outer(Inner)), "outer: inner detail");
         assert_eq!(report(&Wrapper(Inner)), "wrapper: inner detail");
-    }
-
-    #[test]
-    fn only_connection_failures_count_as_unreachable() {
-        assert!(store_unreachable(&sqlx::Error::PoolTimedOut));
-        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
-        assert!(store_unreachable(&sqlx::Error::Io(io)));
-        assert!(!store_unreachable(&sqlx::Error::RowNotFound));
-        assert!(!store_unreachable(&Wrapper(Inner)));
     }
 }

@@ -22,34 +22,14 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+pub use crate::error::StoreError;
+
 pub use clients::{ClientRecord, ClientRegistry};
 pub(crate) use maintenance::{job_rows, pair_job_events, parse_job_events, ParsedJobEvent};
 pub use postgres::PostgresJobStore;
 pub use shared::ProjectionTables;
 pub(crate) use shared::{fold_events, unseen_jobs, unwrap_payload, ViewSlots};
 pub use sqlite::SqliteJobStore;
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("unsupported database URL: expected postgres://… or sqlite:…")]
-    UnsupportedUrl,
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error("migration failed: {0}")]
-    Migration(#[from] sqlx::migrate::MigrateError),
-    #[error("stored data could not be read: {0}")]
-    Corrupt(String),
-    #[error("another rebuild of the projection is running on this store")]
-    RebuildRunning,
-    #[error("interrupted")]
-    Interrupted,
-    #[error("a task of the rebuild failed: {0}")]
-    Task(String),
-    #[error("database error: {0}")]
-    Sqlite(String),
-    #[error("cannot take the rebuild lock: {0}")]
-    Lock(#[source] std::io::Error),
-}
 
 /// One stored event as the audit endpoint shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -213,29 +193,6 @@ impl JobStore {
     }
 }
 
-impl StoreError {
-    /// Whether the database gave up waiting for a lock: worth trying again.
-    pub fn is_lock_timeout(&self) -> bool {
-        match self {
-            StoreError::Database(sqlx::Error::Database(error)) => gave_up_waiting(error.as_ref()),
-            _ => false,
-        }
-    }
-}
-
-/// PostgreSQL's `lock_not_available` (a `lock_timeout` ran out).
-const POSTGRES_LOCK_NOT_AVAILABLE: &str = "55P03";
-
-/// SQLite's "database is locked" and "table is locked": its busy timeout ran out.
-fn sqlite_busy(error: &dyn sqlx::error::DatabaseError) -> bool {
-    matches!(error.code().as_deref(), Some("5" | "6"))
-}
-
-/// Whether a database error means a lock was not had in time, on either backend.
-fn gave_up_waiting(error: &dyn sqlx::error::DatabaseError) -> bool {
-    sqlite_busy(error) || error.code().as_deref() == Some(POSTGRES_LOCK_NOT_AVAILABLE)
-}
-
 /// Maps a database error on the write path to cqrs-es's terms. A unique violation on the
 /// events key means another writer appended this sequence first (optimistic concurrency);
 /// SQLite's "database is locked" is likewise a lost race. Both are safe to retry.
@@ -245,13 +202,12 @@ fn persistence_error(error: sqlx::Error) -> cqrs_es::persist::PersistenceError {
         sqlx::Error::Database(db) if db.is_unique_violation() => {
             PersistenceError::OptimisticLockError
         }
-        sqlx::Error::Database(db) if sqlite_busy(db.as_ref()) => {
+        sqlx::Error::Database(db) if crate::error::sqlite_busy(db.as_ref()) => {
             PersistenceError::OptimisticLockError
         }
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed => PersistenceError::ConnectionError(Box::new(error)),
+        _ if crate::error::database_unavailable(&error) => {
+            PersistenceError::ConnectionError(Box::new(error))
+        }
         _ => PersistenceError::UnknownError(Box::new(error)),
     }
 }

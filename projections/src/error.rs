@@ -1,0 +1,117 @@
+//! The store's error, and the one place that classifies database failures: whether the
+//! database cannot be reached right now (a 503 to callers, worth retrying later), whether it
+//! gave up waiting for a lock (worth retrying at once), or neither (a bug or bad data).
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unsupported database URL: expected postgres://… or sqlite:…")]
+    UnsupportedUrl,
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data could not be read: {0}")]
+    Corrupt(String),
+    #[error("another rebuild of the projection is running on this store")]
+    RebuildRunning,
+    #[error("interrupted")]
+    Interrupted,
+    #[error("a task of the rebuild failed: {0}")]
+    Task(String),
+    #[error("database error: {0}")]
+    Sqlite(String),
+    #[error("cannot take the rebuild lock: {0}")]
+    Lock(#[source] std::io::Error),
+}
+
+impl StoreError {
+    /// Whether the database gave up waiting for a lock: worth trying again.
+    pub fn is_lock_timeout(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(error)) => gave_up_waiting(error.as_ref()),
+            _ => false,
+        }
+    }
+
+    /// Whether the database cannot be reached or used right now, rather than that a query
+    /// was wrong.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Database(error) => database_unavailable(error),
+            _ => false,
+        }
+    }
+}
+
+/// Whether an error, or any error in its cause chain, says the database cannot be reached
+/// or used right now: what callers get as 503 rather than 500. Errors come boxed through
+/// cqrs-es, hence the walk down the chain.
+pub fn store_unavailable(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if let Some(error) = error.downcast_ref::<sqlx::Error>() {
+            return database_unavailable(error);
+        }
+        if let Some(error) = error.downcast_ref::<StoreError>() {
+            return error.is_unavailable();
+        }
+        current = error.source();
+    }
+    false
+}
+
+/// The classification itself: the connection or the pool failed; or PostgreSQL reports a
+/// connection exception (08…), that the database is gone (3D000), or that the server is
+/// shutting down (57P01–57P03).
+pub(crate) fn database_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || code == "3D000" || code.starts_with("57P0")
+        }),
+        _ => false,
+    }
+}
+
+/// PostgreSQL's `lock_not_available` (a `lock_timeout` ran out).
+const POSTGRES_LOCK_NOT_AVAILABLE: &str = "55P03";
+
+/// SQLite's "database is locked" and "table is locked": its busy timeout ran out.
+pub(crate) fn sqlite_busy(error: &dyn sqlx::error::DatabaseError) -> bool {
+    matches!(error.code().as_deref(), Some("5" | "6"))
+}
+
+/// Whether a database error means a lock was not had in time, on either backend.
+fn gave_up_waiting(error: &dyn sqlx::error::DatabaseError) -> bool {
+    sqlite_busy(error) || error.code().as_deref() == Some(POSTGRES_LOCK_NOT_AVAILABLE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("wrapper")]
+    struct Wrapper(#[source] Inner);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("inner detail")]
+    struct Inner;
+
+    #[test]
+    fn only_connection_failures_count_as_unavailable() {
+        assert!(store_unavailable(&sqlx::Error::PoolTimedOut));
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert!(store_unavailable(&sqlx::Error::Io(io)));
+        assert!(!store_unavailable(&sqlx::Error::RowNotFound));
+        assert!(!store_unavailable(&Wrapper(Inner)));
+        assert!(store_unavailable(&StoreError::Database(
+            sqlx::Error::PoolClosed
+        )));
+        assert!(!store_unavailable(&StoreError::Corrupt("x".into())));
+    }
+}
