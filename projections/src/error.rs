@@ -24,6 +24,12 @@ pub enum StoreError {
     Lock(#[source] std::io::Error),
 }
 
+impl From<crate::model::fold::NotAJobId> for StoreError {
+    fn from(error: crate::model::fold::NotAJobId) -> Self {
+        StoreError::Corrupt(error.to_string())
+    }
+}
+
 impl StoreError {
     /// Whether the database gave up waiting for a lock: worth trying again.
     pub fn is_lock_timeout(&self) -> bool {

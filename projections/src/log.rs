@@ -10,7 +10,9 @@
 //! nothing can later commit before them. SQLite has one writer at a time, so its position
 //! (rowid) order is commit order.
 
-use crate::store::StoreError;
+use crate::error::StoreError;
+use crate::model::fold::EventRow;
+use crate::model::metadata::EventMetadata;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -57,7 +59,7 @@ impl LoggedEvent {
 
     /// The event's own fields, without cqrs-es's `{"EventType": …}` wrapper.
     pub fn data(&self) -> serde_json::Value {
-        crate::store::unwrap_payload(json_or_text(&self.payload), &self.event_type)
+        unwrap_payload(json_or_text(&self.payload), &self.event_type)
     }
 
     /// The metadata as JSON.
@@ -66,8 +68,8 @@ impl LoggedEvent {
     }
 
     /// Who acted, with which token, for whom, in which request.
-    pub fn who(&self) -> crate::EventMetadata {
-        crate::EventMetadata::from_json_text(&self.metadata)
+    pub fn who(&self) -> EventMetadata {
+        EventMetadata::from_json_text(&self.metadata)
     }
 
     /// The job event, if this is one the domain knows.
@@ -193,25 +195,52 @@ where
     }
 }
 
-/// Decodes one row of a log query: the event columns plus `"transaction"` (see the stores).
-macro_rules! logged_event {
-    ($row:expr) => {{
-        use sqlx::Row;
-        let row = $row;
-        Ok::<_, sqlx::Error>($crate::log::LoggedEvent {
-            cursor: $crate::log::LogCursor {
-                transaction: row.try_get("transaction")?,
-                position: row.try_get("position")?,
-            },
-            aggregate_type: row.try_get("aggregate_type")?,
-            aggregate_id: row.try_get("aggregate_id")?,
-            sequence: row.try_get("sequence")?,
-            event_type: row.try_get("event_type")?,
-            event_version: row.try_get("event_version")?,
-            recorded_at: row.try_get("recorded_at")?,
-            payload: row.try_get("payload")?,
-            metadata: row.try_get("metadata")?,
-        })
-    }};
+/// The payload of a stored event without cqrs-es's `{"EventType": …}` wrapper.
+pub(crate) fn unwrap_payload(payload: serde_json::Value, event_type: &str) -> serde_json::Value {
+    match payload {
+        serde_json::Value::Object(mut map) if map.len() == 1 && map.contains_key(event_type) => {
+            map.remove(event_type).unwrap_or_default()
+        }
+        other => other,
+    }
 }
-pub(crate) use logged_event;
+
+/// The job events among logged events, parsed, as the fold takes them.
+pub(crate) fn job_rows(events: &[LoggedEvent]) -> Result<Vec<EventRow<'_>>, StoreError> {
+    Ok(pair_job_events(events, parse_job_events(events)?))
+}
+
+/// A job event and its metadata, parsed from a logged event's text.
+pub(crate) type ParsedJobEvent = (domain::JobEvent, EventMetadata);
+
+/// The first half of `job_rows`: the job events among `events`, parsed. Separate from the
+/// second so that a rebuild can parse one batch while it folds another.
+pub(crate) fn parse_job_events(events: &[LoggedEvent]) -> Result<Vec<ParsedJobEvent>, StoreError> {
+    job_events(events)
+        .map(|event| Ok((event.job_event()?, event.who())))
+        .collect()
+}
+
+/// The second half of `job_rows`: each of `parsed` (made from `events`) with its event's
+/// job and sequence.
+pub(crate) fn pair_job_events(
+    events: &[LoggedEvent],
+    parsed: Vec<ParsedJobEvent>,
+) -> Vec<EventRow<'_>> {
+    debug_assert_eq!(job_events(events).count(), parsed.len());
+    job_events(events)
+        .zip(parsed)
+        .map(|(event, (job_event, metadata))| EventRow {
+            job_id: &event.aggregate_id,
+            sequence: event.sequence,
+            event: job_event,
+            metadata,
+        })
+        .collect()
+}
+
+fn job_events(events: &[LoggedEvent]) -> impl Iterator<Item = &LoggedEvent> {
+    events
+        .iter()
+        .filter(|event| event.aggregate_type == domain::AGGREGATE_TYPE)
+}

@@ -7,11 +7,11 @@
 //! into their place. Until that commit the live tables are untouched, so an interrupted or
 //! failed rebuild changes nothing a reader sees; the next run drops its leftovers first.
 
-use crate::log::LoggedEvent;
-use crate::log::{EventLog, LogCursor, LogFilter};
-use crate::store::{fold_events, pair_job_events, parse_job_events, unseen_jobs};
-use crate::store::{ParsedJobEvent, StoreError};
-use crate::view::{JobView, StatusHistoryEntry};
+use crate::error::StoreError;
+use crate::log::{pair_job_events, parse_job_events, ParsedJobEvent};
+use crate::log::{EventLog, LogCursor, LogFilter, LoggedEvent};
+use crate::model::fold::{fold_events, unseen_jobs, ViewSlots};
+use crate::model::view::{JobView, StatusHistoryEntry, SummaryDocument};
 use async_trait::async_trait;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -43,19 +43,10 @@ impl Default for RebuildSettings {
     }
 }
 
-/// A summary as a rebuild writes it: the view and its JSON document, made while the replay
-/// folds rather than while the database's single writer waits for it.
-pub struct RebuiltSummary {
-    pub view: JobView,
-    pub document: String,
-}
-
-impl RebuiltSummary {
-    pub fn new(view: JobView) -> Result<RebuiltSummary, StoreError> {
-        let document = serde_json::to_string(&view)
-            .map_err(|e| StoreError::Corrupt(format!("job {}: {e}", view.id)))?;
-        Ok(RebuiltSummary { view, document })
-    }
+/// A summary's document for a rebuild, or why it cannot be made.
+fn rebuilt(view: JobView) -> Result<SummaryDocument, StoreError> {
+    let id = view.id;
+    SummaryDocument::new(view).map_err(|e| StoreError::Corrupt(format!("job {id}: {e}")))
 }
 
 /// Held while a rebuild runs; dropping it lets the next one start.
@@ -83,8 +74,8 @@ pub trait ProjectionRebuild: EventLog {
     async fn write_rebuild(
         &self,
         history: &[(&str, StatusHistoryEntry)],
-        new: &[RebuiltSummary],
-        changed: &[RebuiltSummary],
+        new: &[SummaryDocument],
+        changed: &[SummaryDocument],
     ) -> Result<(), StoreError>;
 
     /// Gives the rebuild tables the indexes of the live ones that they still lack (kept off
@@ -169,7 +160,7 @@ async fn replay_and_swap(
     // the next one read), and the summaries it writes back are kept here until it is done,
     // so a job that comes back in the meantime is taken from memory rather than read
     // before it is written.
-    let mut writing: Option<Writing> = None;
+    let mut writing: Option<Task<()>> = None;
     let mut in_flight = Arc::new(WriteBack::default());
     let mut replayed = 0u64;
     let mut after = LogCursor::START;
@@ -177,7 +168,7 @@ async fn replay_and_swap(
     while let Some(last) = batch.events.last() {
         after = last.cursor;
         // The next batch is read (and parsed) on its own task while this one is folded.
-        let reading = Reading::start(store.clone(), after, settings.batch);
+        let reading = start_reading(store.clone(), after, settings.batch);
         held.batch += 1;
         let rows = pair_job_events(&batch.events, std::mem::take(&mut batch.parsed));
         let mut unseen = unseen_jobs(&held, &rows);
@@ -200,9 +191,11 @@ async fn replay_and_swap(
             false => WriteBack::default(),
         };
         drop(rows);
-        Writing::finish(writing.take()).await?;
+        if let Some(write) = writing.take() {
+            write.finish().await?;
+        }
         in_flight = Arc::new(written_back);
-        writing = Some(Writing::start(store.clone(), history, in_flight.clone()));
+        writing = Some(start_writing(store.clone(), history, in_flight.clone()));
         replayed += batch.events.len() as u64;
         progress.advanced(replayed);
         batch = reading.finish().await?;
@@ -214,7 +207,9 @@ async fn replay_and_swap(
                 ReadBatch::parse(wait_for_the_tail(store.as_ref(), after, settings.batch).await?)?;
         }
     }
-    Writing::finish(writing.take()).await?;
+    if let Some(write) = writing.take() {
+        write.finish().await?;
+    }
     let rest = held.evict_oldest(held.views.len())?;
     store
         .write_rebuild(&[], rest.new_rows(), rest.changed())
@@ -251,62 +246,53 @@ impl ReadBatch {
     }
 }
 
-/// The read of the next batch, on a task of its own; aborted if the rebuild stops first.
-struct Reading(tokio::task::JoinHandle<Result<ReadBatch, StoreError>>);
+/// A task of the rebuild (the next batch's read, or the last batch's write), aborted if the
+/// rebuild stops before it is awaited.
+struct Task<T>(tokio::task::JoinHandle<Result<T, StoreError>>);
 
-impl Reading {
-    fn start(store: Arc<dyn ProjectionRebuild>, after: LogCursor, batch: i64) -> Reading {
-        Reading(tokio::spawn(async move {
-            ReadBatch::read(store.as_ref(), after, batch).await
-        }))
+impl<T: Send + 'static> Task<T> {
+    fn spawn(
+        work: impl std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
+    ) -> Self {
+        Task(tokio::spawn(work))
     }
 
-    async fn finish(mut self) -> Result<ReadBatch, StoreError> {
+    async fn finish(mut self) -> Result<T, StoreError> {
         let outcome = (&mut self.0).await;
         outcome.map_err(|error| StoreError::Task(error.to_string()))?
     }
 }
 
-impl Drop for Reading {
+impl<T> Drop for Task<T> {
     fn drop(&mut self) {
         self.0.abort();
     }
 }
 
-/// One batch's write, on a task of its own; aborted if the rebuild stops before it is
-/// awaited.
-struct Writing(tokio::task::JoinHandle<Result<(), StoreError>>);
-
-impl Writing {
-    fn start(
-        store: Arc<dyn ProjectionRebuild>,
-        history: Vec<(String, StatusHistoryEntry)>,
-        written_back: Arc<WriteBack>,
-    ) -> Writing {
-        Writing(tokio::spawn(async move {
-            let (job_ids, entries): (Vec<String>, Vec<StatusHistoryEntry>) =
-                history.into_iter().unzip();
-            let history: Vec<(&str, StatusHistoryEntry)> =
-                job_ids.iter().map(String::as_str).zip(entries).collect();
-            store
-                .write_rebuild(&history, written_back.new_rows(), written_back.changed())
-                .await
-        }))
-    }
-
-    async fn finish(writing: Option<Writing>) -> Result<(), StoreError> {
-        let Some(mut writing) = writing else {
-            return Ok(());
-        };
-        let outcome = (&mut writing.0).await;
-        outcome.map_err(|error| StoreError::Task(error.to_string()))?
-    }
+/// Reads (and parses) the batch after `after` on a task of its own.
+fn start_reading(
+    store: Arc<dyn ProjectionRebuild>,
+    after: LogCursor,
+    batch: i64,
+) -> Task<ReadBatch> {
+    Task::spawn(async move { ReadBatch::read(store.as_ref(), after, batch).await })
 }
 
-impl Drop for Writing {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+/// Writes one batch's history rows and written-back summaries on a task of its own.
+fn start_writing(
+    store: Arc<dyn ProjectionRebuild>,
+    history: Vec<(String, StatusHistoryEntry)>,
+    written_back: Arc<WriteBack>,
+) -> Task<()> {
+    Task::spawn(async move {
+        let (job_ids, entries): (Vec<String>, Vec<StatusHistoryEntry>) =
+            history.into_iter().unzip();
+        let history: Vec<(&str, StatusHistoryEntry)> =
+            job_ids.iter().map(String::as_str).zip(entries).collect();
+        store
+            .write_rebuild(&history, written_back.new_rows(), written_back.changed())
+            .await
+    })
 }
 
 /// What a reader that has caught up may still find: on PostgreSQL an older transaction
@@ -402,8 +388,8 @@ impl HeldViews {
                 continue;
             };
             match (held.view, held.dirty, held.stored) {
-                (Some(view), true, false) => new.push(RebuiltSummary::new(view)?),
-                (Some(view), true, true) => changed.push(RebuiltSummary::new(view)?),
+                (Some(view), true, false) => new.push(rebuilt(view)?),
+                (Some(view), true, true) => changed.push(rebuilt(view)?),
                 _ => {}
             }
         }
@@ -411,7 +397,7 @@ impl HeldViews {
     }
 }
 
-impl crate::store::ViewSlots for HeldViews {
+impl ViewSlots for HeldViews {
     fn holds(&self, job_id: &str) -> bool {
         self.views.contains_key(job_id)
     }
@@ -429,13 +415,13 @@ impl crate::store::ViewSlots for HeldViews {
 #[derive(Default)]
 struct WriteBack {
     /// The new rows, then the changed ones.
-    rows: Vec<RebuiltSummary>,
+    rows: Vec<SummaryDocument>,
     new: usize,
     by_id: hashbrown::HashMap<Uuid, usize>,
 }
 
 impl WriteBack {
-    fn new(new: Vec<RebuiltSummary>, changed: Vec<RebuiltSummary>) -> WriteBack {
+    fn new(new: Vec<SummaryDocument>, changed: Vec<SummaryDocument>) -> WriteBack {
         let new_count = new.len();
         let mut rows = new;
         rows.extend(changed);
@@ -451,11 +437,11 @@ impl WriteBack {
         }
     }
 
-    fn new_rows(&self) -> &[RebuiltSummary] {
+    fn new_rows(&self) -> &[SummaryDocument] {
         &self.rows[..self.new]
     }
 
-    fn changed(&self) -> &[RebuiltSummary] {
+    fn changed(&self) -> &[SummaryDocument] {
         &self.rows[self.new..]
     }
 

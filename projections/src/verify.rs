@@ -4,9 +4,10 @@
 //! and rows read in one snapshot, so the check runs beside a live service, sees no
 //! half-written command, and keeps memory flat.
 
-use crate::log::LoggedEvent;
-use crate::store::{fold_events, job_rows, StoreError};
-use crate::view::{JobView, StatusHistoryEntry};
+use crate::error::StoreError;
+use crate::log::{job_rows, LoggedEvent};
+use crate::model::fold::fold_events;
+use crate::model::view::{JobView, StatusHistoryEntry};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};

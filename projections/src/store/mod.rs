@@ -1,35 +1,45 @@
-//! Where events and projections live. Both backends implement the same two faces:
-//! cqrs-es's `PersistedEventRepository` (the write side: `persist` appends a command's events
-//! and updates the projection in one transaction; reads delegate to postgres-es/sqlite-es)
-//! and [`JobQueries`] (the read side). The code of both is generated from one body by
-//! `job_store!` in `shared.rs`, because the SQL is the same text on both.
+//! Where events and projections live. A [`Store`] keeps both in one database, PostgreSQL or
+//! SQLite, and shows them through narrow faces: cqrs-es's `PersistedEventRepository` (the
+//! write side: `persist` appends a command's events and updates the projection in one
+//! transaction; reads delegate to postgres-es/sqlite-es), [`JobQueries`] (the read side),
+//! the global log, rebuild and verify, and the client registry.
+//!
+//! - `backend.rs`: the [`Backend`] trait, what differs between the two databases;
+//!   `postgres.rs` and `sqlite/` implement it (`sqlite/bulk.rs` holds all unsafe FFI);
+//! - `sql.rs`: the statements both run as written; `rows.rs`: the projection's columns;
+//! - `write.rs`, `read.rs`, `upkeep.rs`: the write path, the read side, and the log, rebuild
+//!   and verify implementations — ordinary code generic over the backend;
+//! - `clients.rs`: the OAuth client registry, kept here because it shares the pool, the
+//!   migrations and SQLite's writer queue.
 
-#[macro_use]
-mod shared;
-#[macro_use]
+mod backend;
 mod clients;
-#[macro_use]
-mod maintenance;
 pub mod postgres;
+mod read;
+mod rows;
+mod sql;
 pub mod sqlite;
-mod sqlite_bulk;
+mod upkeep;
+mod write;
 
-use crate::paging::{Direction, JobFilter, Page, PageRequest};
-use crate::view::{JobView, StatusHistoryEntry};
+use crate::log::EventLog;
+use crate::model::paging::{Direction, JobFilter, Page, PageRequest};
+use crate::model::view::{JobView, StatusHistoryEntry};
+use crate::rebuild::ProjectionRebuild;
+use crate::verify::ProjectionCheck;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use std::sync::Arc;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 pub use crate::error::StoreError;
-
+pub use backend::Backend;
 pub use clients::{ClientRecord, ClientRegistry};
-pub(crate) use maintenance::{job_rows, pair_job_events, parse_job_events, ParsedJobEvent};
-pub use postgres::PostgresJobStore;
-pub use shared::ProjectionTables;
-pub(crate) use shared::{fold_events, unseen_jobs, unwrap_payload, ViewSlots};
-pub use sqlite::SqliteJobStore;
+pub use postgres::{Postgres, PostgresJobStore};
+pub use rows::ProjectionTables;
+pub use sqlite::{Sqlite, SqliteJobStore};
 
 /// One stored event as the audit endpoint shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -78,6 +88,47 @@ pub trait JobQueries: Send + Sync {
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
+/// Events and projections in one database of backend `B`.
+pub struct Store<B: Backend> {
+    pool: sqlx::Pool<B::Db>,
+    /// cqrs-es's own repository on the same pool, for event reads.
+    events: Arc<B::Events>,
+    backend: B,
+}
+
+impl<B: Backend> Clone for Store<B> {
+    fn clone(&self) -> Self {
+        Store {
+            pool: self.pool.clone(),
+            events: self.events.clone(),
+            backend: self.backend.clone(),
+        }
+    }
+}
+
+impl<B: Backend> Store<B> {
+    /// Applies the migrations the database has not seen yet; returns those.
+    pub async fn migrate(&self) -> Result<Vec<MigrationApplied>, StoreError> {
+        <B::Db as sql::Sql>::migrate(&self.pool, B::migrator()).await
+    }
+}
+
+/// A migration that `migrate` applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationApplied {
+    pub version: i64,
+    pub description: String,
+}
+
+/// Every face of a store but the write side (whose generic methods make it no trait
+/// object), so that one `match` on the backend serves them all.
+trait StoreFaces: JobQueries + EventLog + ProjectionRebuild + ProjectionCheck + ClientRegistry {}
+
+impl<S: JobQueries + EventLog + ProjectionRebuild + ProjectionCheck + ClientRegistry> StoreFaces
+    for S
+{
+}
+
 /// The store chosen by the database URL.
 #[derive(Clone)]
 pub enum JobStore {
@@ -108,48 +159,19 @@ pub async fn open(database_url: &str) -> Result<JobStore, StoreError> {
     }
 }
 
-/// A migration that `migrate` applied.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MigrationApplied {
-    pub version: i64,
-    pub description: String,
-}
-
-/// Runs `migrator` on `connection` and tells which of its migrations were new.
-async fn apply_migrations<C: sqlx::migrate::Migrate>(
-    connection: &mut C,
-    migrator: &sqlx::migrate::Migrator,
-) -> Result<Vec<MigrationApplied>, StoreError> {
-    connection.ensure_migrations_table().await?;
-    let before: std::collections::HashSet<i64> = connection
-        .list_applied_migrations()
-        .await?
-        .into_iter()
-        .map(|migration| migration.version)
-        .collect();
-    migrator.run_direct(connection).await?;
-    Ok(migrator
-        .iter()
-        .filter(|m| m.migration_type.is_up_migration() && !before.contains(&m.version))
-        .map(|m| MigrationApplied {
-            version: m.version,
-            description: m.description.to_string(),
-        })
-        .collect())
-}
-
 impl JobStore {
-    pub fn backend_name(&self) -> &'static str {
+    /// The store behind every face.
+    fn faces(&self) -> Arc<dyn StoreFaces> {
         match self {
-            JobStore::Postgres(_) => "postgres",
-            JobStore::Sqlite(_) => "sqlite",
+            JobStore::Postgres(store) => Arc::new(store.clone()),
+            JobStore::Sqlite(store) => Arc::new(store.clone()),
         }
     }
 
-    pub fn queries(&self) -> std::sync::Arc<dyn JobQueries> {
+    pub fn backend_name(&self) -> &'static str {
         match self {
-            JobStore::Postgres(store) => std::sync::Arc::new(store.clone()),
-            JobStore::Sqlite(store) => std::sync::Arc::new(store.clone()),
+            JobStore::Postgres(_) => Postgres::NAME,
+            JobStore::Sqlite(_) => Sqlite::NAME,
         }
     }
 
@@ -161,61 +183,26 @@ impl JobStore {
         }
     }
 
+    pub fn queries(&self) -> Arc<dyn JobQueries> {
+        self.faces()
+    }
+
     /// The global event log.
-    pub fn log(&self) -> std::sync::Arc<dyn crate::log::EventLog> {
-        match self {
-            JobStore::Postgres(store) => std::sync::Arc::new(store.clone()),
-            JobStore::Sqlite(store) => std::sync::Arc::new(store.clone()),
-        }
+    pub fn log(&self) -> Arc<dyn EventLog> {
+        self.faces()
     }
 
     /// What a projection rebuild needs of the store.
-    pub fn rebuilder(&self) -> std::sync::Arc<dyn crate::rebuild::ProjectionRebuild> {
-        match self {
-            JobStore::Postgres(store) => std::sync::Arc::new(store.clone()),
-            JobStore::Sqlite(store) => std::sync::Arc::new(store.clone()),
-        }
+    pub fn rebuilder(&self) -> Arc<dyn ProjectionRebuild> {
+        self.faces()
     }
 
     /// What `verify` needs of the store.
-    pub fn checker(&self) -> std::sync::Arc<dyn crate::verify::ProjectionCheck> {
-        match self {
-            JobStore::Postgres(store) => std::sync::Arc::new(store.clone()),
-            JobStore::Sqlite(store) => std::sync::Arc::new(store.clone()),
-        }
+    pub fn checker(&self) -> Arc<dyn ProjectionCheck> {
+        self.faces()
     }
 
-    pub fn clients(&self) -> std::sync::Arc<dyn ClientRegistry> {
-        match self {
-            JobStore::Postgres(store) => std::sync::Arc::new(store.clone()),
-            JobStore::Sqlite(store) => std::sync::Arc::new(store.clone()),
-        }
-    }
-}
-
-/// Maps a database error on the write path to cqrs-es's terms. A unique violation on the
-/// events key means another writer appended this sequence first (optimistic concurrency);
-/// SQLite's "database is locked" is likewise a lost race. Both are safe to retry.
-fn persistence_error(error: sqlx::Error) -> cqrs_es::persist::PersistenceError {
-    use cqrs_es::persist::PersistenceError;
-    match &error {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            PersistenceError::OptimisticLockError
-        }
-        sqlx::Error::Database(db) if crate::error::sqlite_busy(db.as_ref()) => {
-            PersistenceError::OptimisticLockError
-        }
-        _ if crate::error::database_unavailable(&error) => {
-            PersistenceError::ConnectionError(Box::new(error))
-        }
-        _ => PersistenceError::UnknownError(Box::new(error)),
-    }
-}
-
-/// The same, for errors of the projection step of a write.
-fn store_to_persistence_error(error: StoreError) -> cqrs_es::persist::PersistenceError {
-    match error {
-        StoreError::Database(error) => persistence_error(error),
-        other => cqrs_es::persist::PersistenceError::UnknownError(Box::new(other)),
+    pub fn clients(&self) -> Arc<dyn ClientRegistry> {
+        self.faces()
     }
 }

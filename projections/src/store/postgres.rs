@@ -1,17 +1,31 @@
-//! The PostgreSQL store (production).
+//! The PostgreSQL backend (production): log order by writing transaction, advisory-lock
+//! leases, `COPY` for a rebuild's rows, and index renames in the swap.
 
-use super::{ProjectionTables, StoreError};
+use super::backend::Backend;
+use super::rows::{
+    column_list, history_values, summary_values, ProjectionTables, RowValue, HISTORY_COLUMNS,
+    SUMMARY_COLUMNS,
+};
+use super::sql::Sql;
+use super::Store;
+use crate::error::StoreError;
+use crate::log::{LogCursor, LogFilter, LoggedEvent};
+use crate::model::view::{StatusHistoryEntry, SummaryDocument};
+use crate::rebuild::RebuildLease;
+use async_trait::async_trait;
 use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::PgConnection;
 use std::sync::Arc;
 use std::time::Duration;
 
-#[derive(Clone)]
-pub struct PostgresJobStore {
-    pool: PgPool,
-    delegate: Arc<postgres_es::PostgresEventRepository>,
-}
+/// The PostgreSQL backend; it keeps no state beside the pool.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Postgres;
 
-impl PostgresJobStore {
+/// The production store.
+pub type PostgresJobStore = Store<Postgres>;
+
+impl Store<Postgres> {
     /// Connects without touching the schema (see [`Self::migrate`]).
     pub async fn connect(database_url: &str) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
@@ -20,22 +34,14 @@ impl PostgresJobStore {
             .connect(database_url)
             .await?;
         Ok(Self {
-            delegate: Arc::new(postgres_es::PostgresEventRepository::new(pool.clone())),
+            events: Arc::new(postgres_es::PostgresEventRepository::new(pool.clone())),
             pool,
+            backend: Postgres,
         })
     }
-
-    /// Applies the migrations the database has not seen yet; returns those.
-    pub async fn migrate(&self) -> Result<Vec<super::MigrationApplied>, StoreError> {
-        let mut connection = self.pool.acquire().await?;
-        super::apply_migrations(&mut *connection, &sqlx::migrate!("../migrations/postgres")).await
-    }
-
-    /// PostgreSQL runs writers side by side; its row locks order them.
-    async fn exclusive_writer(&self) -> Option<()> {
-        None
-    }
 }
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
 /// Log queries: after the cursor `($1 transaction, $2 position)`, optionally for the customer
 /// `$3`, at most `$4` events, in (transaction, position) order.
@@ -56,52 +62,60 @@ macro_rules! log_query {
 /// The advisory lock one rebuild at a time holds on a database ("jobs rebuild" in ASCII).
 const REBUILD_LOCK: i64 = 0x6a6f_6273_7265_6275;
 
-impl PostgresJobStore {
+#[async_trait]
+impl Backend for Postgres {
+    type Db = sqlx::Postgres;
+    type Events = postgres_es::PostgresEventRepository;
+
+    const NAME: &'static str = "postgres";
+
+    fn migrator() -> &'static sqlx::migrate::Migrator {
+        &MIGRATOR
+    }
+
     /// Only events of transactions older than every running one: nothing can commit before
     /// them any more.
-    const READ_LOG: &str =
+    const READ_LOG: &'static str =
         log_query!("AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())");
-    const READ_COMMITTED: &str = log_query!("");
+    const READ_COMMITTED: &'static str = log_query!("");
     /// Transactions from this id on began after the call.
-    const LOG_END: &str = "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint";
-    const HELD_BACK: &str = "SELECT count(*) FROM (SELECT 1 FROM events \
+    const LOG_END: &'static str = "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint";
+    const HELD_BACK: &'static str = "SELECT count(*) FROM (SELECT 1 FROM events \
          WHERE (transaction_id, position) > ($1::bigint::text::xid8, $2) \
          AND transaction_id < $4::bigint::text::xid8 \
          AND ($3::text IS NULL OR metadata->>'customerId' = $3) LIMIT 1000) AS waiting";
-    const CURSOR_AT: &str = "SELECT transaction_id::text::bigint, position, \
+    const CURSOR_AT: &'static str = "SELECT transaction_id::text::bigint, position, \
          transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
          FROM events WHERE position = $1";
-    const TRANSACTION: &str = "transaction_id::text::bigint";
+    const TRANSACTION: &'static str = "transaction_id::text::bigint";
 
-    const WRITE_BEGIN: &str = "BEGIN";
-    const SNAPSHOT_BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+    const WRITE_BEGIN: &'static str = "BEGIN";
+    const SNAPSHOT_BEGIN: &'static str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
     /// Taken before the snapshot: a rebuild's swap renames new tables into the projection's
     /// names, and a snapshot older than the swap would see them without the rows it added.
-    const SNAPSHOT_FIRST: &str = "LOCK TABLE job_summary, job_status_history IN ACCESS SHARE MODE";
+    const SNAPSHOT_FIRST: &'static str =
+        "LOCK TABLE job_summary, job_status_history IN ACCESS SHARE MODE";
 
-    /// Runs a log query (`READ_LOG` or `READ_COMMITTED`).
+    async fn exclusive_writer(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        // PostgreSQL runs writers side by side; its row locks order them.
+        None
+    }
+
     async fn read_log(
-        connection: &mut sqlx::PgConnection,
+        connection: &mut PgConnection,
         sql: &str,
-        after: crate::log::LogCursor,
-        filter: &crate::log::LogFilter,
+        after: LogCursor,
+        filter: &LogFilter,
         limit: i64,
-    ) -> Result<Vec<crate::log::LoggedEvent>, StoreError> {
-        let rows = sqlx::query(sql)
-            .bind(after.transaction)
-            .bind(after.position)
-            .bind(filter.customer_id.map(|id| id.to_string()))
-            .bind(limit)
-            .fetch_all(connection)
-            .await?;
-        Ok(Self::decode_events(rows)?)
+    ) -> Result<Vec<LoggedEvent>, StoreError> {
+        sqlx::Postgres::read_log_rows(connection, sql, after, filter, limit).await
     }
 
     /// A session advisory lock on a connection of its own, released when the connection
     /// closes (also when the process dies). It waits a moment for the lock: a rebuild that
     /// has just ended may not have been seen to disconnect yet.
-    async fn rebuild_lease(&self) -> Result<crate::rebuild::RebuildLease, StoreError> {
-        let mut connection = self.pool.acquire().await?.detach();
+    async fn rebuild_lease(&self, pool: &PgPool) -> Result<RebuildLease, StoreError> {
+        let mut connection = pool.acquire().await?.detach();
         sqlx::query("SET lock_timeout = '2s'")
             .execute(&mut connection)
             .await?;
@@ -110,9 +124,7 @@ impl PostgresJobStore {
             .execute(&mut connection)
             .await
         {
-            Ok(_) => Ok(crate::rebuild::RebuildLease::new(std::sync::Mutex::new(
-                connection,
-            ))),
+            Ok(_) => Ok(RebuildLease::new(std::sync::Mutex::new(connection))),
             Err(error) => match StoreError::from(error) {
                 // The lock was not had in time: another rebuild holds it.
                 error if error.is_lock_timeout() => Err(StoreError::RebuildRunning),
@@ -124,8 +136,8 @@ impl PostgresJobStore {
     /// `LIKE … INCLUDING ALL` copies columns, defaults, constraints and indexes, so the
     /// rebuilt tables are what the migrations made the live ones. The indexes no constraint
     /// needs are dropped again until the rows are in (`add_missing_indexes`).
-    async fn create_rebuild_tables(&self) -> Result<(), StoreError> {
-        let mut connection = self.pool.acquire().await?;
+    async fn create_rebuild_tables(pool: &PgPool) -> Result<(), StoreError> {
+        let mut connection = pool.acquire().await?;
         for (live, rebuild) in ProjectionTables::live_and_rebuild() {
             sqlx::query(&format!(
                 "CREATE TABLE {rebuild} (LIKE {live} INCLUDING ALL)"
@@ -151,8 +163,8 @@ impl PostgresJobStore {
 
     /// Builds on the rebuild tables every index the live ones have and they lack (the swap
     /// gives them the live names).
-    async fn add_missing_indexes(&self) -> Result<(), StoreError> {
-        let mut connection = self.pool.acquire().await?;
+    async fn add_missing_indexes(pool: &PgPool) -> Result<(), StoreError> {
+        let mut connection = pool.acquire().await?;
         for (live, rebuild) in ProjectionTables::live_and_rebuild() {
             let present: std::collections::HashSet<(bool, String)> =
                 index_shapes(&mut connection, rebuild)
@@ -181,19 +193,19 @@ impl PostgresJobStore {
 
     /// Nothing per connection: see `relax_transaction`.
     async fn relax_durability(
-        _connection: &mut sqlx::PgConnection,
+        _connection: &mut PgConnection,
         _relaxed: bool,
     ) -> Result<(), StoreError> {
         Ok(())
     }
 
     /// Nothing after a batch: the server checkpoints on its own.
-    fn rebuild_batch_written(&self) {}
+    fn rebuild_batch_written(&self, _pool: &PgPool) {}
 
     /// A rebuild's own tables need no durability until the swap (a crash starts the
     /// rebuild over), so their batches do not wait for the WAL flush. `LOCAL`: it ends
     /// with the transaction, however that ends.
-    async fn relax_transaction(tx: &mut sqlx::PgConnection) -> Result<(), StoreError> {
+    async fn relax_transaction(tx: &mut PgConnection) -> Result<(), StoreError> {
         sqlx::query("SET LOCAL synchronous_commit = off")
             .execute(tx)
             .await?;
@@ -204,82 +216,46 @@ impl PostgresJobStore {
     /// statements. The rebuild tables start empty and a replay adds each row once, so
     /// nothing can conflict.
     async fn bulk_insert_history(
-        connection: &mut sqlx::PgConnection,
+        connection: &mut PgConnection,
         tables: ProjectionTables,
-        history: &[(&str, crate::view::StatusHistoryEntry)],
+        history: &[(&str, StatusHistoryEntry)],
     ) -> Result<(), StoreError> {
         if history.is_empty() {
             return Ok(());
         }
         let mut data = String::with_capacity(history.len() * 160);
         for (job_id, entry) in history {
-            copy_row(
-                &mut data,
-                &[
-                    Some(job_id),
-                    Some(&entry.sequence.to_string()),
-                    Some(entry.status.as_str()),
-                    Some(&copy_time(entry.occurred_at)),
-                    entry.comment.as_deref(),
-                    Some(&entry.actor),
-                ],
-            );
+            copy_row(&mut data, &history_values(job_id, entry));
         }
-        copy_in(
-            connection,
-            &format!(
-                "COPY {} (job_id, sequence, status, occurred_at, comment, actor) FROM STDIN",
-                tables.history
-            ),
-            data,
-        )
-        .await
+        let columns = column_list(&HISTORY_COLUMNS);
+        let statement = format!("COPY {} {columns} FROM STDIN", tables.history);
+        copy_in(connection, &statement, data).await
     }
 
     /// New summaries of a rebuild through `COPY`: the rebuild tables hold no row for them.
     async fn bulk_insert_summaries(
-        connection: &mut sqlx::PgConnection,
+        connection: &mut PgConnection,
         tables: ProjectionTables,
-        summaries: &[crate::rebuild::RebuiltSummary],
+        summaries: &[SummaryDocument],
     ) -> Result<(), StoreError> {
         if summaries.is_empty() {
             return Ok(());
         }
         let mut data = String::with_capacity(summaries.len() * 1024);
-        for crate::rebuild::RebuiltSummary { view, document } in summaries {
-            copy_row(
-                &mut data,
-                &[
-                    Some(&view.id.to_string()),
-                    Some(&view.customer_id.to_string()),
-                    Some(view.status.as_str()),
-                    Some(&view.type_id.to_string()),
-                    Some(&view.contact_id.to_string()),
-                    view.reference.as_deref(),
-                    Some(&copy_time(view.created_at)),
-                    Some(&copy_time(view.updated_at)),
-                    Some(&view.version.to_string()),
-                    Some(document),
-                ],
-            );
+        for SummaryDocument { view, document } in summaries {
+            let id = view.id.to_string();
+            copy_row(&mut data, &summary_values(&id, view, document));
         }
-        copy_in(
-            connection,
-            &format!(
-                "COPY {} {} FROM STDIN",
-                tables.summary,
-                super::shared::SUMMARY_COLUMNS
-            ),
-            data,
-        )
-        .await
+        let columns = column_list(&SUMMARY_COLUMNS);
+        let statement = format!("COPY {} {columns} FROM STDIN", tables.summary);
+        copy_in(connection, &statement, data).await
     }
 
     /// Writers insert into `events` first; this lock waits for those in flight and holds
     /// new ones back until the swap commits. Readers are not blocked.
     /// No lock is waited for longer than 5 s while writers are held back: a long reader
     /// makes the swap fail (and be tried again), not stall the service.
-    async fn hold_back_writers(tx: &mut sqlx::PgConnection) -> Result<(), StoreError> {
+    async fn hold_back_writers(tx: &mut PgConnection) -> Result<(), StoreError> {
         sqlx::query("SET LOCAL lock_timeout = '5s'")
             .execute(&mut *tx)
             .await?;
@@ -292,7 +268,7 @@ impl PostgresJobStore {
     /// Drops the live tables and renames the rebuilt ones into their place, giving their
     /// indexes (and the constraints behind them) the names the live ones had, so later
     /// migrations find them.
-    async fn replace_live_tables(tx: &mut sqlx::PgConnection) -> Result<(), StoreError> {
+    async fn replace_live_tables(tx: &mut PgConnection) -> Result<(), StoreError> {
         let live = ProjectionTables::LIVE;
         let mut names = std::collections::HashMap::new();
         for table in live.names() {
@@ -324,26 +300,33 @@ impl PostgresJobStore {
 
 /// Appends one row in `COPY`'s text format: fields separated by tabs, `\N` for NULL, and
 /// backslash, tab, newline and carriage return escaped in the text.
-fn copy_row(data: &mut String, fields: &[Option<&str>]) {
-    for (index, field) in fields.iter().enumerate() {
+fn copy_row(data: &mut String, values: &[RowValue<'_>]) {
+    for (index, value) in values.iter().enumerate() {
         if index > 0 {
             data.push('\t');
         }
-        let Some(text) = field else {
-            data.push_str("\\N");
-            continue;
-        };
-        for character in text.chars() {
-            match character {
-                '\\' => data.push_str("\\\\"),
-                '\t' => data.push_str("\\t"),
-                '\n' => data.push_str("\\n"),
-                '\r' => data.push_str("\\r"),
-                other => data.push(other),
-            }
+        match *value {
+            RowValue::Integer(number) => data.push_str(&number.to_string()),
+            RowValue::Time(at) => data.push_str(&copy_time(at)),
+            RowValue::OptionalText(None) => data.push_str("\\N"),
+            RowValue::Text(text) | RowValue::OptionalText(Some(text)) => copy_text(data, text),
+            RowValue::Json(document) => copy_text(data, document.get()),
         }
     }
     data.push('\n');
+}
+
+/// Appends `text` with `COPY`'s escapes.
+fn copy_text(data: &mut String, text: &str) {
+    for character in text.chars() {
+        match character {
+            '\\' => data.push_str("\\\\"),
+            '\t' => data.push_str("\\t"),
+            '\n' => data.push_str("\\n"),
+            '\r' => data.push_str("\\r"),
+            other => data.push(other),
+        }
+    }
 }
 
 /// A time as `COPY` reads it into `timestamptz`.
@@ -353,7 +336,7 @@ fn copy_time(at: chrono::DateTime<chrono::Utc>) -> String {
 
 /// Runs one `COPY … FROM STDIN` with `data`.
 async fn copy_in(
-    connection: &mut sqlx::PgConnection,
+    connection: &mut PgConnection,
     statement: &str,
     data: String,
 ) -> Result<(), StoreError> {
@@ -365,7 +348,7 @@ async fn copy_in(
 
 /// The indexes of `table`: name and shape (uniqueness and definition without the names).
 async fn index_shapes(
-    tx: &mut sqlx::PgConnection,
+    tx: &mut PgConnection,
     table: &str,
 ) -> Result<Vec<(String, (bool, String))>, StoreError> {
     let rows: Vec<(String, bool, String)> = sqlx::query_as(
@@ -382,7 +365,3 @@ async fn index_shapes(
         .map(|(name, unique, definition)| (name, (unique, definition)))
         .collect())
 }
-
-job_store!(PostgresJobStore, sqlx::Postgres);
-store_maintenance!(PostgresJobStore, sqlx::Postgres);
-client_registry!(PostgresJobStore, sqlx::Postgres);

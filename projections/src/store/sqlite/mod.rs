@@ -1,18 +1,33 @@
-//! The SQLite store (the embedded default: nothing to install).
+//! The SQLite backend (the embedded default: nothing to install): one writer at a time, so
+//! position order is commit order; a lock file leases a rebuild; a raw prepared statement
+//! (`bulk.rs`, all of the crate's unsafe code) reads the log and writes a rebuild's rows.
 
-use super::{ProjectionTables, StoreError};
+mod bulk;
+
+use super::backend::Backend;
+use super::rows::{
+    column_list, history_values, placeholders, summary_values, ProjectionTables, RowValue,
+    HISTORY_COLUMNS, SUMMARY_COLUMNS,
+};
+use super::Store;
+use crate::error::StoreError;
+use crate::log::{LogCursor, LogFilter, LoggedEvent};
+use crate::model::view::{StatusHistoryEntry, SummaryDocument};
+use crate::rebuild::RebuildLease;
+use async_trait::async_trait;
+use bulk::Value;
 use sqlx::sqlite::SqliteSynchronous;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::SqliteConnection;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// What a SQLite store keeps beside its pool.
 #[derive(Clone)]
-pub struct SqliteJobStore {
-    pool: SqlitePool,
-    delegate: Arc<sqlite_es::SqliteEventRepository>,
+pub struct Sqlite {
     /// SQLite has one writer at a time. Queueing this process's write transactions here,
     /// in order, replaces the busy handler's growing sleeps (hundreds of milliseconds at
     /// the tail under load) with a plain wait for the writer ahead.
@@ -23,6 +38,11 @@ pub struct SqliteJobStore {
     checkpointing: Arc<AtomicBool>,
 }
 
+/// The embedded store.
+pub type SqliteJobStore = Store<Sqlite>;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+
 /// SQLite's own default: checkpoint when the WAL holds this many pages after a commit.
 const DEFAULT_WAL_AUTOCHECKPOINT: u32 = 1000;
 
@@ -32,7 +52,7 @@ const REBUILD_WAL_PAGES: i64 = 16_384;
 /// How long a rebuild's WAL truncation waits for readers (writers wait for it meanwhile).
 const TRUNCATE_PATIENCE: Duration = Duration::from_millis(50);
 
-impl SqliteJobStore {
+impl Store<Sqlite> {
     /// Opens (creating if missing) the database a `sqlite:` URL names, without touching the
     /// schema (see [`Self::migrate`]).
     pub async fn connect(database_url: &str) -> Result<Self, StoreError> {
@@ -62,58 +82,62 @@ impl SqliteJobStore {
             .connect_with(options)
             .await?;
         Ok(Self {
-            delegate: Arc::new(sqlite_es::SqliteEventRepository::new(pool.clone())),
+            events: Arc::new(sqlite_es::SqliteEventRepository::new(pool.clone())),
             pool,
-            writer: Arc::new(tokio::sync::Mutex::new(())),
-            rebuild_lock,
-            checkpointing: Arc::default(),
+            backend: Sqlite {
+                writer: Arc::new(tokio::sync::Mutex::new(())),
+                rebuild_lock,
+                checkpointing: Arc::default(),
+            },
         })
-    }
-
-    /// Applies the migrations the database has not seen yet; returns those.
-    pub async fn migrate(&self) -> Result<Vec<super::MigrationApplied>, StoreError> {
-        let mut connection = self.pool.acquire().await?;
-        super::apply_migrations(&mut *connection, &sqlx::migrate!("../migrations/sqlite")).await
-    }
-
-    async fn exclusive_writer(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
-        Some(self.writer.lock().await)
     }
 }
 
-impl SqliteJobStore {
+#[async_trait]
+impl Backend for Sqlite {
+    type Db = sqlx::Sqlite;
+    type Events = sqlite_es::SqliteEventRepository;
+
+    const NAME: &'static str = "sqlite";
+
+    fn migrator() -> &'static sqlx::migrate::Migrator {
+        &MIGRATOR
+    }
+
     /// One writer at a time commits, so position order is commit order: every committed
     /// event is final. (`$1`, the transaction, is not used.) Run through `sqlite_bulk`:
     /// handing SQLite's rows one by one to the async side costs several times what reading
     /// them does.
-    const READ_LOG: &str = "SELECT position, aggregate_type, aggregate_id, sequence, \
+    const READ_LOG: &'static str = "SELECT position, aggregate_type, aggregate_id, sequence, \
          event_type, event_version, recorded_at, payload, metadata FROM events \
          WHERE position > $2 AND ($3 IS NULL OR metadata ->> 'customerId' = $3) \
          ORDER BY position LIMIT $4";
-    const READ_COMMITTED: &str = Self::READ_LOG;
+    const READ_COMMITTED: &'static str = Self::READ_LOG;
 
-    const LOG_END: &str = "SELECT CAST(0 AS BIGINT)";
-    const HELD_BACK: &str = "SELECT CAST(0 AS BIGINT)";
-    const CURSOR_AT: &str =
+    const LOG_END: &'static str = "SELECT CAST(0 AS BIGINT)";
+    const HELD_BACK: &'static str = "SELECT CAST(0 AS BIGINT)";
+    const CURSOR_AT: &'static str =
         "SELECT CAST(0 AS BIGINT), position, TRUE FROM events WHERE position = $1";
-    const TRANSACTION: &str = "CAST(0 AS BIGINT)";
+    const TRANSACTION: &'static str = "CAST(0 AS BIGINT)";
     /// Takes the write lock first: a deferred transaction that reads and then writes can
     /// fail at once (not after the busy timeout) when another connection wrote in between.
-    const WRITE_BEGIN: &str = "BEGIN IMMEDIATE";
+    const WRITE_BEGIN: &'static str = "BEGIN IMMEDIATE";
     /// In WAL mode a read transaction sees one snapshot from its first read to its end.
-    const SNAPSHOT_BEGIN: &str = "BEGIN";
+    const SNAPSHOT_BEGIN: &'static str = "BEGIN";
     /// The snapshot starts here (a swap is one atomic change of the schema and the rows).
-    const SNAPSHOT_FIRST: &str = "SELECT 1 FROM job_summary LIMIT 1";
+    const SNAPSHOT_FIRST: &'static str = "SELECT 1 FROM job_summary LIMIT 1";
 
-    /// Runs a log query (`READ_LOG` or `READ_COMMITTED`).
+    async fn exclusive_writer(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        Some(self.writer.lock().await)
+    }
+
     async fn read_log(
-        connection: &mut sqlx::SqliteConnection,
+        connection: &mut SqliteConnection,
         sql: &str,
-        after: crate::log::LogCursor,
-        filter: &crate::log::LogFilter,
+        after: LogCursor,
+        filter: &LogFilter,
         limit: i64,
-    ) -> Result<Vec<crate::log::LoggedEvent>, StoreError> {
-        use super::sqlite_bulk::Value;
+    ) -> Result<Vec<LoggedEvent>, StoreError> {
         let customer = filter.customer_id.map(|id| id.to_string());
         let parameters = [
             Value::Integer(after.transaction),
@@ -121,13 +145,13 @@ impl SqliteJobStore {
             customer.as_deref().into(),
             Value::Integer(limit),
         ];
-        super::sqlite_bulk::select_rows(connection, sql, &parameters, |row| {
+        bulk::select_rows(connection, sql, &parameters, |row| {
             let position = row.integer(0)?;
             let recorded_at = chrono::DateTime::parse_from_rfc3339(row.text(6)?)
                 .map_err(|e| StoreError::Corrupt(format!("event {position}: recorded_at: {e}")))?
                 .with_timezone(&chrono::Utc);
-            Ok(crate::log::LoggedEvent {
-                cursor: crate::log::LogCursor {
+            Ok(LoggedEvent {
+                cursor: LogCursor {
                     transaction: 0,
                     position,
                 },
@@ -146,9 +170,9 @@ impl SqliteJobStore {
 
     /// An exclusive lock on a file beside the database; the operating system releases it
     /// when the process ends, however it ends.
-    async fn rebuild_lease(&self) -> Result<crate::rebuild::RebuildLease, StoreError> {
+    async fn rebuild_lease(&self, _pool: &SqlitePool) -> Result<RebuildLease, StoreError> {
         let Some(path) = &self.rebuild_lock else {
-            return Ok(crate::rebuild::RebuildLease::new(()));
+            return Ok(RebuildLease::new(()));
         };
         let file = std::fs::File::options()
             .create(true)
@@ -157,7 +181,7 @@ impl SqliteJobStore {
             .open(path)
             .map_err(StoreError::Lock)?;
         match file.try_lock() {
-            Ok(()) => Ok(crate::rebuild::RebuildLease::new(file)),
+            Ok(()) => Ok(RebuildLease::new(file)),
             Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::RebuildRunning),
             Err(std::fs::TryLockError::Error(error)) => Err(StoreError::Lock(error)),
         }
@@ -166,16 +190,16 @@ impl SqliteJobStore {
     /// The live tables' own DDL under the rebuild names. Their secondary indexes are made
     /// at the swap, under the live names: SQLite cannot rename an index, and the names must
     /// stay what the migrations made them.
-    async fn create_rebuild_tables(&self) -> Result<(), StoreError> {
+    async fn create_rebuild_tables(pool: &SqlitePool) -> Result<(), StoreError> {
         for (live, rebuild) in ProjectionTables::live_and_rebuild() {
             let ddl: String = sqlx::query_scalar(
                 "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = $1",
             )
             .bind(live)
-            .fetch_one(&self.pool)
+            .fetch_one(pool)
             .await?;
             sqlx::query(&ddl.replacen(live, rebuild, 1))
-                .execute(&self.pool)
+                .execute(pool)
                 .await?;
         }
         Ok(())
@@ -186,7 +210,7 @@ impl SqliteJobStore {
     /// Nor do they checkpoint the WAL on commit, which would hold up the next batch for
     /// two fsyncs every few batches: `rebuild_batch_written` checkpoints beside them.
     async fn relax_durability(
-        connection: &mut sqlx::SqliteConnection,
+        connection: &mut SqliteConnection,
         relaxed: bool,
     ) -> Result<(), StoreError> {
         let (level, checkpoint_pages) = match relaxed {
@@ -212,11 +236,11 @@ impl SqliteJobStore {
     /// that holds writers back only to wait for readers, and for at most
     /// `TRUNCATE_PATIENCE` (a truncation that cannot have them by then is tried again
     /// after a later batch).
-    fn rebuild_batch_written(&self) {
+    fn rebuild_batch_written(&self, pool: &SqlitePool) {
         if self.checkpointing.swap(true, Ordering::AcqRel) {
             return;
         }
-        let (pool, checkpointing) = (self.pool.clone(), self.checkpointing.clone());
+        let (pool, checkpointing) = (pool.clone(), self.checkpointing.clone());
         tokio::spawn(async move {
             let passive: Result<(i64, i64, i64), _> =
                 sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
@@ -224,120 +248,57 @@ impl SqliteJobStore {
                     .await;
             if let Ok((_, pages, copied)) = passive {
                 if pages > REBUILD_WAL_PAGES && copied == pages {
-                    let _ = Self::truncate_wal(&pool).await;
+                    let _ = truncate_wal(&pool).await;
                 }
             }
             checkpointing.store(false, Ordering::Release);
         });
     }
 
-    /// `wal_checkpoint(TRUNCATE)` on a connection of its own with a short busy timeout (a
-    /// pooled one waits up to 10 s, and the checkpoint keeps writers out while it waits).
-    async fn truncate_wal(pool: &SqlitePool) -> Result<(), sqlx::Error> {
-        use sqlx::ConnectOptions;
-        let options = (*pool.connect_options())
-            .clone()
-            .busy_timeout(TRUNCATE_PATIENCE);
-        let mut connection = options.connect().await?;
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&mut connection)
-            .await?;
-        sqlx::Connection::close(connection).await
-    }
-
     /// A rebuild's status-history rows, a prepared statement stepped once per row (see
     /// `sqlite_bulk`). The rebuild tables start empty and a replay adds each row once, so
     /// nothing can conflict.
     async fn bulk_insert_history(
-        connection: &mut sqlx::SqliteConnection,
+        connection: &mut SqliteConnection,
         tables: ProjectionTables,
-        history: &[(&str, crate::view::StatusHistoryEntry)],
+        history: &[(&str, StatusHistoryEntry)],
     ) -> Result<(), StoreError> {
-        use super::sqlite_bulk::Value;
-        if history.is_empty() {
-            return Ok(());
-        }
-        let sql = format!(
-            "INSERT INTO {} (job_id, sequence, status, occurred_at, comment, actor) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-            tables.history
-        );
-        let times: Vec<String> = history
+        let rows = history
             .iter()
-            .map(|(_, entry)| stored_time(entry.occurred_at))
-            .collect();
-        let rows = history.iter().zip(&times).map(|((job_id, entry), time)| {
-            [
-                Value::Text(job_id),
-                Value::Integer(entry.sequence),
-                Value::Text(entry.status.as_str()),
-                Value::Text(time),
-                entry.comment.as_deref().into(),
-                Value::Text(&entry.actor),
-            ]
-        });
-        super::sqlite_bulk::insert_rows(connection, &sql, rows).await
+            .map(|(job_id, entry)| history_values(job_id, entry));
+        insert_rows(connection, tables.history, &HISTORY_COLUMNS, rows).await
     }
 
     /// New summaries of a rebuild, as `bulk_insert_history` writes history.
     async fn bulk_insert_summaries(
-        connection: &mut sqlx::SqliteConnection,
+        connection: &mut SqliteConnection,
         tables: ProjectionTables,
-        summaries: &[crate::rebuild::RebuiltSummary],
+        summaries: &[SummaryDocument],
     ) -> Result<(), StoreError> {
-        use super::sqlite_bulk::Value;
-        if summaries.is_empty() {
-            return Ok(());
-        }
-        let sql = format!(
-            "INSERT INTO {} {} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            tables.summary,
-            super::shared::SUMMARY_COLUMNS
-        );
-        let texts: Vec<[String; 3]> = summaries
+        let ids: Vec<String> = summaries
             .iter()
-            .map(|row| {
-                [
-                    row.view.id.to_string(),
-                    stored_time(row.view.created_at),
-                    stored_time(row.view.updated_at),
-                ]
-            })
+            .map(|row| row.view.id.to_string())
             .collect();
         let rows = summaries
             .iter()
-            .zip(&texts)
-            .map(|(row, [id, created, updated])| {
-                let view = &row.view;
-                [
-                    Value::Text(id),
-                    Value::Integer(view.customer_id),
-                    Value::Text(view.status.as_str()),
-                    Value::Integer(view.type_id),
-                    Value::Integer(view.contact_id),
-                    view.reference.as_deref().into(),
-                    Value::Text(created),
-                    Value::Text(updated),
-                    Value::Integer(view.version),
-                    Value::Text(&row.document),
-                ]
-            });
-        super::sqlite_bulk::insert_rows(connection, &sql, rows).await
+            .zip(&ids)
+            .map(|(row, id)| summary_values(id, &row.view, &row.document));
+        insert_rows(connection, tables.summary, &SUMMARY_COLUMNS, rows).await
     }
 
     /// Nothing to do before the swap: SQLite cannot rename an index, so the rebuilt tables
     /// get their secondary indexes, under the live names, in the swap itself.
-    async fn add_missing_indexes(&self) -> Result<(), StoreError> {
+    async fn add_missing_indexes(_pool: &SqlitePool) -> Result<(), StoreError> {
         Ok(())
     }
 
     /// Nothing per transaction: see `relax_durability`.
-    async fn relax_transaction(_tx: &mut sqlx::SqliteConnection) -> Result<(), StoreError> {
+    async fn relax_transaction(_tx: &mut SqliteConnection) -> Result<(), StoreError> {
         Ok(())
     }
 
     /// `BEGIN IMMEDIATE` already holds the database's one write lock.
-    async fn hold_back_writers(_tx: &mut sqlx::SqliteConnection) -> Result<(), StoreError> {
+    async fn hold_back_writers(_tx: &mut SqliteConnection) -> Result<(), StoreError> {
         Ok(())
     }
 
@@ -348,7 +309,7 @@ impl SqliteJobStore {
     /// migrations made them. The sorts for them run on two threads, the index builds being
     /// most of the time writers wait (set back after; left set only if the swap fails,
     /// which changes nothing but sorting speed).
-    async fn replace_live_tables(tx: &mut sqlx::SqliteConnection) -> Result<(), StoreError> {
+    async fn replace_live_tables(tx: &mut SqliteConnection) -> Result<(), StoreError> {
         let live = ProjectionTables::LIVE;
         let indexes: Vec<(String, String)> = sqlx::query_as(
             "SELECT name, sql FROM sqlite_master WHERE type = 'index' \
@@ -390,14 +351,66 @@ fn stored_time(at: chrono::DateTime<chrono::Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false)
 }
 
-job_store!(SqliteJobStore, sqlx::Sqlite);
-store_maintenance!(SqliteJobStore, sqlx::Sqlite);
-client_registry!(SqliteJobStore, sqlx::Sqlite);
+/// `wal_checkpoint(TRUNCATE)` on a connection of its own with a short busy timeout (a
+/// pooled one waits up to 10 s, and the checkpoint keeps writers out while it waits).
+async fn truncate_wal(pool: &SqlitePool) -> Result<(), sqlx::Error> {
+    use sqlx::ConnectOptions;
+    let options = (*pool.connect_options())
+        .clone()
+        .busy_timeout(TRUNCATE_PATIENCE);
+    let mut connection = options.connect().await?;
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&mut connection)
+        .await?;
+    sqlx::Connection::close(connection).await
+}
+
+/// Inserts `rows` (each a row's values in `columns` order) into `table` through one
+/// prepared statement, stepped once per row (see `bulk`). The rebuild tables start empty
+/// and a replay adds each row once, so nothing can conflict.
+async fn insert_rows<'a, const N: usize>(
+    connection: &mut SqliteConnection,
+    table: &str,
+    columns: &[&str; N],
+    rows: impl ExactSizeIterator<Item = [RowValue<'a>; N]>,
+) -> Result<(), StoreError> {
+    if rows.len() == 0 {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO {table} {} VALUES {}",
+        column_list(columns),
+        placeholders(N)
+    );
+    // SQLite keeps times as text: formatted here as sqlx formats them, so rows written
+    // around sqlx read and sort like the rest. Formatted first, since text is bound in place.
+    let rows: Vec<[RowValue<'a>; N]> = rows.collect();
+    let times: Vec<[Option<String>; N]> = rows
+        .iter()
+        .map(|row| {
+            row.map(|value| match value {
+                RowValue::Time(at) => Some(stored_time(at)),
+                _ => None,
+            })
+        })
+        .collect();
+    let rows = rows.iter().zip(&times).map(|(row, times)| {
+        let values: [Value<'_>; N] = std::array::from_fn(|column| match row[column] {
+            RowValue::Integer(number) => Value::Integer(number),
+            RowValue::Text(text) => Value::Text(text),
+            RowValue::Json(document) => Value::Text(document.get()),
+            RowValue::OptionalText(text) => text.into(),
+            RowValue::Time(_) => times[column].as_deref().into(),
+        });
+        values
+    });
+    bulk::insert_rows(connection, &sql, rows).await
+}
 
 #[cfg(test)]
 mod tests {
-    use super::{stored_time, SqliteJobStore};
-    use crate::store::maintenance::RelaxedConnection;
+    use super::{stored_time, Backend, Sqlite};
+    use crate::store::upkeep::RelaxedConnection;
     use sqlx::Connection;
 
     /// The rebuild's writes relax a pooled connection that the server's writes use next:
@@ -418,7 +431,7 @@ mod tests {
                 .unwrap();
             (synchronous, checkpoint)
         };
-        SqliteJobStore::relax_durability(&mut connection, true)
+        Sqlite::relax_durability(&mut connection, true)
             .await
             .unwrap();
         assert_eq!(
@@ -426,7 +439,7 @@ mod tests {
             (1, 0),
             "NORMAL, no checkpoints"
         );
-        SqliteJobStore::relax_durability(&mut connection, false)
+        Sqlite::relax_durability(&mut connection, false)
             .await
             .unwrap();
         assert_eq!(
@@ -453,7 +466,7 @@ mod tests {
         };
         let full = synchronous(&pool).await;
         let mut relaxed = RelaxedConnection::new(pool.acquire().await.unwrap());
-        SqliteJobStore::relax_durability(&mut relaxed.connection, true)
+        Sqlite::relax_durability(&mut relaxed.connection, true)
             .await
             .unwrap();
         drop(relaxed);

@@ -1,7 +1,7 @@
 //! The job summary and status-history read models, and how each event changes them. Pure
 //! functions of the event stream, so the stores, a rebuild and the tests share one fold.
 
-use crate::metadata::EventMetadata;
+use super::metadata::EventMetadata;
 use chrono::{DateTime, Utc};
 use domain::{values::CustomFields, JobEvent, JobStatus, Outcome};
 use serde::{Deserialize, Serialize};
@@ -57,6 +57,20 @@ pub struct JobResult {
     pub outcome: Outcome,
     pub notes: Option<String>,
     pub completed_at: DateTime<Utc>,
+}
+
+/// A summary with its JSON document, serialised once: a rebuild makes it while the replay
+/// folds rather than while the database's single writer waits for it.
+pub struct SummaryDocument {
+    pub view: JobView,
+    pub document: Box<serde_json::value::RawValue>,
+}
+
+impl SummaryDocument {
+    pub fn new(view: JobView) -> Result<SummaryDocument, serde_json::Error> {
+        let document = serde_json::value::to_raw_value(&view)?;
+        Ok(SummaryDocument { view, document })
+    }
 }
 
 /// One change of a job's status.

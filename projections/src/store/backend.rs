@@ -1,0 +1,118 @@
+//! What differs between PostgreSQL and SQLite, as one trait: the SQL dialect where the two
+//! read differently (the log's order and horizon, how a transaction takes its locks), the
+//! fastest bulk writes (`COPY`, a raw prepared statement), and how each holds writers back,
+//! leases a rebuild and swaps tables in. The shared write, read, rebuild and verify code in
+//! `write.rs`, `read.rs` and `upkeep.rs` is generic over it, and the SQL both run as written
+//! is in `sql.rs`.
+
+use super::rows::ProjectionTables;
+use super::sql::{Connection, Sql};
+use crate::error::StoreError;
+use crate::log::{LogCursor, LogFilter, LoggedEvent};
+use crate::model::view::{StatusHistoryEntry, SummaryDocument};
+use crate::rebuild::RebuildLease;
+use async_trait::async_trait;
+use cqrs_es::persist::PersistedEventRepository;
+use sqlx::Pool;
+
+/// One database backend. Its value is the state a store of that backend keeps beside its
+/// pool (SQLite's writer queue and rebuild lock file; nothing for PostgreSQL).
+#[async_trait]
+pub trait Backend: Clone + Send + Sync + 'static {
+    /// sqlx's database, on which the shared statements run.
+    type Db: Sql;
+    /// The cqrs-es repository of this database, to which event reads are delegated.
+    type Events: PersistedEventRepository + Send + Sync + 'static;
+
+    /// The name `JobStore::backend_name` reports.
+    const NAME: &'static str;
+
+    /// This database's migrations (`migrations/postgres` or `migrations/sqlite`).
+    fn migrator() -> &'static sqlx::migrate::Migrator;
+
+    // The global log. Log queries take the cursor `($1 transaction, $2 position)`,
+    // optionally the customer `$3`, and at most `$4` events, in log order.
+
+    /// Final events after a cursor: none that commits later can sort before them.
+    const READ_LOG: &'static str;
+    /// Every committed event after a cursor, for use while writers are held back.
+    const READ_COMMITTED: &'static str;
+    /// Where the log ends now: a transaction bound, or 0 for "no bound".
+    const LOG_END: &'static str;
+    /// How many committed events after the cursor, of transactions before `$4`, a read
+    /// cannot return yet (up to 1000).
+    const HELD_BACK: &'static str;
+    /// The cursor of the event at position `$1`, and whether it is final.
+    const CURSOR_AT: &'static str;
+    /// The expression of a row's writing transaction, as a log cursor holds it.
+    const TRANSACTION: &'static str;
+
+    // Transactions.
+
+    /// Begins a write transaction (taking the write lock at once where that matters).
+    const WRITE_BEGIN: &'static str;
+    /// Begins a read-only transaction that sees one snapshot…
+    const SNAPSHOT_BEGIN: &'static str;
+    /// …which starts with this statement.
+    const SNAPSHOT_FIRST: &'static str;
+
+    /// Held while this process writes, where the database has one writer at a time
+    /// (queueing here replaces the busy handler's growing sleeps); `None` where writers
+    /// run side by side.
+    async fn exclusive_writer(&self) -> Option<tokio::sync::MutexGuard<'_, ()>>;
+
+    /// Runs a log query (`READ_LOG` or `READ_COMMITTED`).
+    async fn read_log(
+        connection: &mut Connection<Self::Db>,
+        sql: &str,
+        after: LogCursor,
+        filter: &LogFilter,
+        limit: i64,
+    ) -> Result<Vec<LoggedEvent>, StoreError>;
+
+    // Rebuild.
+
+    /// One rebuild at a time per database: `StoreError::RebuildRunning` while another holds
+    /// the lease.
+    async fn rebuild_lease(&self, pool: &Pool<Self::Db>) -> Result<RebuildLease, StoreError>;
+
+    /// Creates the (empty) rebuild tables, shaped like the live ones.
+    async fn create_rebuild_tables(pool: &Pool<Self::Db>) -> Result<(), StoreError>;
+
+    /// Gives the rebuild tables the indexes of the live ones they still lack.
+    async fn add_missing_indexes(pool: &Pool<Self::Db>) -> Result<(), StoreError>;
+
+    /// Turns the connection's durability down for a rebuild's batches (`relaxed`), or back
+    /// to full.
+    async fn relax_durability(
+        connection: &mut Connection<Self::Db>,
+        relaxed: bool,
+    ) -> Result<(), StoreError>;
+
+    /// Turns durability down for the current transaction only.
+    async fn relax_transaction(connection: &mut Connection<Self::Db>) -> Result<(), StoreError>;
+
+    /// Called after each rebuild batch is written (SQLite checkpoints beside the rebuild).
+    fn rebuild_batch_written(&self, pool: &Pool<Self::Db>);
+
+    /// Adds status-history rows to rebuild tables, which hold none of them yet.
+    async fn bulk_insert_history(
+        connection: &mut Connection<Self::Db>,
+        tables: ProjectionTables,
+        history: &[(&str, StatusHistoryEntry)],
+    ) -> Result<(), StoreError>;
+
+    /// Adds summaries to rebuild tables, which hold no row for them yet.
+    async fn bulk_insert_summaries(
+        connection: &mut Connection<Self::Db>,
+        tables: ProjectionTables,
+        summaries: &[SummaryDocument],
+    ) -> Result<(), StoreError>;
+
+    /// In the swap's transaction: keeps writers out until it commits (readers go on).
+    async fn hold_back_writers(connection: &mut Connection<Self::Db>) -> Result<(), StoreError>;
+
+    /// In the swap's transaction: puts the rebuild tables in place of the live ones, with
+    /// the index names the migrations gave the live ones.
+    async fn replace_live_tables(connection: &mut Connection<Self::Db>) -> Result<(), StoreError>;
+}

@@ -1,0 +1,150 @@
+//! The write path, generic over the backend: a command's events are appended and applied to
+//! the projection in one transaction, so either the command happened and every read shows
+//! it, or neither. cqrs-es sees this as a `PersistedEventRepository` whose reads delegate to
+//! postgres-es/sqlite-es.
+
+use super::backend::Backend;
+use super::rows::ProjectionTables;
+use super::sql::{Connection, Sql};
+use super::Store;
+use crate::error::{database_unavailable, sqlite_busy, StoreError};
+use crate::model::fold::{fold_events, unseen_jobs, EventRow};
+use crate::model::metadata::EventMetadata;
+use crate::model::view::{JobView, SummaryDocument};
+use cqrs_es::persist::{
+    PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
+};
+use cqrs_es::Aggregate;
+use std::collections::HashMap;
+
+impl<B: Backend> Store<B> {
+    /// Appends a command's events and applies them to the projection, in one transaction.
+    async fn append_and_project(&self, events: &[SerializedEvent]) -> Result<(), PersistenceError> {
+        let Some(first) = events.first() else {
+            return Ok(());
+        };
+        let _writer = self.backend.exclusive_writer().await;
+        let mut tx = self.pool.begin().await.map_err(persistence_error)?;
+        // Events first: on SQLite this takes the write lock before any read, so two writers
+        // queue on the busy timeout instead of deadlocking on an upgrade.
+        B::Db::insert_events(&mut tx, events, domain::now())
+            .await
+            .map_err(persistence_error)?;
+        if first.aggregate_type == domain::AGGREGATE_TYPE {
+            let rows = events
+                .iter()
+                .map(|event| {
+                    Ok(EventRow {
+                        job_id: &event.aggregate_id,
+                        sequence: event.sequence as i64,
+                        event: serde::Deserialize::deserialize(&event.payload)?,
+                        metadata: EventMetadata::from_json(&event.metadata),
+                    })
+                })
+                .collect::<Result<Vec<_>, serde_json::Error>>()?;
+            project_into::<B::Db>(&mut tx, ProjectionTables::LIVE, &rows)
+                .await
+                .map_err(store_to_persistence_error)?;
+        }
+        tx.commit().await.map_err(persistence_error)
+    }
+}
+
+/// Applies job events to the projection `tables`: folds each job's summary from its current
+/// row, adds a status-history row per status change, and writes each touched summary once.
+/// Events the projection has already seen change nothing, so applying a batch twice is
+/// harmless. The live write path and a rebuild's final catch-up share this, so both derive
+/// identical rows.
+pub(super) async fn project_into<DB: Sql>(
+    connection: &mut Connection<DB>,
+    tables: ProjectionTables,
+    events: &[EventRow<'_>],
+) -> Result<(), StoreError> {
+    let mut views: HashMap<String, Option<JobView>> = HashMap::new();
+    let ids = unseen_jobs(&views, events);
+    for view in DB::load_views(&mut *connection, tables, &ids).await? {
+        views.insert(view.id.to_string(), Some(view));
+    }
+    let history = fold_events(&mut views, events)?;
+    DB::insert_history(&mut *connection, tables, &history).await?;
+    let summaries = views
+        .into_values()
+        .flatten()
+        .map(|view| {
+            let id = view.id;
+            SummaryDocument::new(view).map_err(|e| StoreError::Corrupt(format!("job {id}: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    DB::upsert_summaries(connection, tables, &summaries).await
+}
+
+/// Maps a database error on the write path to cqrs-es's terms. A unique violation on the
+/// events key means another writer appended this sequence first (optimistic concurrency);
+/// SQLite's "database is locked" is likewise a lost race. Both are safe to retry.
+fn persistence_error(error: sqlx::Error) -> PersistenceError {
+    match &error {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            PersistenceError::OptimisticLockError
+        }
+        sqlx::Error::Database(db) if sqlite_busy(db.as_ref()) => {
+            PersistenceError::OptimisticLockError
+        }
+        _ if database_unavailable(&error) => PersistenceError::ConnectionError(Box::new(error)),
+        _ => PersistenceError::UnknownError(Box::new(error)),
+    }
+}
+
+/// The same, for errors of the projection step of a write.
+fn store_to_persistence_error(error: StoreError) -> PersistenceError {
+    match error {
+        StoreError::Database(error) => persistence_error(error),
+        other => PersistenceError::UnknownError(Box::new(other)),
+    }
+}
+
+impl<B: Backend> PersistedEventRepository for Store<B> {
+    async fn get_events<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Vec<SerializedEvent>, PersistenceError> {
+        self.events.get_events::<A>(aggregate_id).await
+    }
+
+    async fn get_last_events<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+        last_sequence: usize,
+    ) -> Result<Vec<SerializedEvent>, PersistenceError> {
+        self.events
+            .get_last_events::<A>(aggregate_id, last_sequence)
+            .await
+    }
+
+    async fn get_snapshot<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Option<SerializedSnapshot>, PersistenceError> {
+        self.events.get_snapshot::<A>(aggregate_id).await
+    }
+
+    /// Snapshots are not used (the service runs a pure event store), so only the events
+    /// matter here.
+    async fn persist<A: Aggregate>(
+        &self,
+        events: &[SerializedEvent],
+        _snapshot_update: Option<(String, serde_json::Value, usize)>,
+    ) -> Result<(), PersistenceError> {
+        self.append_and_project(events).await
+    }
+
+    async fn stream_events<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<ReplayStream, PersistenceError> {
+        self.events.stream_events::<A>(aggregate_id).await
+    }
+
+    async fn stream_all_events<A: Aggregate>(&self) -> Result<ReplayStream, PersistenceError> {
+        self.events.stream_all_events::<A>().await
+    }
+}
