@@ -1,12 +1,13 @@
-//! What differs between PostgreSQL and SQLite, as one trait: the SQL dialect where the two
-//! read differently (the log's order and horizon, how a transaction takes its locks), the
-//! fastest bulk writes (`COPY`, a raw prepared statement), and how each holds writers back,
-//! leases a rebuild and swaps tables in. The shared write, read, rebuild and verify code in
+//! What differs between PostgreSQL and SQLite, as one trait, and the [`Store`] generic over
+//! it. The trait holds the SQL dialect where the two read differently (the log's order and
+//! horizon, how a transaction takes its locks), the fastest bulk writes (`COPY`, a raw
+//! prepared statement), and how each holds writers back, leases a rebuild and swaps tables
+//! in. The shared write, read, rebuild and verify code in
 //! `write.rs`, `read.rs` and `upkeep.rs` is generic over it, and the SQL both run as written
 //! is in `sql.rs`.
 
 use super::rows::ProjectionTables;
-use super::sql::{Connection, Sql};
+use super::sql::{Connection, MigrationApplied, Sql};
 use crate::error::StoreError;
 use crate::log::{LogCursor, LogFilter, LoggedEvent};
 use crate::model::view::{StatusHistoryEntry, SummaryDocument};
@@ -14,6 +15,7 @@ use crate::rebuild::RebuildLease;
 use async_trait::async_trait;
 use cqrs_es::persist::PersistedEventRepository;
 use sqlx::Pool;
+use std::sync::Arc;
 
 /// One database backend. Its value is the state a store of that backend keeps beside its
 /// pool (SQLite's writer queue and rebuild lock file; nothing for PostgreSQL).
@@ -115,4 +117,29 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// In the swap's transaction: puts the rebuild tables in place of the live ones, with
     /// the index names the migrations gave the live ones.
     async fn replace_live_tables(connection: &mut Connection<Self::Db>) -> Result<(), StoreError>;
+}
+
+/// Events and projections in one database of backend `B`.
+pub struct Store<B: Backend> {
+    pub(super) pool: sqlx::Pool<B::Db>,
+    /// cqrs-es's own repository on the same pool, for event reads.
+    pub(super) events: Arc<B::Events>,
+    pub(super) backend: B,
+}
+
+impl<B: Backend> Clone for Store<B> {
+    fn clone(&self) -> Self {
+        Store {
+            pool: self.pool.clone(),
+            events: self.events.clone(),
+            backend: self.backend.clone(),
+        }
+    }
+}
+
+impl<B: Backend> Store<B> {
+    /// Applies the migrations the database has not seen yet; returns those.
+    pub async fn migrate(&self) -> Result<Vec<MigrationApplied>, StoreError> {
+        <B::Db as Sql>::migrate(&self.pool, B::migrator()).await
+    }
 }

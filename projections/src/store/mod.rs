@@ -9,12 +9,14 @@
 //! - `sql.rs`: the statements both run as written; `rows.rs`: the projection's columns;
 //! - `write.rs`, `read.rs`, `upkeep.rs`: the write path, the read side, and the log, rebuild
 //!   and verify implementations — ordinary code generic over the backend;
+//! - `queries.rs`: the read side's interface ([`JobQueries`]);
 //! - `clients.rs`: the OAuth client registry, kept here because it shares the pool, the
 //!   migrations and SQLite's writer queue.
 
 mod backend;
 mod clients;
 pub mod postgres;
+mod queries;
 mod read;
 mod rows;
 mod sql;
@@ -23,102 +25,18 @@ mod upkeep;
 mod write;
 
 use crate::log::EventLog;
-use crate::model::paging::{Direction, JobFilter, Page, PageRequest};
-use crate::model::view::{JobView, StatusHistoryEntry};
 use crate::rebuild::ProjectionRebuild;
 use crate::verify::ProjectionCheck;
-use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use serde::Serialize;
 use std::sync::Arc;
-use utoipa::ToSchema;
-use uuid::Uuid;
 
 pub use crate::error::StoreError;
-pub use backend::Backend;
+pub use backend::{Backend, Store};
 pub use clients::{ClientRecord, ClientRegistry};
 pub use postgres::{Postgres, PostgresJobStore};
+pub use queries::{JobQueries, StoredEvent};
 pub use rows::ProjectionTables;
+pub use sql::MigrationApplied;
 pub use sqlite::{Sqlite, SqliteJobStore};
-
-/// One stored event as the audit endpoint shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct StoredEvent {
-    pub sequence: i64,
-    pub event_type: String,
-    pub event_version: String,
-    pub recorded_at: DateTime<Utc>,
-    /// The event's fields, e.g. `{"reason": "…", "occurredAt": "…"}` for `JobCancelled`.
-    pub payload: serde_json::Value,
-    /// Who acted (`clientId`, with token `tokenId`), for which customer (`customerId`), in
-    /// which request (`requestId`).
-    pub metadata: serde_json::Value,
-}
-
-/// The read side. Every lookup is scoped to a customer: another customer's job is
-/// indistinguishable from one that does not exist (`None`).
-#[async_trait]
-pub trait JobQueries: Send + Sync {
-    async fn job(&self, customer_id: i64, job_id: Uuid) -> Result<Option<JobView>, StoreError>;
-
-    async fn list_jobs(
-        &self,
-        customer_id: i64,
-        filter: &JobFilter,
-        page: PageRequest,
-    ) -> Result<Page<JobView>, StoreError>;
-
-    async fn status_history(
-        &self,
-        customer_id: i64,
-        job_id: Uuid,
-        direction: Direction,
-        page: PageRequest,
-    ) -> Result<Option<Page<StatusHistoryEntry>>, StoreError>;
-
-    async fn events(
-        &self,
-        customer_id: i64,
-        job_id: Uuid,
-        page: PageRequest,
-    ) -> Result<Option<Page<StoredEvent>>, StoreError>;
-
-    /// Answers when the store does.
-    async fn ping(&self) -> Result<(), StoreError>;
-}
-
-/// Events and projections in one database of backend `B`.
-pub struct Store<B: Backend> {
-    pool: sqlx::Pool<B::Db>,
-    /// cqrs-es's own repository on the same pool, for event reads.
-    events: Arc<B::Events>,
-    backend: B,
-}
-
-impl<B: Backend> Clone for Store<B> {
-    fn clone(&self) -> Self {
-        Store {
-            pool: self.pool.clone(),
-            events: self.events.clone(),
-            backend: self.backend.clone(),
-        }
-    }
-}
-
-impl<B: Backend> Store<B> {
-    /// Applies the migrations the database has not seen yet; returns those.
-    pub async fn migrate(&self) -> Result<Vec<MigrationApplied>, StoreError> {
-        <B::Db as sql::Sql>::migrate(&self.pool, B::migrator()).await
-    }
-}
-
-/// A migration that `migrate` applied.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MigrationApplied {
-    pub version: i64,
-    pub description: String,
-}
 
 /// Every face of a store but the write side (whose generic methods make it no trait
 /// object), so that one `match` on the backend serves them all.

@@ -1,13 +1,12 @@
 //! The PostgreSQL backend (production): log order by writing transaction, advisory-lock
 //! leases, `COPY` for a rebuild's rows, and index renames in the swap.
 
-use super::backend::Backend;
+use super::backend::{Backend, Store};
 use super::rows::{
     column_list, history_values, summary_values, ProjectionTables, RowValue, HISTORY_COLUMNS,
     SUMMARY_COLUMNS,
 };
 use super::sql::Sql;
-use super::Store;
 use crate::error::StoreError;
 use crate::log::{LogCursor, LogFilter, LoggedEvent};
 use crate::model::view::{StatusHistoryEntry, SummaryDocument};

@@ -1,10 +1,10 @@
 //! The read side and the client registry, generic over the backend: each lookup is one of
 //! the shared statements in `sql.rs`, scoped to the caller's customer.
 
-use super::backend::Backend;
+use super::backend::{Backend, Store};
 use super::clients::{ClientRecord, ClientRegistry};
+use super::queries::{JobQueries, StoredEvent};
 use super::sql::Sql;
-use super::{JobQueries, Store, StoredEvent};
 use crate::error::StoreError;
 use crate::model::paging::{Direction, JobFilter, Page, PageRequest};
 use crate::model::view::{JobView, StatusHistoryEntry};

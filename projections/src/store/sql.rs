@@ -6,16 +6,16 @@
 //! calls these without repeating a bound. What differs between the backends is not here but
 //! in `Backend`.
 
+use super::clients::{parse_client_id, ClientRecord};
+use super::queries::StoredEvent;
 use super::rows::{
     column_list, history_values, select_list, summary_upsert, summary_values, ProjectionTables,
     RowValue, HISTORY_COLUMNS, SUMMARY_COLUMNS,
 };
-use super::{MigrationApplied, StoredEvent};
 use crate::error::StoreError;
 use crate::log::{unwrap_payload, LogCursor, LogFilter, LoggedEvent};
 use crate::model::paging::{Direction, JobFilter, PageRequest};
 use crate::model::view::{JobView, StatusHistoryEntry, SummaryDocument};
-use crate::store::clients::{parse_client_id, ClientRecord};
 use crate::verify::{HistoryRow, SummaryRow, VerifyGroup};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -30,6 +30,13 @@ const ROWS_PER_STATEMENT: usize = 500;
 
 /// The connection type of a database.
 pub type Connection<DB> = <DB as Database>::Connection;
+
+/// A migration that `migrate` applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationApplied {
+    pub version: i64,
+    pub description: String,
+}
 
 /// Statements shared by both stores (see the module doc).
 #[async_trait]

@@ -2,11 +2,10 @@
 //! backend: the traits are defined by `log.rs`, `rebuild.rs` and `verify.rs`, which own the
 //! logic; this is their database side.
 
-use super::backend::Backend;
+use super::backend::{Backend, Store};
 use super::rows::ProjectionTables;
 use super::sql::{Connection, Sql};
 use super::write::project_into;
-use super::Store;
 use crate::error::StoreError;
 use crate::log::{job_rows, EventLog, LogCursor, LogFilter, LoggedEvent};
 use crate::model::view::{JobView, StatusHistoryEntry, SummaryDocument};

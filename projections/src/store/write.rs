@@ -3,10 +3,9 @@
 //! it, or neither. cqrs-es sees this as a `PersistedEventRepository` whose reads delegate to
 //! postgres-es/sqlite-es.
 
-use super::backend::Backend;
+use super::backend::{Backend, Store};
 use super::rows::ProjectionTables;
 use super::sql::{Connection, Sql};
-use super::Store;
 use crate::error::{database_unavailable, sqlite_busy, StoreError};
 use crate::model::fold::{fold_events, unseen_jobs, EventRow};
 use crate::model::metadata::EventMetadata;

@@ -8,7 +8,7 @@
 //! it: a rebuild batch takes milliseconds, and jobs-admin's runtime has nothing else to do
 //! meanwhile. Not for the server's request paths.
 
-use super::StoreError;
+use crate::error::StoreError;
 use libsqlite3_sys as ffi;
 use sqlx::sqlite::LockedSqliteHandle;
 use std::ffi::{c_int, CStr};

@@ -4,12 +4,11 @@
 
 mod bulk;
 
-use super::backend::Backend;
+use super::backend::{Backend, Store};
 use super::rows::{
     column_list, history_values, placeholders, summary_values, ProjectionTables, RowValue,
     HISTORY_COLUMNS, SUMMARY_COLUMNS,
 };
-use super::Store;
 use crate::error::StoreError;
 use crate::log::{LogCursor, LogFilter, LoggedEvent};
 use crate::model::view::{StatusHistoryEntry, SummaryDocument};

@@ -1,0 +1,58 @@
+//! The read side's interface: every lookup the HTTP layer makes, scoped to a customer.
+//! `read.rs` implements it for both stores.
+
+use crate::error::StoreError;
+use crate::model::paging::{Direction, JobFilter, Page, PageRequest};
+use crate::model::view::{JobView, StatusHistoryEntry};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// One stored event as the audit endpoint shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredEvent {
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_version: String,
+    pub recorded_at: DateTime<Utc>,
+    /// The event's fields, e.g. `{"reason": "…", "occurredAt": "…"}` for `JobCancelled`.
+    pub payload: serde_json::Value,
+    /// Who acted (`clientId`, with token `tokenId`), for which customer (`customerId`), in
+    /// which request (`requestId`).
+    pub metadata: serde_json::Value,
+}
+
+/// The read side. Every lookup is scoped to a customer: another customer's job is
+/// indistinguishable from one that does not exist (`None`).
+#[async_trait]
+pub trait JobQueries: Send + Sync {
+    async fn job(&self, customer_id: i64, job_id: Uuid) -> Result<Option<JobView>, StoreError>;
+
+    async fn list_jobs(
+        &self,
+        customer_id: i64,
+        filter: &JobFilter,
+        page: PageRequest,
+    ) -> Result<Page<JobView>, StoreError>;
+
+    async fn status_history(
+        &self,
+        customer_id: i64,
+        job_id: Uuid,
+        direction: Direction,
+        page: PageRequest,
+    ) -> Result<Option<Page<StatusHistoryEntry>>, StoreError>;
+
+    async fn events(
+        &self,
+        customer_id: i64,
+        job_id: Uuid,
+        page: PageRequest,
+    ) -> Result<Option<Page<StoredEvent>>, StoreError>;
+
+    /// Answers when the store does.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
