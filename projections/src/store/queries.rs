@@ -2,6 +2,7 @@
 //! `read.rs` implements it for both stores.
 
 use crate::error::StoreError;
+use crate::log::LoggedEvent;
 use crate::model::paging::{Direction, JobFilter, Page, PageRequest};
 use crate::model::view::{JobView, StatusHistoryEntry};
 use async_trait::async_trait;
@@ -23,6 +24,20 @@ pub struct StoredEvent {
     /// Who acted (`clientId`, with token `tokenId`), for which customer (`customerId`), in
     /// which request (`requestId`).
     pub metadata: serde_json::Value,
+}
+
+impl StoredEvent {
+    /// The audit endpoint's view of an event read from the log.
+    pub fn from_logged(event: &LoggedEvent) -> StoredEvent {
+        StoredEvent {
+            sequence: event.sequence,
+            event_type: event.event_type.clone(),
+            event_version: event.event_version.clone(),
+            recorded_at: event.recorded_at,
+            payload: event.data(),
+            metadata: event.metadata_json(),
+        }
+    }
 }
 
 /// The read side. Every lookup is scoped to a customer: another customer's job is

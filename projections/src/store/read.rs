@@ -52,7 +52,14 @@ impl<B: Backend> JobQueries for Store<B> {
         if self.job(customer_id, job_id).await?.is_none() {
             return Ok(None);
         }
-        let events = B::Db::events(&self.pool, &job_id.to_string(), page).await?;
+        let job_id = job_id.to_string();
+        let aggregate = [domain::AGGREGATE_TYPE, job_id.as_str()];
+        let (limit, offset) = (page.fetch_limit(), page.offset());
+        let events = B::Db::aggregate_events(&self.pool, B::TRANSACTION, aggregate, limit, offset)
+            .await?
+            .iter()
+            .map(StoredEvent::from_logged)
+            .collect();
         Ok(Some(page.into_page(events)))
     }
 

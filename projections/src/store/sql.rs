@@ -7,13 +7,12 @@
 //! in `Backend`.
 
 use super::clients::{parse_client_id, ClientRecord};
-use super::queries::StoredEvent;
 use super::rows::{
     column_list, history_values, select_list, summary_upsert, summary_values, ProjectionTables,
     RowValue, HISTORY_COLUMNS, SUMMARY_COLUMNS,
 };
 use crate::error::StoreError;
-use crate::log::{unwrap_payload, LogCursor, LogFilter, LoggedEvent};
+use crate::log::{LogCursor, LogFilter, LoggedEvent};
 use crate::model::paging::{Direction, JobFilter, PageRequest};
 use crate::model::view::{JobView, StatusHistoryEntry, SummaryDocument};
 use crate::verify::{HistoryRow, SummaryRow, VerifyGroup};
@@ -96,13 +95,6 @@ pub trait Sql: Database {
         page: PageRequest,
     ) -> Result<Vec<StatusHistoryEntry>, StoreError>;
 
-    /// One page of a job's events, as the audit endpoint shows them.
-    async fn events(
-        pool: &Pool<Self>,
-        job_id: &str,
-        page: PageRequest,
-    ) -> Result<Vec<StoredEvent>, StoreError>;
-
     async fn ping(pool: &Pool<Self>) -> Result<(), StoreError>;
 
     // The global log. `transaction` is the backend's expression of a row's writing
@@ -136,11 +128,13 @@ pub trait Sql: Database {
         position: i64,
     ) -> Result<Option<(LogCursor, bool)>, StoreError>;
 
+    /// An aggregate's events in sequence order: at most `limit`, after skipping `offset`.
     async fn aggregate_events(
         pool: &Pool<Self>,
         transaction: &str,
-        aggregate_type: &str,
-        aggregate_id: &str,
+        aggregate: [&str; 2],
+        limit: i64,
+        offset: i64,
     ) -> Result<Vec<LoggedEvent>, StoreError>;
 
     async fn event_count(pool: &Pool<Self>) -> Result<i64, StoreError>;
@@ -190,11 +184,6 @@ pub(crate) const EVENT_COLUMNS: &str = "position, aggregate_type, aggregate_id, 
 const INSERT_EVENT: &str = "INSERT INTO events \
      (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
-
-const SELECT_EVENTS_PAGE: &str =
-    "SELECT sequence, event_type, event_version, recorded_at, payload, metadata \
-     FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 \
-     ORDER BY sequence LIMIT $3 OFFSET $4";
 
 const SELECT_CLIENTS: &str = "SELECT client_id, name, scopes, customer_ids, \
      secret_hash, created_at, revoked_at FROM auth_clients";
@@ -482,34 +471,6 @@ where
         Ok(entries)
     }
 
-    async fn events(
-        pool: &Pool<Self>,
-        job_id: &str,
-        page: PageRequest,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        let rows = sqlx::query(SELECT_EVENTS_PAGE)
-            .bind(domain::AGGREGATE_TYPE)
-            .bind(job_id)
-            .bind(page.fetch_limit())
-            .bind(page.offset())
-            .fetch_all(pool)
-            .await?;
-        let mut events = Vec::with_capacity(rows.len());
-        for row in rows {
-            let event_type: String = row.try_get("event_type")?;
-            let payload: serde_json::Value = row.try_get("payload")?;
-            events.push(StoredEvent {
-                sequence: row.try_get("sequence")?,
-                payload: unwrap_payload(payload, &event_type),
-                event_type,
-                event_version: row.try_get("event_version")?,
-                recorded_at: row.try_get("recorded_at")?,
-                metadata: row.try_get("metadata")?,
-            });
-        }
-        Ok(events)
-    }
-
     async fn ping(pool: &Pool<Self>) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(pool).await?;
         Ok(())
@@ -593,16 +554,19 @@ where
     async fn aggregate_events(
         pool: &Pool<Self>,
         transaction: &str,
-        aggregate_type: &str,
-        aggregate_id: &str,
+        [aggregate_type, aggregate_id]: [&str; 2],
+        limit: i64,
+        offset: i64,
     ) -> Result<Vec<LoggedEvent>, StoreError> {
         let sql = format!(
             "SELECT {transaction} AS \"transaction\", {EVENT_COLUMNS} FROM events \
-             WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence"
+             WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence LIMIT $3 OFFSET $4"
         );
         let rows = sqlx::query(&sql)
             .bind(aggregate_type)
             .bind(aggregate_id)
+            .bind(limit)
+            .bind(offset)
             .fetch_all(pool)
             .await?;
         Ok(rows

@@ -47,7 +47,8 @@ impl<B: Backend> EventLog for Store<B> {
         aggregate_type: &str,
         aggregate_id: &str,
     ) -> Result<Vec<LoggedEvent>, StoreError> {
-        B::Db::aggregate_events(&self.pool, B::TRANSACTION, aggregate_type, aggregate_id).await
+        let aggregate = [aggregate_type, aggregate_id];
+        B::Db::aggregate_events(&self.pool, B::TRANSACTION, aggregate, i64::MAX, 0).await
     }
 
     async fn event_count(&self) -> Result<i64, StoreError> {
