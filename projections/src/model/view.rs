@@ -62,6 +62,8 @@ pub struct JobResult {
 /// A summary with its JSON document, serialised once: a rebuild makes it while the replay
 /// folds rather than while the database's single writer waits for it.
 pub struct SummaryDocument {
+    /// The job's id as the projection keys it.
+    pub job_id: String,
     pub view: JobView,
     pub document: Box<serde_json::value::RawValue>,
 }
@@ -69,7 +71,11 @@ pub struct SummaryDocument {
 impl SummaryDocument {
     pub fn new(view: JobView) -> Result<SummaryDocument, serde_json::Error> {
         let document = serde_json::value::to_raw_value(&view)?;
-        Ok(SummaryDocument { view, document })
+        Ok(SummaryDocument {
+            job_id: view.id.to_string(),
+            view,
+            document,
+        })
     }
 }
 

@@ -241,9 +241,8 @@ impl Backend for Postgres {
             return Ok(());
         }
         let mut data = String::with_capacity(summaries.len() * 1024);
-        for SummaryDocument { view, document } in summaries {
-            let id = view.id.to_string();
-            copy_row(&mut data, &summary_values(&id, view, document));
+        for summary in summaries {
+            copy_row(&mut data, &summary_values(summary));
         }
         let columns = column_list(&SUMMARY_COLUMNS);
         let statement = format!("COPY {} {columns} FROM STDIN", tables.summary);

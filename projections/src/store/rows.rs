@@ -3,7 +3,7 @@
 //! statements, PostgreSQL's `COPY`, SQLite's prepared bulk statement, `verify` — takes its
 //! column list and values from here, so a new column is one change.
 
-use crate::model::view::{JobView, StatusHistoryEntry};
+use crate::model::view::{StatusHistoryEntry, SummaryDocument};
 use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 
@@ -80,16 +80,13 @@ pub(crate) enum RowValue<'a> {
     Json(&'a RawValue),
 }
 
-/// A summary row's values: `job_id` (the view's id, as text), the columns the lists filter
-/// and sort on, and the whole view as its JSON `document`.
-pub(crate) fn summary_values<'a>(
-    job_id: &'a str,
-    view: &'a JobView,
-    document: &'a RawValue,
-) -> [RowValue<'a>; 10] {
+/// A summary row's values: the job's id, the columns the lists filter and sort on, and the
+/// whole view as its JSON `document`.
+pub(crate) fn summary_values(summary: &SummaryDocument) -> [RowValue<'_>; 10] {
     use RowValue::*;
+    let view = &summary.view;
     [
-        Text(job_id),
+        Text(&summary.job_id),
         Integer(view.customer_id),
         Text(view.status.as_str()),
         Integer(view.type_id),
@@ -98,7 +95,7 @@ pub(crate) fn summary_values<'a>(
         Time(view.created_at),
         Time(view.updated_at),
         Integer(view.version),
-        Json(document),
+        Json(&summary.document),
     ]
 }
 

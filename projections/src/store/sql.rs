@@ -326,15 +326,8 @@ where
         tables: ProjectionTables,
         summaries: &[SummaryDocument],
     ) -> Result<(), StoreError> {
-        let ids: Vec<String> = summaries
-            .iter()
-            .map(|row| row.view.id.to_string())
-            .collect();
         let upsert = summary_upsert();
-        for (rows, ids) in summaries
-            .chunks(ROWS_PER_STATEMENT)
-            .zip(ids.chunks(ROWS_PER_STATEMENT))
-        {
+        for rows in summaries.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "INSERT INTO {} {} {}{upsert}",
                 tables.summary,
@@ -342,8 +335,8 @@ where
                 values_rows(rows.len(), SUMMARY_COLUMNS.len())
             );
             let mut query = sqlx::query(&sql);
-            for (summary, id) in rows.iter().zip(ids) {
-                for value in summary_values(id, &summary.view, &summary.document) {
+            for summary in rows {
+                for value in summary_values(summary) {
                     query = bind_value(query, value);
                 }
             }
@@ -653,18 +646,30 @@ where
             .map(Self::logged_event)
             .collect::<Result<_, _>>()?;
 
-        let in_group = "WHERE job_id > $1 AND (CAST($2 AS TEXT) IS NULL OR job_id <= $2)";
-        let sql = format!(
-            "SELECT {} FROM job_summary {in_group}",
-            select_list(&SUMMARY_COLUMNS)
+        // The group's summary rows and history rows, in the same snapshot.
+        let in_group = |table: &str, columns: &[&str]| {
+            format!(
+                "SELECT {} FROM {table} \
+                 WHERE job_id > $1 AND (CAST($2 AS TEXT) IS NULL OR job_id <= $2)",
+                select_list(columns)
+            )
+        };
+        let (summary_sql, history_sql) = (
+            in_group("job_summary", &SUMMARY_COLUMNS),
+            in_group("job_status_history", &HISTORY_COLUMNS),
         );
-        let rows = sqlx::query(&sql)
+        let summary_rows = sqlx::query(&summary_sql)
             .bind(after)
             .bind(last_id.as_deref())
             .fetch_all(&mut *tx)
             .await?;
-        let mut summaries = Vec::with_capacity(rows.len());
-        for row in rows {
+        let history_rows = sqlx::query(&history_sql)
+            .bind(after)
+            .bind(last_id.as_deref())
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut summaries = Vec::with_capacity(summary_rows.len());
+        for row in summary_rows {
             summaries.push(SummaryRow {
                 job_id: row.try_get("job_id")?,
                 customer_id: row.try_get("customer_id")?,
@@ -678,18 +683,8 @@ where
                 document: row.try_get("document")?,
             });
         }
-
-        let sql = format!(
-            "SELECT {} FROM job_status_history {in_group}",
-            select_list(&HISTORY_COLUMNS)
-        );
-        let rows = sqlx::query(&sql)
-            .bind(after)
-            .bind(last_id.as_deref())
-            .fetch_all(&mut *tx)
-            .await?;
-        let mut history = Vec::with_capacity(rows.len());
-        for row in rows {
+        let mut history = Vec::with_capacity(history_rows.len());
+        for row in history_rows {
             history.push(HistoryRow {
                 job_id: row.try_get("job_id")?,
                 sequence: row.try_get("sequence")?,

@@ -274,14 +274,7 @@ impl Backend for Sqlite {
         tables: ProjectionTables,
         summaries: &[SummaryDocument],
     ) -> Result<(), StoreError> {
-        let ids: Vec<String> = summaries
-            .iter()
-            .map(|row| row.view.id.to_string())
-            .collect();
-        let rows = summaries
-            .iter()
-            .zip(&ids)
-            .map(|(row, id)| summary_values(id, &row.view, &row.document));
+        let rows = summaries.iter().map(summary_values);
         insert_rows(connection, tables.summary, &SUMMARY_COLUMNS, rows).await
     }
 
