@@ -3,7 +3,7 @@
 //! queries from the projection. Handlers only ever see the two narrow interfaces
 //! [`JobCommands`] and [`JobQueries`], never which backend is behind them.
 
-use crate::http::problem::ApiError;
+use crate::http::error::ApiError;
 use async_trait::async_trait;
 use cqrs_es::persist::{PersistedEventRepository, PersistedEventStore};
 use cqrs_es::{AggregateError, CqrsFramework};

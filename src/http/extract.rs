@@ -1,7 +1,8 @@
 //! Our own extractors. Each rejects with [`ApiError`], so every rejection is a problem with a
 //! specific type, never axum's plain-text default.
 
-use crate::http::problem::{excerpt, ApiError};
+use crate::http::error::ApiError;
+use crate::http::problem::{excerpt, ProblemType};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::{header, request::Parts, HeaderMap};
@@ -18,7 +19,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Customer {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         let raw = parts.headers.get("customer-id").ok_or_else(|| {
-            ApiError::bad_request("invalid-customer-id", "the Customer-Id header is required")
+            ApiError::bad_request(
+                ProblemType::InvalidCustomerId,
+                "the Customer-Id header is required",
+            )
         })?;
         raw.to_str()
             .ok()
@@ -27,7 +31,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Customer {
             .map(Customer)
             .ok_or_else(|| {
                 ApiError::bad_request(
-                    "invalid-customer-id",
+                    ProblemType::InvalidCustomerId,
                     "the Customer-Id header must be an integer of at least 1",
                 )
             })
@@ -44,9 +48,14 @@ impl<S: Send + Sync> FromRequestParts<S> for JobId {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let Path(raw) = Path::<String>::from_request_parts(parts, state)
             .await
-            .map_err(|_| ApiError::bad_request("invalid-job-id", "the job id is missing"))?;
+            .map_err(|_| {
+                ApiError::bad_request(ProblemType::InvalidJobId, "the job id is missing")
+            })?;
         Uuid::parse_str(&raw).map(JobId).map_err(|_| {
-            ApiError::bad_request("invalid-job-id", format!("{} is not a UUID", excerpt(&raw)))
+            ApiError::bad_request(
+                ProblemType::InvalidJobId,
+                format!("{} is not a UUID", excerpt(&raw)),
+            )
         })
     }
 }
@@ -80,7 +89,10 @@ async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<(bool,
             if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge
             } else {
-                ApiError::bad_request("malformed-body", "the request body could not be read")
+                ApiError::bad_request(
+                    ProblemType::MalformedBody,
+                    "the request body could not be read",
+                )
             }
         })?;
     Ok((has_json_type, bytes))
@@ -106,7 +118,7 @@ impl<'de, T: DeserializeOwned> serde::Deserialize<'de> for JsonObject<T> {
 
 /// Parses a body that must be a JSON object (or, when `allow_null`, `null`).
 fn parse_json<T: DeserializeOwned>(bytes: &[u8], allow_null: bool) -> Result<T, ApiError> {
-    let malformed = |detail: String| ApiError::bad_request("malformed-body", detail);
+    let malformed = |detail: String| ApiError::bad_request(ProblemType::MalformedBody, detail);
     // The top level is checked on the text, so the struct's own parse still sees the whole
     // body (and refuses duplicate fields, which a detour through a JSON value would hide).
     let first = bytes.iter().find(|b| !b" \t\r\n".contains(b)).copied();
@@ -155,6 +167,8 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryPairs {
         let query = parts.uri.query().unwrap_or_default();
         serde_urlencoded::from_str(query)
             .map(QueryPairs)
-            .map_err(|_| ApiError::bad_request("invalid-query", "the query string is malformed"))
+            .map_err(|_| {
+                ApiError::bad_request(ProblemType::InvalidQuery, "the query string is malformed")
+            })
     }
 }

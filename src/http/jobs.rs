@@ -2,16 +2,17 @@
 //! body) → build the command → run it through the service → 201/204, or read the projection.
 
 use crate::http::access::{Authorized, Read, Write};
+use crate::http::context::RequestId;
+use crate::http::error::ApiError;
 use crate::http::extract::{JobId, JsonBody, OptionalJsonBody, QueryPairs};
 use crate::http::openapi::{
     CommandResponses, CustomerIdHeader, HistorySortBy, JobIdPath, JobSortBy, Paging, ReadResponses,
     SortDirection,
 };
-use crate::http::problem::{ApiError, Problem};
+use crate::http::problem::Problem;
 use crate::http::query::QueryParams;
 use crate::http::requests::*;
 use crate::http::AppState;
-use crate::telemetry::RequestId;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -91,8 +92,7 @@ pub async fn list_jobs(
         .service
         .queries()
         .list_jobs(access.customer.get(), &filter, page)
-        .await
-        .map_err(ApiError::store)?;
+        .await?;
     Ok(Json(jobs))
 }
 
@@ -328,8 +328,7 @@ pub async fn status_history(
     app.service
         .queries()
         .status_history(access.customer.get(), job_id, direction, page)
-        .await
-        .map_err(ApiError::store)?
+        .await?
         .map(Json)
         .ok_or(ApiError::JobNotFound)
 }
@@ -354,8 +353,7 @@ pub async fn job_events(
     app.service
         .queries()
         .events(access.customer.get(), job_id, page)
-        .await
-        .map_err(ApiError::store)?
+        .await?
         .map(Json)
         .ok_or(ApiError::JobNotFound)
 }

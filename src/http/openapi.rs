@@ -2,7 +2,7 @@
 //! reusable parameter and response sets the handlers' annotations refer to.
 
 use crate::auth::Scope;
-use crate::http::problem::{Problem, PROBLEM_JSON, PROBLEM_TYPES};
+use crate::http::problem::{Problem, ProblemType, PROBLEM_JSON};
 use utoipa::{IntoParams, IntoResponses, OpenApi, ToSchema};
 
 /// The tenant of the request.
@@ -250,9 +250,9 @@ pub fn document() -> utoipa::openapi::OpenApi {
             }
         }
     }
-    let catalogue: serde_json::Map<String, serde_json::Value> = PROBLEM_TYPES
+    let catalogue: serde_json::Map<String, serde_json::Value> = ProblemType::ALL
         .iter()
-        .map(|(slug, title)| (format!("/problems/{slug}"), serde_json::Value::from(*title)))
+        .map(|kind| (kind.uri(), serde_json::Value::from(kind.title())))
         .collect();
     doc.extensions.get_or_insert_with(Default::default).insert(
         "x-problem-types".to_owned(),
