@@ -8,6 +8,7 @@
 use crate::auth::Scope;
 use crate::http::context::ErrorReport;
 use crate::http::problem::{Problem, ProblemType};
+use crate::service::ServiceError;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use domain::JobError;
@@ -115,14 +116,9 @@ impl ApiError {
     }
 
     /// A failure of the store: 503 when it cannot be reached (so clients and load balancers
-    /// can tell "try again" from a bug), 500 otherwise.
+    /// can tell "try again" from a bug), 500 otherwise — sorted as the service sorts it.
     pub fn store(error: impl Into<BoxError>) -> Self {
-        let error = error.into();
-        if projections::store_unavailable(error.as_ref()) {
-            ApiError::Unavailable(Some(error))
-        } else {
-            ApiError::Internal(error)
-        }
+        ServiceError::store(error).into()
     }
 
     pub fn problem_type(&self) -> ProblemType {
@@ -242,10 +238,18 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
-        if error.is_unavailable() {
-            ApiError::Unavailable(Some(error.into()))
-        } else {
-            ApiError::Internal(error.into())
+        ServiceError::from(error).into()
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(error: ServiceError) -> Self {
+        match error {
+            ServiceError::NotFound => ApiError::JobNotFound,
+            ServiceError::Rule(error) => ApiError::Rule(error),
+            ServiceError::Conflict => ApiError::Conflict,
+            ServiceError::Unavailable(cause) => ApiError::Unavailable(Some(cause)),
+            ServiceError::Internal(cause) => ApiError::Internal(cause),
         }
     }
 }

@@ -117,7 +117,9 @@ pub async fn get_job(
     Ok(([(header::ETAG, etag)], Json(job)).into_response())
 }
 
-/// Runs a command for an existing job of the customer and answers 204.
+/// Runs a command for an existing job of the customer and answers 204. SPEC §2 orders the
+/// answers 404 before 422: the job must be the customer's before the body's own validation
+/// counts, so the handler hands the command over with its validation result still held.
 async fn change(
     app: &AppState,
     access: Authorized<Write>,
@@ -125,13 +127,10 @@ async fn change(
     job_id: Uuid,
     command: Result<domain::JobCommand, ApiError>,
 ) -> Result<StatusCode, ApiError> {
+    app.service.require_job(access.customer, job_id).await?;
+    let command = command?;
     app.service
-        .change(
-            access.customer,
-            job_id,
-            command,
-            &access.metadata(request_id),
-        )
+        .run(job_id, command, &access.metadata(request_id))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
