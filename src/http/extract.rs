@@ -1,5 +1,6 @@
 //! Our own extractors. Each rejects with [`ApiError`], so every rejection is a problem with a
-//! specific type, never axum's plain-text default.
+//! specific type, never axum's plain-text default. Beside `Customer` and `JobId` stand the
+//! OpenAPI descriptions of what they read ([`CustomerIdHeader`], [`JobIdPath`]).
 
 use crate::http::error::ApiError;
 use crate::http::problem::{excerpt, ProblemType};
@@ -8,6 +9,7 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::{header, request::Parts, HeaderMap};
 use domain::values::CustomerId;
 use serde::de::DeserializeOwned;
+use utoipa::IntoParams;
 use uuid::Uuid;
 
 /// The tenant of the request, from the `Customer-Id` header (an integer ≥ 1).
@@ -38,6 +40,16 @@ impl<S: Send + Sync> FromRequestParts<S> for Customer {
     }
 }
 
+/// The OpenAPI description of the `Customer-Id` header [`Customer`] reads.
+#[derive(IntoParams)]
+#[into_params(names("Customer-Id"), parameter_in = Header)]
+#[allow(dead_code)] // documentation only: read by `Customer`
+pub struct CustomerIdHeader(
+    /// The customer identifier: an integer ≥ 1. Another customer's job answers 404.
+    #[param(minimum = 1)]
+    i64,
+);
+
 /// The `{jobId}` path segment, which must be a UUID.
 #[derive(Debug, Clone, Copy)]
 pub struct JobId(pub Uuid);
@@ -59,6 +71,15 @@ impl<S: Send + Sync> FromRequestParts<S> for JobId {
         })
     }
 }
+
+/// The OpenAPI description of the `{jobId}` segment [`JobId`] reads.
+#[derive(IntoParams)]
+#[into_params(names("jobId"), parameter_in = Path)]
+#[allow(dead_code)] // documentation only: read by `JobId`
+pub struct JobIdPath(
+    /// The job id (a UUID); anything else answers 400.
+    uuid::Uuid,
+);
 
 /// A JSON request body: `application/json` (else 415), within the body limit (else 413),
 /// of the documented shape (else 400, naming what is wrong).

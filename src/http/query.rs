@@ -1,10 +1,12 @@
 //! Query-string parsing for the list endpoints: paging, sorting and filters, each bad value
 //! a 400 problem naming the parameter. Unknown parameters are refused too, so a misspelt
-//! filter never silently returns everything.
+//! filter never silently returns everything. The OpenAPI descriptions of these parameters
+//! ([`Paging`], [`JobSortBy`], [`HistorySortBy`], [`SortDirection`]) sit at the end.
 
 use crate::http::error::ApiError;
 use crate::http::problem::{excerpt, ProblemType};
 use projections::{Direction, JobFilter, JobSort, PageRequest};
+use utoipa::{IntoParams, ToSchema};
 
 pub struct QueryParams(Vec<(String, String)>);
 
@@ -166,4 +168,43 @@ impl QueryParams {
             )),
         }
     }
+}
+
+/// The OpenAPI description of the paging parameters [`QueryParams::paging`] reads.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query, rename_all = "camelCase")]
+#[allow(dead_code)] // documentation only: read by `QueryParams::paging`
+pub struct Paging {
+    /// 1…2147483, default 1.
+    #[param(minimum = 1, maximum = 2147483)]
+    page_number: Option<u32>,
+    /// 1…1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
+    page_size: Option<u32>,
+}
+
+/// The orders a job list can have (documentation of `sortBy`; parsed by `QueryParams`).
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)] // documentation only: `QueryParams` parses the text itself
+pub enum JobSortBy {
+    CreatedAt,
+    UpdatedAt,
+}
+
+/// The order of a status history (documentation of `sortBy`).
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)] // documentation only: `QueryParams` parses the text itself
+pub enum HistorySortBy {
+    CreatedAt,
+}
+
+/// Documentation of `direction`.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)] // documentation only: `QueryParams` parses the text itself
+pub enum SortDirection {
+    Ascending,
+    Descending,
 }
