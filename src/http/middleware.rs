@@ -33,6 +33,10 @@ pub async fn assign_request_id(mut request: Request, next: Next) -> Response {
     response
 }
 
+/// The target of the request log line. It is the module that wrote it before the
+/// middlewares moved here, kept so that `RUST_LOG` filters naming it go on working.
+const REQUEST_LOG_TARGET: &str = "jobs_service::telemetry";
+
 /// One line per request: method, path, status, duration, request id, the acting client when
 /// authenticated (and a failure's cause).
 pub async fn log_request(mut request: Request, next: Next) -> Response {
@@ -48,9 +52,12 @@ pub async fn log_request(mut request: Request, next: Next) -> Response {
     let client = caller.caller().unwrap_or("-");
     match response.extensions().get::<ErrorReport>() {
         Some(ErrorReport(cause)) => tracing::error!(
+            target: REQUEST_LOG_TARGET,
             %method, %path, status, elapsed_ms, request_id, client, cause, "request failed"
         ),
-        None => tracing::info!(%method, %path, status, elapsed_ms, request_id, client, "request"),
+        None => {
+            tracing::info!(target: REQUEST_LOG_TARGET, %method, %path, status, elapsed_ms, request_id, client, "request")
+        }
     }
     response
 }
