@@ -116,7 +116,7 @@ impl ProblemType {
 }
 
 /// The body of every error response.
-// `Deserialize` and the `serde(default)`s are part of the published shape: they mark
+// The `serde(default)`s are part of the published shape: utoipa reads them and lists
 // `instance` and `requestId` as optional in the OpenAPI schema.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
