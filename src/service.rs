@@ -1,19 +1,61 @@
 //! The application service between HTTP and the stores: runs commands through the `Job`
 //! aggregate (cqrs-es) with bounded retries on optimistic-concurrency conflicts, and answers
 //! queries from the projection. Handlers only ever see the two narrow interfaces
-//! [`JobCommands`] and [`JobQueries`], never which backend is behind them.
+//! [`JobCommands`] and [`JobQueries`], never which backend is behind them. Failures are
+//! [`ServiceError`]s; what they look like to a client is the HTTP layer's business.
 
-use crate::http::problem::ApiError;
 use async_trait::async_trait;
 use cqrs_es::persist::{PersistedEventRepository, PersistedEventStore};
 use cqrs_es::{AggregateError, CqrsFramework};
 use domain::values::CustomerId;
 use domain::{Job, JobCommand, JobError, JobServices};
-use projections::{EventMetadata, JobQueries, JobStore, JobView};
+use projections::{EventMetadata, JobQueries, JobStore, JobView, StoreError};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why the service could not do what it was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// No such job for this customer (another customer's job included).
+    #[error("the job does not exist")]
+    NotFound,
+    /// The aggregate refused the command.
+    #[error(transparent)]
+    Rule(#[from] JobError),
+    /// Concurrent changes kept winning after every retry.
+    #[error("conflict")]
+    Conflict,
+    /// The store cannot be reached right now: worth retrying.
+    #[error("store unavailable")]
+    Unavailable(BoxError),
+    /// Any other failure of the store or the event framework: a bug or corrupt data.
+    #[error("internal error: {0}")]
+    Internal(BoxError),
+}
+
+impl ServiceError {
+    /// Sorts a failure of the store by whether it is worth retrying. Errors may come boxed
+    /// (cqrs-es, authentication), so the classification, which lives in `projections`,
+    /// walks the cause chain.
+    pub fn store(error: impl Into<BoxError>) -> Self {
+        let error = error.into();
+        if projections::store_unavailable(error.as_ref()) {
+            ServiceError::Unavailable(error)
+        } else {
+            ServiceError::Internal(error)
+        }
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(error: StoreError) -> Self {
+        ServiceError::store(error)
+    }
+}
 
 /// Runs one command against one job: load, decide, append (with its projection).
 #[async_trait]
@@ -103,17 +145,16 @@ impl JobService {
         self.queries.as_ref()
     }
 
-    /// The customer's job, or 404 — for another customer's job too.
+    /// The customer's job; [`ServiceError::NotFound`] for another customer's job too.
     pub async fn require_job(
         &self,
         customer: CustomerId,
         job_id: Uuid,
-    ) -> Result<JobView, ApiError> {
+    ) -> Result<JobView, ServiceError> {
         self.queries
             .job(customer.get(), job_id)
-            .await
-            .map_err(ApiError::store)?
-            .ok_or(ApiError::JobNotFound)
+            .await?
+            .ok_or(ServiceError::NotFound)
     }
 
     /// Creates a job with a fresh (time-ordered) id.
@@ -121,39 +162,28 @@ impl JobService {
         &self,
         command: JobCommand,
         metadata: &EventMetadata,
-    ) -> Result<Uuid, ApiError> {
+    ) -> Result<Uuid, ServiceError> {
         let job_id = Uuid::now_v7();
         self.run(job_id, command, metadata).await?;
         Ok(job_id)
     }
 
-    /// Changes an existing job of the customer. Existence is checked before the command's
-    /// own validation is looked at, so the order of answers is 404 before 422 (SPEC §2).
-    pub async fn change(
-        &self,
-        customer: CustomerId,
-        job_id: Uuid,
-        command: Result<JobCommand, ApiError>,
-        metadata: &EventMetadata,
-    ) -> Result<(), ApiError> {
-        self.require_job(customer, job_id).await?;
-        self.run(job_id, command?, metadata).await
-    }
-
-    /// Runs a command, counting its outcome by kind (`jobs_commands_total`).
-    async fn run(
+    /// Runs a command against a job, counting its outcome by kind (`jobs_commands_total`).
+    /// The caller has checked, with [`JobService::require_job`], that the job is the
+    /// customer's: the command itself carries no customer.
+    pub async fn run(
         &self,
         job_id: Uuid,
         command: JobCommand,
         metadata: &EventMetadata,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), ServiceError> {
         let name = command.name();
         let result = self.run_with_retries(job_id, command, metadata).await;
         let outcome = match &result {
             Ok(()) => "accepted",
-            Err(ApiError::Rule(_)) => "refused",
-            Err(ApiError::Conflict) => "conflict",
-            Err(ApiError::Unavailable(_)) => "unavailable",
+            Err(ServiceError::Rule(_)) => "refused",
+            Err(ServiceError::Conflict) => "conflict",
+            Err(ServiceError::Unavailable(_)) => "unavailable",
             Err(_) => "error",
         };
         metrics::counter!("jobs_commands_total", "command" => name, "outcome" => outcome)
@@ -166,7 +196,7 @@ impl JobService {
         job_id: Uuid,
         command: JobCommand,
         metadata: &EventMetadata,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), ServiceError> {
         let metadata = metadata.to_map();
         let _exclusive = self.locks.lock(job_id).await;
         let deadline = tokio::time::Instant::now() + RETRY_BUDGET;
@@ -179,11 +209,11 @@ impl JobService {
                 .await
             {
                 Ok(()) => return Ok(()),
-                Err(AggregateError::UserError(error)) => return Err(ApiError::Rule(error)),
+                Err(AggregateError::UserError(error)) => return Err(ServiceError::Rule(error)),
                 Err(AggregateError::AggregateConflict) => {
                     let pause = backoff(attempt);
                     if tokio::time::Instant::now() + pause > deadline {
-                        return Err(ApiError::Conflict);
+                        return Err(ServiceError::Conflict);
                     }
                     tracing::debug!(%job_id, attempt, "concurrent write won; retrying command");
                     metrics::counter!("jobs_command_retries_total", "command" => command.name())
@@ -193,7 +223,7 @@ impl JobService {
                 Err(AggregateError::DatabaseConnectionError(error))
                 | Err(AggregateError::DeserializationError(error))
                 | Err(AggregateError::UnexpectedError(error)) => {
-                    return Err(ApiError::store(error))
+                    return Err(ServiceError::store(error))
                 }
             }
         }

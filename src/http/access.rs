@@ -4,10 +4,11 @@
 //! Path, query and body come after, in the handler's later arguments.
 
 use crate::auth::{AuthenticationError, Caller, Scope};
+use crate::http::context::{CallerSlot, RequestId};
+use crate::http::error::ApiError;
 use crate::http::extract::Customer;
-use crate::http::problem::ApiError;
+use crate::http::problem::ProblemType;
 use crate::http::AppState;
-use crate::telemetry::{CallerSlot, RequestId};
 use axum::extract::FromRequestParts;
 use axum::http::{header, request::Parts, HeaderMap};
 use domain::values::CustomerId;
@@ -77,7 +78,7 @@ impl<R: RequiredScope> FromRequestParts<AppState> for Authorized<R> {
             return Err(rejected(
                 "insufficient_scope",
                 ApiError::Forbidden {
-                    slug: "insufficient-scope",
+                    problem: ProblemType::InsufficientScope,
                     detail: format!("this operation needs the scope {}", R::SCOPE),
                     missing_scope: Some(R::SCOPE),
                 },
@@ -87,7 +88,7 @@ impl<R: RequiredScope> FromRequestParts<AppState> for Authorized<R> {
             return Err(rejected(
                 "customer_not_allowed",
                 ApiError::Forbidden {
-                    slug: "customer-not-allowed",
+                    problem: ProblemType::CustomerNotAllowed,
                     detail: format!(
                         "the access token may not act for customer {}",
                         customer.get()

@@ -1,12 +1,15 @@
 //! Our own extractors. Each rejects with [`ApiError`], so every rejection is a problem with a
-//! specific type, never axum's plain-text default.
+//! specific type, never axum's plain-text default. Beside `Customer` and `JobId` stand the
+//! OpenAPI descriptions of what they read ([`CustomerIdHeader`], [`JobIdPath`]).
 
-use crate::http::problem::{excerpt, ApiError};
+use crate::http::error::ApiError;
+use crate::http::problem::{excerpt, ProblemType};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::{header, request::Parts, HeaderMap};
 use domain::values::CustomerId;
 use serde::de::DeserializeOwned;
+use utoipa::IntoParams;
 use uuid::Uuid;
 
 /// The tenant of the request, from the `Customer-Id` header (an integer ≥ 1).
@@ -18,7 +21,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Customer {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         let raw = parts.headers.get("customer-id").ok_or_else(|| {
-            ApiError::bad_request("invalid-customer-id", "the Customer-Id header is required")
+            ApiError::bad_request(
+                ProblemType::InvalidCustomerId,
+                "the Customer-Id header is required",
+            )
         })?;
         raw.to_str()
             .ok()
@@ -27,12 +33,22 @@ impl<S: Send + Sync> FromRequestParts<S> for Customer {
             .map(Customer)
             .ok_or_else(|| {
                 ApiError::bad_request(
-                    "invalid-customer-id",
+                    ProblemType::InvalidCustomerId,
                     "the Customer-Id header must be an integer of at least 1",
                 )
             })
     }
 }
+
+/// The OpenAPI description of the `Customer-Id` header [`Customer`] reads.
+#[derive(IntoParams)]
+#[into_params(names("Customer-Id"), parameter_in = Header)]
+#[allow(dead_code)] // documentation only: read by `Customer`
+pub struct CustomerIdHeader(
+    /// The customer identifier: an integer ≥ 1. Another customer's job answers 404.
+    #[param(minimum = 1)]
+    i64,
+);
 
 /// The `{jobId}` path segment, which must be a UUID.
 #[derive(Debug, Clone, Copy)]
@@ -44,12 +60,26 @@ impl<S: Send + Sync> FromRequestParts<S> for JobId {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let Path(raw) = Path::<String>::from_request_parts(parts, state)
             .await
-            .map_err(|_| ApiError::bad_request("invalid-job-id", "the job id is missing"))?;
+            .map_err(|_| {
+                ApiError::bad_request(ProblemType::InvalidJobId, "the job id is missing")
+            })?;
         Uuid::parse_str(&raw).map(JobId).map_err(|_| {
-            ApiError::bad_request("invalid-job-id", format!("{} is not a UUID", excerpt(&raw)))
+            ApiError::bad_request(
+                ProblemType::InvalidJobId,
+                format!("{} is not a UUID", excerpt(&raw)),
+            )
         })
     }
 }
+
+/// The OpenAPI description of the `{jobId}` segment [`JobId`] reads.
+#[derive(IntoParams)]
+#[into_params(names("jobId"), parameter_in = Path)]
+#[allow(dead_code)] // documentation only: read by `JobId`
+pub struct JobIdPath(
+    /// The job id (a UUID); anything else answers 400.
+    uuid::Uuid,
+);
 
 /// A JSON request body: `application/json` (else 415), within the body limit (else 413),
 /// of the documented shape (else 400, naming what is wrong).
@@ -80,7 +110,10 @@ async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<(bool,
             if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge
             } else {
-                ApiError::bad_request("malformed-body", "the request body could not be read")
+                ApiError::bad_request(
+                    ProblemType::MalformedBody,
+                    "the request body could not be read",
+                )
             }
         })?;
     Ok((has_json_type, bytes))
@@ -106,7 +139,7 @@ impl<'de, T: DeserializeOwned> serde::Deserialize<'de> for JsonObject<T> {
 
 /// Parses a body that must be a JSON object (or, when `allow_null`, `null`).
 fn parse_json<T: DeserializeOwned>(bytes: &[u8], allow_null: bool) -> Result<T, ApiError> {
-    let malformed = |detail: String| ApiError::bad_request("malformed-body", detail);
+    let malformed = |detail: String| ApiError::bad_request(ProblemType::MalformedBody, detail);
     // The top level is checked on the text, so the struct's own parse still sees the whole
     // body (and refuses duplicate fields, which a detour through a JSON value would hide).
     let first = bytes.iter().find(|b| !b" \t\r\n".contains(b)).copied();
@@ -155,6 +188,8 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryPairs {
         let query = parts.uri.query().unwrap_or_default();
         serde_urlencoded::from_str(query)
             .map(QueryPairs)
-            .map_err(|_| ApiError::bad_request("invalid-query", "the query string is malformed"))
+            .map_err(|_| {
+                ApiError::bad_request(ProblemType::InvalidQuery, "the query string is malformed")
+            })
     }
 }

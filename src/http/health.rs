@@ -1,6 +1,7 @@
 //! Operations endpoints: liveness, readiness and Prometheus metrics.
 
-use crate::http::problem::{ApiError, Problem};
+use crate::http::error::ApiError;
+use crate::http::problem::Problem;
 use crate::http::AppState;
 use axum::extract::State;
 use axum::http::{header, HeaderValue};

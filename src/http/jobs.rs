@@ -1,29 +1,78 @@
 //! The `/v1/jobs` endpoints. Handlers are thin: extract (authorized caller and customer, id,
 //! body) → build the command → run it through the service → 201/204, or read the projection.
+//! The response sets their OpenAPI annotations share ([`ReadResponses`],
+//! [`CommandResponses`]) are declared here too, beside the handlers they describe.
 
 use crate::http::access::{Authorized, Read, Write};
-use crate::http::extract::{JobId, JsonBody, OptionalJsonBody, QueryPairs};
-use crate::http::openapi::{
-    CommandResponses, CustomerIdHeader, HistorySortBy, JobIdPath, JobSortBy, Paging, ReadResponses,
-    SortDirection,
+use crate::http::context::RequestId;
+use crate::http::error::ApiError;
+use crate::http::extract::{
+    CustomerIdHeader, JobId, JobIdPath, JsonBody, OptionalJsonBody, QueryPairs,
 };
-use crate::http::problem::{ApiError, Problem};
-use crate::http::query::QueryParams;
+use crate::http::problem::Problem;
+use crate::http::query::{HistorySortBy, JobSortBy, Paging, QueryParams, SortDirection};
 use crate::http::requests::*;
 use crate::http::AppState;
-use crate::telemetry::RequestId;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use projections::{JobSort, JobView, Page, StatusHistoryEntry, StoredEvent};
 use serde::Serialize;
-use utoipa::ToSchema;
+use utoipa::{IntoResponses, ToSchema};
 use uuid::Uuid;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CreatedJob {
     pub id: Uuid,
+}
+
+/// What a read of one job (or its history) can answer besides 200.
+#[derive(IntoResponses)]
+#[allow(dead_code)] // documentation only: named in the handlers' `responses(...)`
+pub enum ReadResponses {
+    /// Invalid job id, Customer-Id, or query parameter (`/problems/invalid-job-id`,
+    /// `/problems/invalid-customer-id`, `/problems/invalid-paging`, `/problems/invalid-query`).
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(Problem),
+    /// No such job for this customer (`/problems/job-not-found`).
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(Problem),
+    /// Unexpected error (`/problems/internal`); the body never carries internals.
+    #[response(status = 500, content_type = "application/problem+json")]
+    Internal(Problem),
+}
+
+/// What a command on a job can answer.
+#[derive(IntoResponses)]
+#[allow(dead_code)] // documentation only: named in the handlers' `responses(...)`
+pub enum CommandResponses {
+    /// Done, or nothing to do (e.g. a repeated identical cancel).
+    #[response(status = 204)]
+    Done,
+    /// Invalid job id or Customer-Id, or a body that is not JSON of the documented shape
+    /// (`/problems/invalid-job-id`, `/problems/invalid-customer-id`, `/problems/malformed-body`).
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(Problem),
+    /// No such job for this customer (`/problems/job-not-found`).
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(Problem),
+    /// The job kept changing concurrently after the server's retries (`/problems/conflict`).
+    #[response(status = 409, content_type = "application/problem+json")]
+    Conflict(Problem),
+    /// Body over 64 KiB (`/problems/payload-too-large`).
+    #[response(status = 413, content_type = "application/problem+json")]
+    TooLarge(Problem),
+    /// Body is not `application/json` (`/problems/unsupported-media-type`).
+    #[response(status = 415, content_type = "application/problem+json")]
+    UnsupportedMediaType(Problem),
+    /// A field rule (`/problems/validation`, with `errors`) or a lifecycle rule (a specific
+    /// type, see the operation's description) refused the command.
+    #[response(status = 422, content_type = "application/problem+json")]
+    Unprocessable(Problem),
+    /// Unexpected error (`/problems/internal`); the body never carries internals.
+    #[response(status = 500, content_type = "application/problem+json")]
+    Internal(Problem),
 }
 
 /// Create a job.
@@ -91,8 +140,7 @@ pub async fn list_jobs(
         .service
         .queries()
         .list_jobs(access.customer.get(), &filter, page)
-        .await
-        .map_err(ApiError::store)?;
+        .await?;
     Ok(Json(jobs))
 }
 
@@ -117,7 +165,9 @@ pub async fn get_job(
     Ok(([(header::ETAG, etag)], Json(job)).into_response())
 }
 
-/// Runs a command for an existing job of the customer and answers 204.
+/// Runs a command for an existing job of the customer and answers 204. SPEC §2 orders the
+/// answers 404 before 422: the job must be the customer's before the body's own validation
+/// counts, so the handler hands the command over with its validation result still held.
 async fn change(
     app: &AppState,
     access: Authorized<Write>,
@@ -125,13 +175,10 @@ async fn change(
     job_id: Uuid,
     command: Result<domain::JobCommand, ApiError>,
 ) -> Result<StatusCode, ApiError> {
+    app.service.require_job(access.customer, job_id).await?;
+    let command = command?;
     app.service
-        .change(
-            access.customer,
-            job_id,
-            command,
-            &access.metadata(request_id),
-        )
+        .run(job_id, command, &access.metadata(request_id))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -328,8 +375,7 @@ pub async fn status_history(
     app.service
         .queries()
         .status_history(access.customer.get(), job_id, direction, page)
-        .await
-        .map_err(ApiError::store)?
+        .await?
         .map(Json)
         .ok_or(ApiError::JobNotFound)
 }
@@ -354,8 +400,7 @@ pub async fn job_events(
     app.service
         .queries()
         .events(access.customer.get(), job_id, page)
-        .await
-        .map_err(ApiError::store)?
+        .await?
         .map(Json)
         .ok_or(ApiError::JobNotFound)
 }

@@ -1,9 +1,12 @@
 //! The HTTP layer: the router, its middleware stack and shared state.
 
 pub mod access;
+pub mod context;
+pub mod error;
 pub mod extract;
 pub mod health;
 pub mod jobs;
+pub mod middleware;
 pub mod openapi;
 pub mod problem;
 pub mod query;
@@ -12,7 +15,6 @@ pub mod tokens;
 
 use crate::auth::Authenticator;
 use crate::service::JobService;
-use crate::telemetry;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
 use axum::Router;
@@ -53,7 +55,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
-        .route_layer(axum::middleware::from_fn(telemetry::record_metrics))
+        .route_layer(axum::middleware::from_fn(middleware::record_metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state);
     Router::new()
@@ -67,7 +69,7 @@ pub fn router(state: AppState) -> Router {
         // A panic is a bug, but it answers a 500 problem like any other, not a dropped
         // connection.
         .layer(CatchPanicLayer::new())
-        .layer(axum::middleware::from_fn(problem::finish_problems))
-        .layer(axum::middleware::from_fn(telemetry::log_request))
-        .layer(axum::middleware::from_fn(telemetry::assign_request_id))
+        .layer(axum::middleware::from_fn(middleware::finish_problems))
+        .layer(axum::middleware::from_fn(middleware::log_request))
+        .layer(axum::middleware::from_fn(middleware::assign_request_id))
 }

@@ -1,113 +1,13 @@
-//! The OpenAPI 3.1 document, generated from the handlers and types (utoipa), plus the
-//! reusable parameter and response sets the handlers' annotations refer to.
+//! The OpenAPI 3.1 document, generated from the handlers and types (utoipa), plus what
+//! holds for every operation and so is added here rather than on each. The parameter and
+//! response sets the handlers' annotations name live beside what they describe (the
+//! extractors, the query parser, the handlers), so this module depends on the handlers and
+//! not the reverse.
 
 use crate::auth::Scope;
-use crate::http::problem::{Problem, PROBLEM_JSON, PROBLEM_TYPES};
-use utoipa::{IntoParams, IntoResponses, OpenApi, ToSchema};
-
-/// The tenant of the request.
-#[derive(IntoParams)]
-#[into_params(names("Customer-Id"), parameter_in = Header)]
-#[allow(dead_code)] // documentation only: read by `Customer`
-pub struct CustomerIdHeader(
-    /// The customer identifier: an integer ≥ 1. Another customer's job answers 404.
-    #[param(minimum = 1)]
-    i64,
-);
-
-#[derive(IntoParams)]
-#[into_params(names("jobId"), parameter_in = Path)]
-#[allow(dead_code)] // documentation only: read by `JobId`
-pub struct JobIdPath(
-    /// The job id (a UUID); anything else answers 400.
-    uuid::Uuid,
-);
-
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query, rename_all = "camelCase")]
-#[allow(dead_code)] // documentation only: read by `QueryParams::paging`
-pub struct Paging {
-    /// 1…2147483, default 1.
-    #[param(minimum = 1, maximum = 2147483)]
-    page_number: Option<u32>,
-    /// 1…1000, default 100.
-    #[param(minimum = 1, maximum = 1000)]
-    page_size: Option<u32>,
-}
-
-/// The orders a job list can have (documentation of `sortBy`; parsed by `QueryParams`).
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-#[allow(dead_code)]
-pub enum JobSortBy {
-    CreatedAt,
-    UpdatedAt,
-}
-
-/// The order of a status history (documentation of `sortBy`).
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-#[allow(dead_code)]
-pub enum HistorySortBy {
-    CreatedAt,
-}
-
-/// Documentation of `direction`.
-#[derive(ToSchema)]
-#[schema(rename_all = "camelCase")]
-#[allow(dead_code)]
-pub enum SortDirection {
-    Ascending,
-    Descending,
-}
-
-/// What a read of one job (or its history) can answer besides 200.
-#[derive(IntoResponses)]
-#[allow(dead_code)]
-pub enum ReadResponses {
-    /// Invalid job id, Customer-Id, or query parameter (`/problems/invalid-job-id`,
-    /// `/problems/invalid-customer-id`, `/problems/invalid-paging`, `/problems/invalid-query`).
-    #[response(status = 400, content_type = "application/problem+json")]
-    BadRequest(Problem),
-    /// No such job for this customer (`/problems/job-not-found`).
-    #[response(status = 404, content_type = "application/problem+json")]
-    NotFound(Problem),
-    /// Unexpected error (`/problems/internal`); the body never carries internals.
-    #[response(status = 500, content_type = "application/problem+json")]
-    Internal(Problem),
-}
-
-/// What a command on a job can answer.
-#[derive(IntoResponses)]
-#[allow(dead_code)]
-pub enum CommandResponses {
-    /// Done, or nothing to do (e.g. a repeated identical cancel).
-    #[response(status = 204)]
-    Done,
-    /// Invalid job id or Customer-Id, or a body that is not JSON of the documented shape
-    /// (`/problems/invalid-job-id`, `/problems/invalid-customer-id`, `/problems/malformed-body`).
-    #[response(status = 400, content_type = "application/problem+json")]
-    BadRequest(Problem),
-    /// No such job for this customer (`/problems/job-not-found`).
-    #[response(status = 404, content_type = "application/problem+json")]
-    NotFound(Problem),
-    /// The job kept changing concurrently after the server's retries (`/problems/conflict`).
-    #[response(status = 409, content_type = "application/problem+json")]
-    Conflict(Problem),
-    /// Body over 64 KiB (`/problems/payload-too-large`).
-    #[response(status = 413, content_type = "application/problem+json")]
-    TooLarge(Problem),
-    /// Body is not `application/json` (`/problems/unsupported-media-type`).
-    #[response(status = 415, content_type = "application/problem+json")]
-    UnsupportedMediaType(Problem),
-    /// A field rule (`/problems/validation`, with `errors`) or a lifecycle rule (a specific
-    /// type, see the operation's description) refused the command.
-    #[response(status = 422, content_type = "application/problem+json")]
-    Unprocessable(Problem),
-    /// Unexpected error (`/problems/internal`); the body never carries internals.
-    #[response(status = 500, content_type = "application/problem+json")]
-    Internal(Problem),
-}
+use crate::http::problem::{ProblemType, PROBLEM_JSON};
+use crate::http::query::{HistorySortBy, JobSortBy, SortDirection};
+use utoipa::OpenApi;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -250,9 +150,9 @@ pub fn document() -> utoipa::openapi::OpenApi {
             }
         }
     }
-    let catalogue: serde_json::Map<String, serde_json::Value> = PROBLEM_TYPES
+    let catalogue: serde_json::Map<String, serde_json::Value> = ProblemType::ALL
         .iter()
-        .map(|(slug, title)| (format!("/problems/{slug}"), serde_json::Value::from(*title)))
+        .map(|kind| (kind.uri(), serde_json::Value::from(kind.title())))
         .collect();
     doc.extensions.get_or_insert_with(Default::default).insert(
         "x-problem-types".to_owned(),

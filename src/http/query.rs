@@ -1,9 +1,12 @@
 //! Query-string parsing for the list endpoints: paging, sorting and filters, each bad value
 //! a 400 problem naming the parameter. Unknown parameters are refused too, so a misspelt
-//! filter never silently returns everything.
+//! filter never silently returns everything. The OpenAPI descriptions of these parameters
+//! ([`Paging`], [`JobSortBy`], [`HistorySortBy`], [`SortDirection`]) sit at the end.
 
-use crate::http::problem::{excerpt, ApiError};
+use crate::http::error::ApiError;
+use crate::http::problem::{excerpt, ProblemType};
 use projections::{Direction, JobFilter, JobSort, PageRequest};
+use utoipa::{IntoParams, ToSchema};
 
 pub struct QueryParams(Vec<(String, String)>);
 
@@ -24,7 +27,7 @@ impl QueryParams {
         let mut values = self.take_all(name);
         if values.len() > 1 {
             return Err(ApiError::bad_request(
-                "invalid-query",
+                ProblemType::InvalidQuery,
                 format!("{name} may be given only once"),
             ));
         }
@@ -34,7 +37,7 @@ impl QueryParams {
     fn take_parsed<T>(
         &mut self,
         name: &str,
-        slug: &'static str,
+        problem: ProblemType,
         expected: &str,
         parse: impl Fn(&str) -> Option<T>,
     ) -> Result<Option<T>, ApiError> {
@@ -42,7 +45,7 @@ impl QueryParams {
             None => Ok(None),
             Some(raw) => parse(&raw).map(Some).ok_or_else(|| {
                 ApiError::bad_request(
-                    slug,
+                    problem,
                     format!("{name} must be {expected}; got {}", excerpt(&raw)),
                 )
             }),
@@ -55,13 +58,13 @@ impl QueryParams {
             |max: u32| move |raw: &str| raw.parse::<u32>().ok().filter(|n| (1..=max).contains(n));
         let number = self.take_parsed(
             "pageNumber",
-            "invalid-paging",
+            ProblemType::InvalidPaging,
             &format!("an integer from 1 to {}", PageRequest::MAX_NUMBER),
             in_range(PageRequest::MAX_NUMBER),
         )?;
         let size = self.take_parsed(
             "pageSize",
-            "invalid-paging",
+            ProblemType::InvalidPaging,
             &format!("an integer from 1 to {}", PageRequest::MAX_SIZE),
             in_range(PageRequest::MAX_SIZE),
         )?;
@@ -75,7 +78,7 @@ impl QueryParams {
         Ok(self
             .take_parsed(
                 "direction",
-                "invalid-query",
+                ProblemType::InvalidQuery,
                 "ascending or descending",
                 |raw| match raw {
                     "ascending" => Some(Direction::Ascending),
@@ -93,7 +96,7 @@ impl QueryParams {
             .collect::<Vec<_>>()
             .join(" or ");
         Ok(self
-            .take_parsed("sortBy", "invalid-query", &expected, |raw| {
+            .take_parsed("sortBy", ProblemType::InvalidQuery, &expected, |raw| {
                 allowed
                     .iter()
                     .find(|(name, _)| *name == raw)
@@ -107,7 +110,7 @@ impl QueryParams {
         for raw in self.take_all("status") {
             let status = domain::JobStatus::parse(&raw).ok_or_else(|| {
                 ApiError::bad_request(
-                    "invalid-query",
+                    ProblemType::InvalidQuery,
                     format!("status {} is not a job status", excerpt(&raw)),
                 )
             })?;
@@ -119,31 +122,31 @@ impl QueryParams {
             statuses,
             type_id: self.take_parsed(
                 "typeId",
-                "invalid-query",
+                ProblemType::InvalidQuery,
                 "an integer of at least 1",
                 positive,
             )?,
             contact_id: self.take_parsed(
                 "contactId",
-                "invalid-query",
+                ProblemType::InvalidQuery,
                 "an integer of at least 1",
                 positive,
             )?,
             reference: self.take_parsed(
                 "reference",
-                "invalid-query",
+                ProblemType::InvalidQuery,
                 "text without NUL characters",
                 |raw| (!raw.contains('\0')).then(|| raw.to_owned()),
             )?,
             created_from: self.take_parsed(
                 "createdFrom",
-                "invalid-query",
+                ProblemType::InvalidQuery,
                 "an RFC 3339 timestamp between years 0000 and 9999",
                 timestamp,
             )?,
             created_to: self.take_parsed(
                 "createdTo",
-                "invalid-query",
+                ProblemType::InvalidQuery,
                 "an RFC 3339 timestamp between years 0000 and 9999",
                 timestamp,
             )?,
@@ -160,9 +163,48 @@ impl QueryParams {
         match self.0.first() {
             None => Ok(()),
             Some((name, _)) => Err(ApiError::bad_request(
-                "invalid-query",
+                ProblemType::InvalidQuery,
                 format!("unknown query parameter {}", excerpt(name)),
             )),
         }
     }
+}
+
+/// The OpenAPI description of the paging parameters [`QueryParams::paging`] reads.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query, rename_all = "camelCase")]
+#[allow(dead_code)] // documentation only: read by `QueryParams::paging`
+pub struct Paging {
+    /// 1…2147483, default 1.
+    #[param(minimum = 1, maximum = 2147483)]
+    page_number: Option<u32>,
+    /// 1…1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
+    page_size: Option<u32>,
+}
+
+/// The orders a job list can have (documentation of `sortBy`; parsed by `QueryParams`).
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)] // documentation only: `QueryParams` parses the text itself
+pub enum JobSortBy {
+    CreatedAt,
+    UpdatedAt,
+}
+
+/// The order of a status history (documentation of `sortBy`).
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)] // documentation only: `QueryParams` parses the text itself
+pub enum HistorySortBy {
+    CreatedAt,
+}
+
+/// Documentation of `direction`.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+#[allow(dead_code)] // documentation only: `QueryParams` parses the text itself
+pub enum SortDirection {
+    Ascending,
+    Descending,
 }

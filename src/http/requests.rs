@@ -2,8 +2,8 @@
 //! not of the documented shape was already refused with 400 by the extractor; here each
 //! field rule that fails adds a message to the 422 `errors` map, and all are reported at once.
 
+use crate::http::error::{ApiError, FieldErrors};
 use crate::http::extract::JsonObject;
-use crate::http::problem::{ApiError, FieldErrors};
 use domain::values::{
     CancelReason, Comment, CustomField, CustomFieldValue, CustomFields, CustomerId, Description,
     OrderNumber, PlannedDuration, PositiveId, Reference, ResultNotes,

@@ -7,8 +7,9 @@
 
 use crate::auth::secrets::HashError;
 use crate::auth::{AuthFailure, TokenRequest, TokenRequestError};
+use crate::http::error::ApiError;
 use crate::http::extract::media_type;
-use crate::http::problem::{excerpt, ApiError, Problem};
+use crate::http::problem::{excerpt, Problem, ProblemType};
 use crate::http::AppState;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -161,9 +162,8 @@ fn parse_request(headers: &HeaderMap, body: &[u8]) -> Result<TokenRequest, ApiEr
         Some("client_credentials") => {}
         Some(other) => {
             return Err(ApiError::TokenRequest {
-                status: StatusCode::BAD_REQUEST,
                 code: "unsupported_grant_type",
-                slug: "unsupported-grant-type",
+                problem: ProblemType::UnsupportedGrantType,
                 detail: format!(
                     "the grant type {} is not supported; use client_credentials",
                     excerpt(other)
@@ -237,27 +237,24 @@ fn basic_credentials(value: &HeaderValue) -> Option<(String, String)> {
 
 fn invalid_request(detail: impl Into<String>) -> ApiError {
     ApiError::TokenRequest {
-        status: StatusCode::BAD_REQUEST,
         code: "invalid_request",
-        slug: "invalid-token-request",
+        problem: ProblemType::InvalidTokenRequest,
         detail: detail.into(),
     }
 }
 
 fn invalid_scope(detail: String) -> ApiError {
     ApiError::TokenRequest {
-        status: StatusCode::BAD_REQUEST,
         code: "invalid_scope",
-        slug: "invalid-scope",
+        problem: ProblemType::InvalidScope,
         detail,
     }
 }
 
 fn invalid_client() -> ApiError {
     ApiError::TokenRequest {
-        status: StatusCode::UNAUTHORIZED,
         code: "invalid_client",
-        slug: "invalid-client",
+        problem: ProblemType::InvalidClient,
         detail: "client authentication failed: unknown client, wrong secret or revoked client"
             .into(),
     }
