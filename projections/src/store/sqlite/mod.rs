@@ -104,7 +104,7 @@ impl Backend for Sqlite {
     }
 
     /// One writer at a time commits, so position order is commit order: every committed
-    /// event is final. (`$1`, the transaction, is not used.) Run through `sqlite_bulk`:
+    /// event is final. (`$1`, the transaction, is not used.) Run through `bulk`:
     /// handing SQLite's rows one by one to the async side costs several times what reading
     /// them does.
     const READ_LOG: &'static str = "SELECT position, aggregate_type, aggregate_id, sequence, \
@@ -255,7 +255,7 @@ impl Backend for Sqlite {
     }
 
     /// A rebuild's status-history rows, a prepared statement stepped once per row (see
-    /// `sqlite_bulk`). The rebuild tables start empty and a replay adds each row once, so
+    /// `bulk`). The rebuild tables start empty and a replay adds each row once, so
     /// nothing can conflict.
     async fn bulk_insert_history(
         connection: &mut SqliteConnection,
