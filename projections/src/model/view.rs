@@ -59,8 +59,8 @@ pub struct JobResult {
     pub completed_at: DateTime<Utc>,
 }
 
-/// A summary with its JSON document, serialised once: a rebuild makes it while the replay
-/// folds rather than while the database's single writer waits for it.
+/// A summary with its JSON document, serialised once, as the writers store it: a rebuild
+/// makes it while the replay folds rather than while the database's single writer waits.
 pub struct SummaryDocument {
     /// The job's id as the projection keys it.
     pub job_id: String,

@@ -4,10 +4,10 @@
 //! prepared statement), and how each holds writers back, leases a rebuild and swaps tables
 //! in. The shared write, read, rebuild and verify code in
 //! `write.rs`, `read.rs` and `upkeep.rs` is generic over it, and the SQL both run as written
-//! is in `sql.rs`.
+//! is in `sql/`.
 
 use super::rows::ProjectionTables;
-use super::sql::{Connection, MigrationApplied, Sql};
+use super::sql::{Connection, JobSql, MigrationApplied, Sql};
 use crate::error::StoreError;
 use crate::log::{LogCursor, LogFilter, LoggedEvent};
 use crate::model::view::{StatusHistoryEntry, SummaryDocument};
@@ -140,6 +140,6 @@ impl<B: Backend> Clone for Store<B> {
 impl<B: Backend> Store<B> {
     /// Applies the migrations the database has not seen yet; returns those.
     pub async fn migrate(&self) -> Result<Vec<MigrationApplied>, StoreError> {
-        <B::Db as Sql>::migrate(&self.pool, B::migrator()).await
+        <B::Db as JobSql>::migrate(&self.pool, B::migrator()).await
     }
 }

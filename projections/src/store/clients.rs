@@ -1,6 +1,6 @@
 //! The registry of OAuth 2.0 clients (SPEC §2): who may ask for tokens, with which scopes,
 //! for which customers. It lives beside the events in the same database, so the server and
-//! the admin binary see one registry. Its statements are in `sql.rs`, its implementation in
+//! the admin binary see one registry. Its statements are in `sql/clients.rs`, its implementation in
 //! `read.rs`.
 
 use crate::error::StoreError;

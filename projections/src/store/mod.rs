@@ -6,7 +6,7 @@
 //!
 //! - `backend.rs`: the [`Backend`] trait, what differs between the two databases;
 //!   `postgres.rs` and `sqlite/` implement it (`sqlite/bulk.rs` holds all unsafe FFI);
-//! - `sql.rs`: the statements both run as written; `rows.rs`: the projection's columns;
+//! - `sql/`: the statements both run as written; `rows.rs`: the projection's columns;
 //! - `write.rs`, `read.rs`, `upkeep.rs`: the write path, the read side, and the log, rebuild
 //!   and verify implementations — ordinary code generic over the backend;
 //! - `queries.rs`: the read side's interface ([`JobQueries`]);

@@ -6,7 +6,7 @@ use super::rows::{
     column_list, history_values, summary_values, ProjectionTables, RowValue, HISTORY_COLUMNS,
     SUMMARY_COLUMNS,
 };
-use super::sql::Sql;
+use super::sql::LogSql;
 use crate::error::StoreError;
 use crate::log::{LogCursor, LogFilter, LoggedEvent};
 use crate::model::view::{StatusHistoryEntry, SummaryDocument};

@@ -1,10 +1,11 @@
-//! The read side and the client registry, generic over the backend: each lookup is one of
-//! the shared statements in `sql.rs`, scoped to the caller's customer.
+//! The read side and the client registry (its writes too, which queue like the write
+//! path's), generic over the backend: each lookup is one of
+//! the shared statements in `sql/`, scoped to the caller's customer.
 
 use super::backend::{Backend, Store};
 use super::clients::{ClientRecord, ClientRegistry};
 use super::queries::{JobQueries, StoredEvent};
-use super::sql::Sql;
+use super::sql::{ClientSql, JobSql, LogSql};
 use crate::error::StoreError;
 use crate::model::paging::{Direction, JobFilter, Page, PageRequest};
 use crate::model::view::{JobView, StatusHistoryEntry};
@@ -53,13 +54,20 @@ impl<B: Backend> JobQueries for Store<B> {
             return Ok(None);
         }
         let job_id = job_id.to_string();
-        let aggregate = [domain::AGGREGATE_TYPE, job_id.as_str()];
         let (limit, offset) = (page.fetch_limit(), page.offset());
-        let events = B::Db::aggregate_events(&self.pool, B::TRANSACTION, aggregate, limit, offset)
-            .await?
-            .iter()
-            .map(StoredEvent::from_logged)
-            .collect();
+        let aggregate_type = domain::AGGREGATE_TYPE;
+        let events = B::Db::aggregate_events(
+            &self.pool,
+            B::TRANSACTION,
+            aggregate_type,
+            &job_id,
+            limit,
+            offset,
+        )
+        .await?
+        .iter()
+        .map(StoredEvent::from_logged)
+        .collect();
         Ok(Some(page.into_page(events)))
     }
 

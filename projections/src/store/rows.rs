@@ -125,10 +125,25 @@ pub(crate) fn select_list(columns: &[&str]) -> String {
     columns.join(", ")
 }
 
+/// `$first, …` for `count` parameters, numbered from `first`. Statements number their own
+/// placeholders: sqlx's query builder ties its arguments' lifetime to itself, which generic
+/// code over the database cannot shorten.
+pub(crate) fn numbered(first: usize, count: usize) -> String {
+    let numbers: Vec<String> = (first..first + count).map(|n| format!("${n}")).collect();
+    numbers.join(", ")
+}
+
 /// `($1, $2, …)`: the placeholders of a one-row INSERT of `count` columns.
 pub(crate) fn placeholders(count: usize) -> String {
-    let numbered: Vec<String> = (1..=count).map(|n| format!("${n}")).collect();
-    format!("({})", numbered.join(", "))
+    format!("({})", numbered(1, count))
+}
+
+/// `VALUES ($1, …), ($N+1, …), …` for `rows` rows of `columns` columns.
+pub(crate) fn values_rows(rows: usize, columns: usize) -> String {
+    let rows: Vec<String> = (0..rows)
+        .map(|row| format!("({})", numbered(row * columns + 1, columns)))
+        .collect();
+    format!("VALUES {}", rows.join(", "))
 }
 
 /// The upsert clause that replaces a summary row with the new one's values.

@@ -4,7 +4,7 @@
 
 use super::backend::{Backend, Store};
 use super::rows::ProjectionTables;
-use super::sql::{Connection, Sql};
+use super::sql::{Connection, JobSql, LogSql};
 use super::write::project_into;
 use crate::error::StoreError;
 use crate::log::{job_rows, EventLog, LogCursor, LogFilter, LoggedEvent};
@@ -47,8 +47,16 @@ impl<B: Backend> EventLog for Store<B> {
         aggregate_type: &str,
         aggregate_id: &str,
     ) -> Result<Vec<LoggedEvent>, StoreError> {
-        let aggregate = [aggregate_type, aggregate_id];
-        B::Db::aggregate_events(&self.pool, B::TRANSACTION, aggregate, i64::MAX, 0).await
+        let (limit, offset) = (i64::MAX, 0);
+        B::Db::aggregate_events(
+            &self.pool,
+            B::TRANSACTION,
+            aggregate_type,
+            aggregate_id,
+            limit,
+            offset,
+        )
+        .await
     }
 
     async fn event_count(&self) -> Result<i64, StoreError> {
@@ -181,7 +189,7 @@ impl<B: Backend> ProjectionRebuild for Store<B> {
 #[async_trait]
 impl<B: Backend> ProjectionCheck for Store<B> {
     async fn verify_group(&self, after: &str, jobs: i64) -> Result<VerifyGroup, StoreError> {
-        let snapshot = [B::SNAPSHOT_BEGIN, B::SNAPSHOT_FIRST];
-        B::Db::verify_group(&self.pool, snapshot, B::TRANSACTION, after, jobs).await
+        let (begin, first) = (B::SNAPSHOT_BEGIN, B::SNAPSHOT_FIRST);
+        B::Db::verify_group(&self.pool, begin, first, B::TRANSACTION, after, jobs).await
     }
 }

@@ -5,7 +5,7 @@
 
 use super::backend::{Backend, Store};
 use super::rows::ProjectionTables;
-use super::sql::{Connection, Sql};
+use super::sql::{Connection, JobSql};
 use crate::error::{database_unavailable, sqlite_busy, StoreError};
 use crate::model::fold::{fold_events, unseen_jobs, EventRow};
 use crate::model::metadata::EventMetadata;
@@ -54,7 +54,7 @@ impl<B: Backend> Store<B> {
 /// Events the projection has already seen change nothing, so applying a batch twice is
 /// harmless. The live write path and a rebuild's final catch-up share this, so both derive
 /// identical rows.
-pub(super) async fn project_into<DB: Sql>(
+pub(super) async fn project_into<DB: JobSql>(
     connection: &mut Connection<DB>,
     tables: ProjectionTables,
     events: &[EventRow<'_>],

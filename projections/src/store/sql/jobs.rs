@@ -1,0 +1,391 @@
+//! Statements on jobs: events appended, the projection written and read, and the schema
+//! (migrations, and dropping a rebuild's tables).
+
+use super::Connection;
+use crate::error::StoreError;
+use crate::model::paging::{Direction, JobFilter, PageRequest};
+use crate::model::view::{JobView, StatusHistoryEntry, SummaryDocument};
+use crate::store::rows::{
+    column_list, history_values, numbered, select_list, summary_upsert, summary_values,
+    values_rows, ProjectionTables, RowValue, HISTORY_COLUMNS, SUMMARY_COLUMNS,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use cqrs_es::persist::SerializedEvent;
+use serde_json::value::RawValue;
+use sqlx::types::Json;
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
+
+/// Rows per multi-row statement: well below SQLite's 32766 bound parameters at ten columns.
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// A migration that `migrate` applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationApplied {
+    pub version: i64,
+    pub description: String,
+}
+
+/// Statements on jobs (see the module doc).
+#[async_trait]
+pub trait JobSql: Database {
+    /// Appends events; the store's own columns (position, transaction id) take defaults.
+    async fn insert_events(
+        connection: &mut Connection<Self>,
+        events: &[SerializedEvent],
+        recorded_at: DateTime<Utc>,
+    ) -> Result<(), sqlx::Error>;
+
+    /// The summaries of the jobs `ids` that have a row in `tables`.
+    async fn load_views(
+        connection: &mut Connection<Self>,
+        tables: ProjectionTables,
+        ids: &[&str],
+    ) -> Result<Vec<JobView>, StoreError>;
+
+    /// Adds status-history rows (ones already there are kept as they are).
+    async fn insert_history(
+        connection: &mut Connection<Self>,
+        tables: ProjectionTables,
+        history: &[(&str, StatusHistoryEntry)],
+    ) -> Result<(), StoreError>;
+
+    /// Writes summaries, replacing the rows of the same jobs.
+    async fn upsert_summaries(
+        connection: &mut Connection<Self>,
+        tables: ProjectionTables,
+        summaries: &[SummaryDocument],
+    ) -> Result<(), StoreError>;
+
+    // The read side.
+
+    /// A job's summary, if the customer has that job.
+    async fn job(
+        pool: &Pool<Self>,
+        customer_id: i64,
+        job_id: &str,
+    ) -> Result<Option<JobView>, StoreError>;
+
+    /// One page of the customer's jobs that pass `filter`.
+    async fn list_jobs(
+        pool: &Pool<Self>,
+        customer_id: i64,
+        filter: &JobFilter,
+        page: PageRequest,
+    ) -> Result<Vec<JobView>, StoreError>;
+
+    /// One page of a job's status history.
+    async fn status_history(
+        pool: &Pool<Self>,
+        job_id: &str,
+        direction: Direction,
+        page: PageRequest,
+    ) -> Result<Vec<StatusHistoryEntry>, StoreError>;
+
+    async fn ping(pool: &Pool<Self>) -> Result<(), StoreError>;
+
+    /// Applies `migrator`'s migrations the database has not seen yet; returns those.
+    async fn migrate(
+        pool: &Pool<Self>,
+        migrator: &sqlx::migrate::Migrator,
+    ) -> Result<Vec<MigrationApplied>, StoreError>;
+
+    /// Drops `tables` where they exist.
+    async fn drop_tables(pool: &Pool<Self>, tables: ProjectionTables) -> Result<(), StoreError>;
+}
+
+const INSERT_EVENT: &str = "INSERT INTO events \
+     (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+/// A statement of ours with its arguments so far.
+type Query<'q, DB> = sqlx::query::Query<'q, DB, <DB as Database>::Arguments<'q>>;
+
+/// Binds one projection value.
+fn bind_value<'q, DB>(query: Query<'q, DB>, value: RowValue<'q>) -> Query<'q, DB>
+where
+    DB: Database,
+    i64: Encode<'q, DB> + Type<DB>,
+    &'q str: Encode<'q, DB> + Type<DB>,
+    Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    DateTime<Utc>: Encode<'q, DB> + Type<DB>,
+    Json<&'q RawValue>: Encode<'q, DB> + Type<DB>,
+{
+    match value {
+        RowValue::Integer(value) => query.bind(value),
+        RowValue::Text(value) => query.bind(value),
+        RowValue::OptionalText(value) => query.bind(value),
+        RowValue::Time(value) => query.bind(value),
+        RowValue::Json(value) => query.bind(Json(value)),
+    }
+}
+
+#[async_trait]
+impl<DB> JobSql for DB
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    DB::Connection: sqlx::migrate::Migrate,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    for<'q> DateTime<Utc>: Encode<'q, DB> + Type<DB>,
+    for<'q> Json<&'q RawValue>: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q serde_json::Value: Encode<'q, DB> + Type<DB>,
+    for<'r> i64: Decode<'r, DB> + Type<DB>,
+    for<'r> String: Decode<'r, DB> + Type<DB>,
+    for<'r> Option<String>: Decode<'r, DB> + Type<DB>,
+    for<'r> DateTime<Utc>: Decode<'r, DB> + Type<DB>,
+    for<'r> Json<JobView>: Decode<'r, DB> + Type<DB>,
+    for<'a> &'a str: ColumnIndex<DB::Row>,
+    usize: ColumnIndex<DB::Row>,
+{
+    async fn insert_events(
+        connection: &mut Connection<Self>,
+        events: &[SerializedEvent],
+        recorded_at: DateTime<Utc>,
+    ) -> Result<(), sqlx::Error> {
+        for event in events {
+            sqlx::query(INSERT_EVENT)
+                .bind(event.aggregate_type.as_str())
+                .bind(event.aggregate_id.as_str())
+                .bind(event.sequence as i64)
+                .bind(event.event_type.as_str())
+                .bind(event.event_version.as_str())
+                .bind(&event.payload)
+                .bind(&event.metadata)
+                .bind(recorded_at)
+                .execute(&mut *connection)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn load_views(
+        connection: &mut Connection<Self>,
+        tables: ProjectionTables,
+        ids: &[&str],
+    ) -> Result<Vec<JobView>, StoreError> {
+        let mut views = Vec::with_capacity(ids.len());
+        for ids in ids.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "SELECT document FROM {} WHERE job_id IN ({})",
+                tables.summary,
+                numbered(1, ids.len())
+            );
+            let mut query = sqlx::query_scalar(&sql);
+            for id in ids {
+                query = query.bind(*id);
+            }
+            let rows: Vec<Json<JobView>> = query.fetch_all(&mut *connection).await?;
+            views.extend(rows.into_iter().map(|json| json.0));
+        }
+        Ok(views)
+    }
+
+    async fn insert_history(
+        connection: &mut Connection<Self>,
+        tables: ProjectionTables,
+        history: &[(&str, StatusHistoryEntry)],
+    ) -> Result<(), StoreError> {
+        for rows in history.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO {} {} {} ON CONFLICT (job_id, sequence) DO NOTHING",
+                tables.history,
+                column_list(&HISTORY_COLUMNS),
+                values_rows(rows.len(), HISTORY_COLUMNS.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for (job_id, entry) in rows {
+                for value in history_values(job_id, entry) {
+                    query = bind_value(query, value);
+                }
+            }
+            query.execute(&mut *connection).await?;
+        }
+        Ok(())
+    }
+
+    async fn upsert_summaries(
+        connection: &mut Connection<Self>,
+        tables: ProjectionTables,
+        summaries: &[SummaryDocument],
+    ) -> Result<(), StoreError> {
+        let upsert = summary_upsert();
+        for rows in summaries.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO {} {} {}{upsert}",
+                tables.summary,
+                column_list(&SUMMARY_COLUMNS),
+                values_rows(rows.len(), SUMMARY_COLUMNS.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for summary in rows {
+                for value in summary_values(summary) {
+                    query = bind_value(query, value);
+                }
+            }
+            query.execute(&mut *connection).await?;
+        }
+        Ok(())
+    }
+
+    async fn job(
+        pool: &Pool<Self>,
+        customer_id: i64,
+        job_id: &str,
+    ) -> Result<Option<JobView>, StoreError> {
+        let document: Option<Json<JobView>> = sqlx::query_scalar(
+            "SELECT document FROM job_summary WHERE job_id = $1 AND customer_id = $2",
+        )
+        .bind(job_id)
+        .bind(customer_id)
+        .fetch_optional(pool)
+        .await?;
+        Ok(document.map(|json| json.0))
+    }
+
+    async fn list_jobs(
+        pool: &Pool<Self>,
+        customer_id: i64,
+        filter: &JobFilter,
+        page: PageRequest,
+    ) -> Result<Vec<JobView>, StoreError> {
+        // The conditions, each with its placeholder, then the values in the same order.
+        let mut sql = String::from("SELECT document FROM job_summary WHERE customer_id = $1");
+        let mut parameters = 1;
+        if !filter.statuses.is_empty() {
+            let first = parameters + 1;
+            parameters += filter.statuses.len();
+            sql.push_str(&format!(
+                " AND status IN ({})",
+                numbered(first, filter.statuses.len())
+            ));
+        }
+        let mut condition = |sql: &mut String, text: &str| {
+            parameters += 1;
+            sql.push_str(&format!("{text}${parameters}"));
+        };
+        if filter.type_id.is_some() {
+            condition(&mut sql, " AND type_id = ");
+        }
+        if filter.contact_id.is_some() {
+            condition(&mut sql, " AND contact_id = ");
+        }
+        if filter.reference.is_some() {
+            condition(&mut sql, " AND reference = ");
+        }
+        if filter.created_from.is_some() {
+            condition(&mut sql, " AND created_at >= ");
+        }
+        if filter.created_to.is_some() {
+            condition(&mut sql, " AND created_at < ");
+        }
+        let column = filter.sort.column();
+        let direction = filter.direction.sql();
+        sql.push_str(&format!(
+            " ORDER BY {column} {direction}, job_id {direction} LIMIT ${} OFFSET ${}",
+            parameters + 1,
+            parameters + 2
+        ));
+        let mut query = sqlx::query_scalar(&sql).bind(customer_id);
+        for status in &filter.statuses {
+            query = query.bind(status.as_str());
+        }
+        if let Some(type_id) = filter.type_id {
+            query = query.bind(type_id);
+        }
+        if let Some(contact_id) = filter.contact_id {
+            query = query.bind(contact_id);
+        }
+        if let Some(reference) = &filter.reference {
+            query = query.bind(reference.as_str());
+        }
+        if let Some(from) = filter.created_from {
+            query = query.bind(from);
+        }
+        if let Some(to) = filter.created_to {
+            query = query.bind(to);
+        }
+        let rows: Vec<Json<JobView>> = query
+            .bind(page.fetch_limit())
+            .bind(page.offset())
+            .fetch_all(pool)
+            .await?;
+        Ok(rows.into_iter().map(|json| json.0).collect())
+    }
+
+    async fn status_history(
+        pool: &Pool<Self>,
+        job_id: &str,
+        direction: Direction,
+        page: PageRequest,
+    ) -> Result<Vec<StatusHistoryEntry>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM job_status_history \
+             WHERE job_id = $1 ORDER BY sequence {} LIMIT $2 OFFSET $3",
+            select_list(&HISTORY_COLUMNS[1..]),
+            direction.sql()
+        );
+        let rows = sqlx::query(&sql)
+            .bind(job_id)
+            .bind(page.fetch_limit())
+            .bind(page.offset())
+            .fetch_all(pool)
+            .await?;
+        let mut entries = Vec::with_capacity(rows.len());
+        for row in rows {
+            let status: String = row.try_get("status")?;
+            entries.push(StatusHistoryEntry {
+                sequence: row.try_get("sequence")?,
+                status: domain::JobStatus::parse(&status).ok_or_else(|| {
+                    StoreError::Corrupt(format!("unknown status {status:?} in job_status_history"))
+                })?,
+                occurred_at: row.try_get("occurred_at")?,
+                comment: row.try_get("comment")?,
+                actor: row.try_get("actor")?,
+            });
+        }
+        Ok(entries)
+    }
+
+    async fn ping(pool: &Pool<Self>) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(pool).await?;
+        Ok(())
+    }
+
+    async fn migrate(
+        pool: &Pool<Self>,
+        migrator: &sqlx::migrate::Migrator,
+    ) -> Result<Vec<MigrationApplied>, StoreError> {
+        use sqlx::migrate::Migrate;
+        let mut connection = pool.acquire().await?;
+        let connection: &mut DB::Connection = &mut connection;
+        connection.ensure_migrations_table().await?;
+        let before: std::collections::HashSet<i64> = connection
+            .list_applied_migrations()
+            .await?
+            .into_iter()
+            .map(|migration| migration.version)
+            .collect();
+        migrator.run_direct(connection).await?;
+        Ok(migrator
+            .iter()
+            .filter(|m| m.migration_type.is_up_migration() && !before.contains(&m.version))
+            .map(|m| MigrationApplied {
+                version: m.version,
+                description: m.description.to_string(),
+            })
+            .collect())
+    }
+
+    async fn drop_tables(pool: &Pool<Self>, tables: ProjectionTables) -> Result<(), StoreError> {
+        for table in tables.names() {
+            sqlx::query(&format!("DROP TABLE IF EXISTS {table}"))
+                .execute(pool)
+                .await?;
+        }
+        Ok(())
+    }
+}
