@@ -2,15 +2,15 @@
 //! that binaries and tests run. Business rules live in `domain`, storage and read models in
 //! `projections`; this crate connects them to the outside world.
 //!
-//! Its layers, each using only those below it:
+//! Its layers, each using only those after it:
 //!
-//! - [`http`] — the router and handlers; every error answer is a problem (`http::problem`
-//!   holds the catalogue, `http::error::ApiError` decides which); [`auth`] — clients,
-//!   secrets and tokens;
-//! - [`service`] — runs commands through the `Job` aggregate with retries, and answers
-//!   queries; it fails with its own `ServiceError`, which `http` maps to problems;
 //! - [`app`], [`config`], [`telemetry`] — start-up: settings, the stores, logging and
-//!   metrics; [`admin`] — the commands of `jobs-admin`.
+//!   metrics, wiring everything below; [`admin`] — the commands of `jobs-admin`;
+//! - [`http`] — the router and handlers; every error answer is a problem (`http::problem`
+//!   holds the catalogue, `http::error::ApiError` decides which);
+//! - [`auth`] — clients, secrets and tokens;
+//! - [`service`] — runs commands through the `Job` aggregate with retries, and answers
+//!   queries; it fails with its own `ServiceError`, which `http` maps to problems.
 
 pub mod admin;
 pub mod app;

@@ -32,11 +32,11 @@ use std::sync::Arc;
 pub use crate::error::StoreError;
 pub use backend::{Backend, Store};
 pub use clients::{ClientRecord, ClientRegistry};
-pub use postgres::{Postgres, PostgresJobStore};
+pub use postgres::{PostgresBackend, PostgresJobStore};
 pub use queries::{JobQueries, StoredEvent};
 pub use rows::ProjectionTables;
 pub use sql::MigrationApplied;
-pub use sqlite::{Sqlite, SqliteJobStore};
+pub use sqlite::{SqliteBackend, SqliteJobStore};
 
 /// Every face of a store but the write side (whose generic methods make it no trait
 /// object), so that one `match` on the backend serves them all.
@@ -88,8 +88,8 @@ impl JobStore {
 
     pub fn backend_name(&self) -> &'static str {
         match self {
-            JobStore::Postgres(_) => Postgres::NAME,
-            JobStore::Sqlite(_) => Sqlite::NAME,
+            JobStore::Postgres(_) => PostgresBackend::NAME,
+            JobStore::Sqlite(_) => SqliteBackend::NAME,
         }
     }
 

@@ -19,12 +19,12 @@ use std::time::Duration;
 
 /// The PostgreSQL backend; it keeps no state beside the pool.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Postgres;
+pub struct PostgresBackend;
 
 /// The production store.
-pub type PostgresJobStore = Store<Postgres>;
+pub type PostgresJobStore = Store<PostgresBackend>;
 
-impl Store<Postgres> {
+impl Store<PostgresBackend> {
     /// Connects without touching the schema (see [`Self::migrate`]).
     pub async fn connect(database_url: &str) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
@@ -35,7 +35,7 @@ impl Store<Postgres> {
         Ok(Self {
             events: Arc::new(postgres_es::PostgresEventRepository::new(pool.clone())),
             pool,
-            backend: Postgres,
+            backend: PostgresBackend,
         })
     }
 }
@@ -62,7 +62,7 @@ macro_rules! log_query {
 const REBUILD_LOCK: i64 = 0x6a6f_6273_7265_6275;
 
 #[async_trait]
-impl Backend for Postgres {
+impl Backend for PostgresBackend {
     type Db = sqlx::Postgres;
     type Events = postgres_es::PostgresEventRepository;
 

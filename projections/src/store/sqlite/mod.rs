@@ -26,7 +26,7 @@ use std::time::Duration;
 
 /// What a SQLite store keeps beside its pool.
 #[derive(Clone)]
-pub struct Sqlite {
+pub struct SqliteBackend {
     /// SQLite has one writer at a time. Queueing this process's write transactions here,
     /// in order, replaces the busy handler's growing sleeps (hundreds of milliseconds at
     /// the tail under load) with a plain wait for the writer ahead.
@@ -38,7 +38,7 @@ pub struct Sqlite {
 }
 
 /// The embedded store.
-pub type SqliteJobStore = Store<Sqlite>;
+pub type SqliteJobStore = Store<SqliteBackend>;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
@@ -51,7 +51,7 @@ const REBUILD_WAL_PAGES: i64 = 16_384;
 /// How long a rebuild's WAL truncation waits for readers (writers wait for it meanwhile).
 const TRUNCATE_PATIENCE: Duration = Duration::from_millis(50);
 
-impl Store<Sqlite> {
+impl Store<SqliteBackend> {
     /// Opens (creating if missing) the database a `sqlite:` URL names, without touching the
     /// schema (see [`Self::migrate`]).
     pub async fn connect(database_url: &str) -> Result<Self, StoreError> {
@@ -83,7 +83,7 @@ impl Store<Sqlite> {
         Ok(Self {
             events: Arc::new(sqlite_es::SqliteEventRepository::new(pool.clone())),
             pool,
-            backend: Sqlite {
+            backend: SqliteBackend {
                 writer: Arc::new(tokio::sync::Mutex::new(())),
                 rebuild_lock,
                 checkpointing: Arc::default(),
@@ -93,7 +93,7 @@ impl Store<Sqlite> {
 }
 
 #[async_trait]
-impl Backend for Sqlite {
+impl Backend for SqliteBackend {
     type Db = sqlx::Sqlite;
     type Events = sqlite_es::SqliteEventRepository;
 
@@ -401,7 +401,7 @@ async fn insert_rows<'a, const N: usize>(
 
 #[cfg(test)]
 mod tests {
-    use super::{stored_time, Backend, Sqlite};
+    use super::{stored_time, Backend, SqliteBackend};
     use crate::store::upkeep::RelaxedConnection;
     use sqlx::Connection;
 
@@ -423,7 +423,7 @@ mod tests {
                 .unwrap();
             (synchronous, checkpoint)
         };
-        Sqlite::relax_durability(&mut connection, true)
+        SqliteBackend::relax_durability(&mut connection, true)
             .await
             .unwrap();
         assert_eq!(
@@ -431,7 +431,7 @@ mod tests {
             (1, 0),
             "NORMAL, no checkpoints"
         );
-        Sqlite::relax_durability(&mut connection, false)
+        SqliteBackend::relax_durability(&mut connection, false)
             .await
             .unwrap();
         assert_eq!(
@@ -458,7 +458,7 @@ mod tests {
         };
         let full = synchronous(&pool).await;
         let mut relaxed = RelaxedConnection::new(pool.acquire().await.unwrap());
-        Sqlite::relax_durability(&mut relaxed.connection, true)
+        SqliteBackend::relax_durability(&mut relaxed.connection, true)
             .await
             .unwrap();
         drop(relaxed);
