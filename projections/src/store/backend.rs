@@ -2,9 +2,8 @@
 //! it. The trait holds the SQL dialect where the two read differently (the log's order and
 //! horizon, how a transaction takes its locks), the fastest bulk writes (`COPY`, a raw
 //! prepared statement), and how each holds writers back, leases a rebuild and swaps tables
-//! in. The shared write, read, rebuild and verify code in
-//! `write.rs`, `read.rs` and `upkeep.rs` is generic over it, and the SQL both run as written
-//! is in `sql/`.
+//! in. The shared write, read, rebuild and verify code in `write.rs`, `read.rs` and
+//! `upkeep.rs` is generic over it, and the SQL both run as written is in `sql/`.
 
 use super::rows::ProjectionTables;
 use super::sql::{Connection, JobSql, MigrationApplied, Sql};
