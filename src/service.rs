@@ -5,8 +5,9 @@
 //! [`ServiceError`]s; what they look like to a client is the HTTP layer's business.
 
 use async_trait::async_trait;
+use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::{PersistedEventRepository, PersistedEventStore};
-use cqrs_es::{AggregateError, CqrsFramework};
+use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventStore};
 use domain::values::CustomerId;
 use domain::{Job, JobCommand, JobError, JobServices};
 use projections::{EventMetadata, JobQueries, JobStore, JobView, StoreError};
@@ -29,6 +30,9 @@ pub enum ServiceError {
     /// Concurrent changes kept winning after every retry.
     #[error("conflict")]
     Conflict,
+    /// The job's version is not one the request's condition admits (`If-Match`).
+    #[error("the job's version is not the one the request was made for")]
+    PreconditionFailed,
     /// The store cannot be reached right now: worth retrying.
     #[error("store unavailable")]
     Unavailable(BoxError),
@@ -57,19 +61,59 @@ impl From<StoreError> for ServiceError {
     }
 }
 
-/// Runs one command against one job: load, decide, append (with its projection).
+/// A job's version: the sequence number of its last event (what `ETag` carries).
+pub type JobVersion = i64;
+
+/// What a conditional write requires of the job's version (HTTP's `If-Match`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionCondition {
+    /// Any version: the job must exist (`If-Match: *`).
+    Any,
+    /// One of these versions (possibly none, which no job satisfies).
+    OneOf(Vec<JobVersion>),
+}
+
+impl VersionCondition {
+    pub fn admits(&self, version: JobVersion) -> bool {
+        match self {
+            VersionCondition::Any => true,
+            VersionCondition::OneOf(versions) => versions.contains(&version),
+        }
+    }
+}
+
+/// How a command ended, short of an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandOutcome {
+    /// Decided (and its events, if any, committed): the job's version after it.
+    Done { version: JobVersion },
+    /// The job's version was not one the condition admits: nothing was decided or written.
+    Stale,
+}
+
+/// Runs one command against one job: load, check the condition, decide, append (with its
+/// projection). The condition is checked against the version the command is decided on, and
+/// the append succeeds only if that is still the last version, so check and write are one
+/// decision.
 #[async_trait]
 pub trait JobCommands: Send + Sync {
     async fn execute(
         &self,
         job_id: Uuid,
         command: JobCommand,
+        condition: Option<&VersionCondition>,
         metadata: HashMap<String, String>,
-    ) -> Result<(), AggregateError<JobError>>;
+    ) -> Result<CommandOutcome, AggregateError<JobError>>;
+}
+
+/// cqrs-es's event store for jobs, with the clock and the other services commands use.
+struct JobEventStore<R: PersistedEventRepository> {
+    store: PersistedEventStore<R, Job>,
+    services: JobServices,
 }
 
 #[async_trait]
-impl<R> JobCommands for CqrsFramework<Job, PersistedEventStore<R, Job>>
+impl<R> JobCommands for JobEventStore<R>
 where
     R: PersistedEventRepository + 'static,
 {
@@ -77,19 +121,41 @@ where
         &self,
         job_id: Uuid,
         command: JobCommand,
+        condition: Option<&VersionCondition>,
         metadata: HashMap<String, String>,
-    ) -> Result<(), AggregateError<JobError>> {
-        self.execute_with_metadata(&job_id.to_string(), command, metadata)
+    ) -> Result<CommandOutcome, AggregateError<JobError>> {
+        let mut context = self.store.load_aggregate(&job_id.to_string()).await?;
+        let loaded = to_version(context.current_sequence);
+        if condition.is_some_and(|condition| !condition.admits(loaded)) {
+            return Ok(CommandOutcome::Stale);
+        }
+        let sink = EventSink::default();
+        context
+            .aggregate()
+            .handle(command, &self.services, &sink)
             .await
+            .map_err(AggregateError::UserError)?;
+        let committed = self
+            .store
+            .commit(sink.collect().await, context, metadata)
+            .await?;
+        let version = committed
+            .last()
+            .map_or(loaded, |event| to_version(event.sequence));
+        Ok(CommandOutcome::Done { version })
     }
 }
 
-fn framework<R: PersistedEventRepository + 'static>(repository: R) -> Arc<dyn JobCommands> {
-    Arc::new(CqrsFramework::new(
-        PersistedEventStore::<R, Job>::new_event_store(repository),
-        vec![],
-        JobServices::system_clock(),
-    ))
+/// cqrs-es counts in `usize`, the stores and `ETag`s in `i64`; no job has 2^63 events.
+fn to_version(sequence: usize) -> JobVersion {
+    JobVersion::try_from(sequence).unwrap_or(JobVersion::MAX)
+}
+
+fn commands<R: PersistedEventRepository + 'static>(repository: R) -> Arc<dyn JobCommands> {
+    Arc::new(JobEventStore {
+        store: PersistedEventStore::<R, Job>::new_event_store(repository),
+        services: JobServices::system_clock(),
+    })
 }
 
 /// How long a command keeps retrying while other writers keep winning the race for the same
@@ -131,8 +197,8 @@ pub struct JobService {
 impl JobService {
     pub fn new(store: &JobStore) -> Self {
         let commands = match store {
-            JobStore::Postgres(store) => framework(store.clone()),
-            JobStore::Sqlite(store) => framework(store.clone()),
+            JobStore::Postgres(store) => commands(store.clone()),
+            JobStore::Sqlite(store) => commands(store.clone()),
         };
         Self {
             commands,
@@ -157,32 +223,38 @@ impl JobService {
             .ok_or(ServiceError::NotFound)
     }
 
-    /// Creates a job with a fresh (time-ordered) id.
+    /// Creates a job with a fresh (time-ordered) id; returns it and the job's version.
     pub async fn create(
         &self,
         command: JobCommand,
         metadata: &EventMetadata,
-    ) -> Result<Uuid, ServiceError> {
+    ) -> Result<(Uuid, JobVersion), ServiceError> {
         let job_id = Uuid::now_v7();
-        self.run(job_id, command, metadata).await?;
-        Ok(job_id)
+        let version = self.run(job_id, command, None, metadata).await?;
+        Ok((job_id, version))
     }
 
     /// Runs a command against a job, counting its outcome by kind (`jobs_commands_total`).
     /// The caller has checked, with [`JobService::require_job`], that the job is the
     /// customer's: the command itself carries no customer.
+    /// With a `condition`, the command is decided only if the job's version satisfies it
+    /// ([`ServiceError::PreconditionFailed`] otherwise). Returns the job's version after it.
     pub async fn run(
         &self,
         job_id: Uuid,
         command: JobCommand,
+        condition: Option<&VersionCondition>,
         metadata: &EventMetadata,
-    ) -> Result<(), ServiceError> {
+    ) -> Result<JobVersion, ServiceError> {
         let name = command.name();
-        let result = self.run_with_retries(job_id, command, metadata).await;
+        let result = self
+            .run_with_retries(job_id, command, condition, metadata)
+            .await;
         let outcome = match &result {
-            Ok(()) => "accepted",
+            Ok(_) => "accepted",
             Err(ServiceError::Rule(_)) => "refused",
             Err(ServiceError::Conflict) => "conflict",
+            Err(ServiceError::PreconditionFailed) => "precondition-failed",
             Err(ServiceError::Unavailable(_)) => "unavailable",
             Err(_) => "error",
         };
@@ -195,8 +267,9 @@ impl JobService {
         &self,
         job_id: Uuid,
         command: JobCommand,
+        condition: Option<&VersionCondition>,
         metadata: &EventMetadata,
-    ) -> Result<(), ServiceError> {
+    ) -> Result<JobVersion, ServiceError> {
         let metadata = metadata.to_map();
         let _exclusive = self.locks.lock(job_id).await;
         let deadline = tokio::time::Instant::now() + RETRY_BUDGET;
@@ -205,10 +278,11 @@ impl JobService {
             attempt += 1;
             match self
                 .commands
-                .execute(job_id, command.clone(), metadata.clone())
+                .execute(job_id, command.clone(), condition, metadata.clone())
                 .await
             {
-                Ok(()) => return Ok(()),
+                Ok(CommandOutcome::Done { version }) => return Ok(version),
+                Ok(CommandOutcome::Stale) => return Err(ServiceError::PreconditionFailed),
                 Err(AggregateError::UserError(error)) => return Err(ServiceError::Rule(error)),
                 Err(AggregateError::AggregateConflict) => {
                     let pause = backoff(attempt);

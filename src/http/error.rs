@@ -92,6 +92,9 @@ pub enum ApiError {
     /// Concurrent changes kept winning after every retry.
     #[error("conflict")]
     Conflict,
+    /// `If-Match` names no version the job has (412); nothing was recorded.
+    #[error("precondition failed")]
+    PreconditionFailed,
     /// The store cannot be reached (503); the cause, if known, goes to the log.
     #[error("store unavailable")]
     Unavailable(Option<BoxError>),
@@ -133,6 +136,7 @@ impl ApiError {
             ApiError::Rule(error) => ProblemType::of_rule(error),
             ApiError::Unauthenticated { .. } => ProblemType::Unauthorized,
             ApiError::Conflict => ProblemType::Conflict,
+            ApiError::PreconditionFailed => ProblemType::PreconditionFailed,
             ApiError::Unavailable(_) | ApiError::Overloaded => ProblemType::ServiceUnavailable,
             ApiError::Internal(_) => ProblemType::Internal,
         }
@@ -158,6 +162,9 @@ impl ApiError {
             ),
             ApiError::Validation(_) => "one or more fields are invalid; see errors".into(),
             ApiError::Conflict => "the job kept changing concurrently; retry the request".into(),
+            ApiError::PreconditionFailed => "the job is not at the version If-Match names \
+                (it has changed since); nothing was recorded: read it again and decide anew"
+                .into(),
             ApiError::Unavailable(_) => "the store is not reachable; retry later".into(),
             ApiError::Overloaded => {
                 "too many token requests are being checked right now; retry shortly".into()
@@ -248,6 +255,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::NotFound => ApiError::JobNotFound,
             ServiceError::Rule(error) => ApiError::Rule(error),
             ServiceError::Conflict => ApiError::Conflict,
+            ServiceError::PreconditionFailed => ApiError::PreconditionFailed,
             ServiceError::Unavailable(cause) => ApiError::Unavailable(Some(cause)),
             ServiceError::Internal(cause) => ApiError::Internal(cause),
         }

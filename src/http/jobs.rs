@@ -4,6 +4,7 @@
 //! [`CommandResponses`]) are declared here too, beside the handlers they describe.
 
 use crate::http::access::{Authorized, Read, Write};
+use crate::http::conditional::{etag, IfMatch, IfMatchHeader};
 use crate::http::context::RequestId;
 use crate::http::error::ApiError;
 use crate::http::extract::{
@@ -47,11 +48,13 @@ pub enum ReadResponses {
 #[derive(IntoResponses)]
 #[allow(dead_code)] // documentation only: named in the handlers' `responses(...)`
 pub enum CommandResponses {
-    /// Done, or nothing to do (e.g. a repeated identical cancel).
-    #[response(status = 204)]
+    /// Done, or nothing to do (e.g. a repeated identical cancel); `ETag` is the job's
+    /// version now.
+    #[response(status = 204, headers(("ETag" = String, description = "The job's version, quoted")))]
     Done,
-    /// Invalid job id or Customer-Id, or a body that is not JSON of the documented shape
-    /// (`/problems/invalid-job-id`, `/problems/invalid-customer-id`, `/problems/malformed-body`).
+    /// Invalid job id, Customer-Id or If-Match, or a body that is not JSON of the documented
+    /// shape (`/problems/invalid-job-id`, `/problems/invalid-customer-id`,
+    /// `/problems/invalid-if-match`, `/problems/malformed-body`).
     #[response(status = 400, content_type = "application/problem+json")]
     BadRequest(Problem),
     /// No such job for this customer (`/problems/job-not-found`).
@@ -60,6 +63,10 @@ pub enum CommandResponses {
     /// The job kept changing concurrently after the server's retries (`/problems/conflict`).
     #[response(status = 409, content_type = "application/problem+json")]
     Conflict(Problem),
+    /// `If-Match` names no version the job is at (`/problems/precondition-failed`); nothing
+    /// was recorded.
+    #[response(status = 412, content_type = "application/problem+json")]
+    PreconditionFailed(Problem),
     /// Body over 64 KiB (`/problems/payload-too-large`).
     #[response(status = 413, content_type = "application/problem+json")]
     TooLarge(Problem),
@@ -81,7 +88,8 @@ pub enum CommandResponses {
     request_body(content = CreateJobRequest, content_type = "application/json"),
     responses(
         (status = 201, description = "Created; `Location` names the new job", body = CreatedJob,
-            headers(("Location" = String, description = "/v1/jobs/{id}"))),
+            headers(("Location" = String, description = "/v1/jobs/{id}"),
+                ("ETag" = String, description = "The new job's version, quoted"))),
         (status = 400, description = "Malformed body or missing/invalid Customer-Id", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not application/json", body = Problem, content_type = "application/problem+json"),
@@ -95,14 +103,14 @@ pub async fn create_job(
     JsonBody(body): JsonBody<CreateJobRequest>,
 ) -> Result<Response, ApiError> {
     let command = body.into_command(access.customer)?;
-    let id = app
+    let (id, version) = app
         .service
         .create(command, &access.metadata(&request_id))
         .await?;
     let location = HeaderValue::from_str(&format!("/v1/jobs/{id}")).map_err(ApiError::internal)?;
     Ok((
         StatusCode::CREATED,
-        [(header::LOCATION, location)],
+        [(header::LOCATION, location), (header::ETAG, etag(version)?)],
         Json(CreatedJob { id }),
     )
         .into_response())
@@ -160,27 +168,37 @@ pub async fn get_job(
     JobId(job_id): JobId,
 ) -> Result<Response, ApiError> {
     let job = app.service.require_job(access.customer, job_id).await?;
-    let etag =
-        HeaderValue::from_str(&format!("\"{}\"", job.version)).map_err(ApiError::internal)?;
-    Ok(([(header::ETAG, etag)], Json(job)).into_response())
+    Ok(([(header::ETAG, etag(job.version)?)], Json(job)).into_response())
 }
 
-/// Runs a command for an existing job of the customer and answers 204. SPEC §2 orders the
-/// answers 404 before 422: the job must be the customer's before the body's own validation
-/// counts, so the handler hands the command over with its validation result still held.
+/// Runs a command for an existing job of the customer and answers 204 with the job's new
+/// `ETag`. SPEC §2 orders the answers 404, then 412, then 422: the job must be the
+/// customer's, and preconditions are evaluated before the request's content (RFC 9110
+/// §13.2.2), so the handler hands the command over with its validation result still held.
+/// The early `If-Match` check reads the projection; the service checks again against the
+/// version it decides on, which is what makes a race answer 412 rather than overwrite.
 async fn change(
     app: &AppState,
     access: Authorized<Write>,
     request_id: &RequestId,
     job_id: Uuid,
+    IfMatch(condition): IfMatch,
     command: Result<domain::JobCommand, ApiError>,
-) -> Result<StatusCode, ApiError> {
-    app.service.require_job(access.customer, job_id).await?;
+) -> Result<Response, ApiError> {
+    let job = app.service.require_job(access.customer, job_id).await?;
+    if condition
+        .as_ref()
+        .is_some_and(|condition| !condition.admits(job.version))
+    {
+        return Err(ApiError::PreconditionFailed);
+    }
     let command = command?;
-    app.service
-        .run(job_id, command, &access.metadata(request_id))
+    let metadata = access.metadata(request_id);
+    let version = app
+        .service
+        .run(job_id, command, condition.as_ref(), &metadata)
         .await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok((StatusCode::NO_CONTENT, [(header::ETAG, etag(version)?)]).into_response())
 }
 
 /// Update a job.
@@ -189,7 +207,7 @@ async fn change(
 /// (the job is cancelled), `/problems/job-field-locked` (description or personId of a job
 /// that is started, suspended or completed). An update that changes nothing records nothing.
 #[utoipa::path(patch, path = "/v1/jobs/{jobId}", tag = "jobs",
-    params(CustomerIdHeader, JobIdPath),
+    params(CustomerIdHeader, JobIdPath, IfMatchHeader),
     request_body(content = UpdateJobRequest, content_type = "application/json"),
     responses(CommandResponses))]
 pub async fn update_job(
@@ -197,9 +215,18 @@ pub async fn update_job(
     access: Authorized<Write>,
     request_id: RequestId,
     JobId(job_id): JobId,
+    if_match: IfMatch,
     JsonBody(body): JsonBody<UpdateJobRequest>,
-) -> Result<StatusCode, ApiError> {
-    change(&app, access, &request_id, job_id, body.into_command()).await
+) -> Result<Response, ApiError> {
+    change(
+        &app,
+        access,
+        &request_id,
+        job_id,
+        if_match,
+        body.into_command(),
+    )
+    .await
 }
 
 /// Schedule or reschedule a job.
@@ -207,7 +234,7 @@ pub async fn update_job(
 /// Allowed from new, scheduled, unscheduled, sent, read, accepted and refused; else 422
 /// `/problems/job-not-schedulable`. Field rules: `/problems/validation`.
 #[utoipa::path(put, path = "/v1/jobs/{jobId}/schedule", tag = "jobs",
-    params(CustomerIdHeader, JobIdPath),
+    params(CustomerIdHeader, JobIdPath, IfMatchHeader),
     request_body(content = ScheduleJobRequest, content_type = "application/json"),
     responses(CommandResponses))]
 pub async fn schedule_job(
@@ -215,9 +242,18 @@ pub async fn schedule_job(
     access: Authorized<Write>,
     request_id: RequestId,
     JobId(job_id): JobId,
+    if_match: IfMatch,
     JsonBody(body): JsonBody<ScheduleJobRequest>,
-) -> Result<StatusCode, ApiError> {
-    change(&app, access, &request_id, job_id, body.into_command()).await
+) -> Result<Response, ApiError> {
+    change(
+        &app,
+        access,
+        &request_id,
+        job_id,
+        if_match,
+        body.into_command(),
+    )
+    .await
 }
 
 /// Unschedule a job (releases its resource, vehicle and start).
@@ -225,7 +261,7 @@ pub async fn schedule_job(
 /// Body: empty or `{}`. Allowed from scheduled, sent, read, accepted and refused; else 422
 /// `/problems/job-not-unschedulable`.
 #[utoipa::path(put, path = "/v1/jobs/{jobId}/unschedule", tag = "jobs",
-    params(CustomerIdHeader, JobIdPath),
+    params(CustomerIdHeader, JobIdPath, IfMatchHeader),
     request_body(content = Option<EmptyRequest>, content_type = "application/json"),
     responses(CommandResponses))]
 pub async fn unschedule_job(
@@ -233,10 +269,11 @@ pub async fn unschedule_job(
     access: Authorized<Write>,
     request_id: RequestId,
     JobId(job_id): JobId,
+    if_match: IfMatch,
     OptionalJsonBody(EmptyRequest {}): OptionalJsonBody<EmptyRequest>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Response, ApiError> {
     let command = Ok(domain::JobCommand::Unschedule);
-    change(&app, access, &request_id, job_id, command).await
+    change(&app, access, &request_id, job_id, if_match, command).await
 }
 
 /// Report a progress step (sent, read, accepted, refused, onTheWay).
@@ -245,7 +282,7 @@ pub async fn unschedule_job(
 /// accepted, refused, onTheWay; accepted → onTheWay. Else 422
 /// `/problems/job-progress-not-allowed`.
 #[utoipa::path(put, path = "/v1/jobs/{jobId}/progress", tag = "jobs",
-    params(CustomerIdHeader, JobIdPath),
+    params(CustomerIdHeader, JobIdPath, IfMatchHeader),
     request_body(content = ProgressJobRequest, content_type = "application/json"),
     responses(CommandResponses))]
 pub async fn progress_job(
@@ -253,9 +290,18 @@ pub async fn progress_job(
     access: Authorized<Write>,
     request_id: RequestId,
     JobId(job_id): JobId,
+    if_match: IfMatch,
     JsonBody(body): JsonBody<ProgressJobRequest>,
-) -> Result<StatusCode, ApiError> {
-    change(&app, access, &request_id, job_id, body.into_command()).await
+) -> Result<Response, ApiError> {
+    change(
+        &app,
+        access,
+        &request_id,
+        job_id,
+        if_match,
+        body.into_command(),
+    )
+    .await
 }
 
 /// Start a job.
@@ -263,7 +309,7 @@ pub async fn progress_job(
 /// Body optional. Allowed from scheduled, sent, read, accepted and onTheWay; else 422
 /// `/problems/job-not-startable`.
 #[utoipa::path(put, path = "/v1/jobs/{jobId}/start", tag = "jobs",
-    params(CustomerIdHeader, JobIdPath),
+    params(CustomerIdHeader, JobIdPath, IfMatchHeader),
     request_body(content = Option<StartJobRequest>, content_type = "application/json"),
     responses(CommandResponses))]
 pub async fn start_job(
@@ -271,16 +317,25 @@ pub async fn start_job(
     access: Authorized<Write>,
     request_id: RequestId,
     JobId(job_id): JobId,
+    if_match: IfMatch,
     OptionalJsonBody(body): OptionalJsonBody<StartJobRequest>,
-) -> Result<StatusCode, ApiError> {
-    change(&app, access, &request_id, job_id, body.into_command()).await
+) -> Result<Response, ApiError> {
+    change(
+        &app,
+        access,
+        &request_id,
+        job_id,
+        if_match,
+        body.into_command(),
+    )
+    .await
 }
 
 /// Suspend a started job.
 ///
 /// Body optional. Else 422 `/problems/job-not-suspendable`.
 #[utoipa::path(put, path = "/v1/jobs/{jobId}/suspend", tag = "jobs",
-    params(CustomerIdHeader, JobIdPath),
+    params(CustomerIdHeader, JobIdPath, IfMatchHeader),
     request_body(content = Option<SuspendJobRequest>, content_type = "application/json"),
     responses(CommandResponses))]
 pub async fn suspend_job(
@@ -288,16 +343,25 @@ pub async fn suspend_job(
     access: Authorized<Write>,
     request_id: RequestId,
     JobId(job_id): JobId,
+    if_match: IfMatch,
     OptionalJsonBody(body): OptionalJsonBody<SuspendJobRequest>,
-) -> Result<StatusCode, ApiError> {
-    change(&app, access, &request_id, job_id, body.into_command()).await
+) -> Result<Response, ApiError> {
+    change(
+        &app,
+        access,
+        &request_id,
+        job_id,
+        if_match,
+        body.into_command(),
+    )
+    .await
 }
 
 /// Resume a suspended job (it is started again).
 ///
 /// Body: empty or `{}`. Else 422 `/problems/job-not-resumable`.
 #[utoipa::path(put, path = "/v1/jobs/{jobId}/resume", tag = "jobs",
-    params(CustomerIdHeader, JobIdPath),
+    params(CustomerIdHeader, JobIdPath, IfMatchHeader),
     request_body(content = Option<EmptyRequest>, content_type = "application/json"),
     responses(CommandResponses))]
 pub async fn resume_job(
@@ -305,17 +369,18 @@ pub async fn resume_job(
     access: Authorized<Write>,
     request_id: RequestId,
     JobId(job_id): JobId,
+    if_match: IfMatch,
     OptionalJsonBody(EmptyRequest {}): OptionalJsonBody<EmptyRequest>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Response, ApiError> {
     let command = Ok(domain::JobCommand::Resume);
-    change(&app, access, &request_id, job_id, command).await
+    change(&app, access, &request_id, job_id, if_match, command).await
 }
 
 /// Record the result of a started job (completedOk or completedWithIssues).
 ///
 /// Else 422 `/problems/job-result-not-allowed`.
 #[utoipa::path(put, path = "/v1/jobs/{jobId}/result", tag = "jobs",
-    params(CustomerIdHeader, JobIdPath),
+    params(CustomerIdHeader, JobIdPath, IfMatchHeader),
     request_body(content = RecordResultRequest, content_type = "application/json"),
     responses(CommandResponses))]
 pub async fn record_result(
@@ -323,9 +388,18 @@ pub async fn record_result(
     access: Authorized<Write>,
     request_id: RequestId,
     JobId(job_id): JobId,
+    if_match: IfMatch,
     JsonBody(body): JsonBody<RecordResultRequest>,
-) -> Result<StatusCode, ApiError> {
-    change(&app, access, &request_id, job_id, body.into_command()).await
+) -> Result<Response, ApiError> {
+    change(
+        &app,
+        access,
+        &request_id,
+        job_id,
+        if_match,
+        body.into_command(),
+    )
+    .await
 }
 
 /// Cancel a job.
@@ -336,7 +410,7 @@ pub async fn record_result(
 /// `/problems/job-already-cancelled`. A blank or over-long reason: 422 `/problems/validation`
 /// with `errors.reason`.
 #[utoipa::path(put, path = "/v1/jobs/{jobId}/cancel", tag = "jobs",
-    params(CustomerIdHeader, JobIdPath),
+    params(CustomerIdHeader, JobIdPath, IfMatchHeader),
     request_body(content = CancelJobRequest, content_type = "application/json"),
     responses(CommandResponses))]
 pub async fn cancel_job(
@@ -344,9 +418,18 @@ pub async fn cancel_job(
     access: Authorized<Write>,
     request_id: RequestId,
     JobId(job_id): JobId,
+    if_match: IfMatch,
     JsonBody(body): JsonBody<CancelJobRequest>,
-) -> Result<StatusCode, ApiError> {
-    change(&app, access, &request_id, job_id, body.into_command()).await
+) -> Result<Response, ApiError> {
+    change(
+        &app,
+        access,
+        &request_id,
+        job_id,
+        if_match,
+        body.into_command(),
+    )
+    .await
 }
 
 /// A job's status changes, oldest first by default.

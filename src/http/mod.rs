@@ -1,6 +1,7 @@
 //! The HTTP layer: the router, its middleware stack and shared state.
 
 pub mod access;
+pub mod conditional;
 pub mod context;
 pub mod error;
 pub mod extract;

@@ -57,6 +57,7 @@ problem_types! {
     InvalidCustomerId => ("invalid-customer-id", "Missing or invalid Customer-Id header", BAD_REQUEST),
     InvalidPaging => ("invalid-paging", "Invalid paging parameters", BAD_REQUEST),
     InvalidQuery => ("invalid-query", "Invalid query parameter", BAD_REQUEST),
+    InvalidIfMatch => ("invalid-if-match", "Invalid If-Match header", BAD_REQUEST),
     NotFound => ("not-found", "Not found", NOT_FOUND),
     MethodNotAllowed => ("method-not-allowed", "Method not allowed", METHOD_NOT_ALLOWED),
     JobNotFound => ("job-not-found", "Job not found", NOT_FOUND),
@@ -83,6 +84,7 @@ problem_types! {
     UnsupportedGrantType => ("unsupported-grant-type", "Unsupported grant type", BAD_REQUEST),
     InvalidScope => ("invalid-scope", "Invalid scope", BAD_REQUEST),
     Conflict => ("conflict", "Concurrent modification", CONFLICT),
+    PreconditionFailed => ("precondition-failed", "Precondition failed", PRECONDITION_FAILED),
     ServiceUnavailable => ("service-unavailable", "Service unavailable", SERVICE_UNAVAILABLE),
     Internal => ("internal", "Internal server error", INTERNAL_SERVER_ERROR),
 }

@@ -7,6 +7,7 @@ mod audit;
 mod auth;
 mod cancel;
 mod concurrency;
+mod conditional;
 mod edge_inputs;
 mod event_log;
 mod lifecycle;
