@@ -52,6 +52,7 @@ pub struct IfMatchHeader(
     /// `/problems/precondition-failed` and records nothing; a weak tag (`W/"3"`) never
     /// matches on a write; a value that is not an entity tag answers 400
     /// `/problems/invalid-if-match`.
+    #[param(pattern = r#"^[ \t]*(\*|(W/)?"[!#-~]*"([ \t]*,[ \t]*(W/)?"[!#-~]*")*)[ \t]*$"#)]
     Option<String>,
 );
 
