@@ -153,7 +153,11 @@ fn to_version(sequence: usize) -> JobVersion {
 
 fn commands<R: PersistedEventRepository + 'static>(repository: R) -> Arc<dyn JobCommands> {
     Arc::new(JobEventStore {
-        store: PersistedEventStore::<R, Job>::new_event_store(repository),
+        // Loading a job then costs its snapshot and the events since, not its whole history.
+        store: PersistedEventStore::<R, Job>::new_snapshot_store(
+            repository,
+            projections::store::SNAPSHOT_EVERY,
+        ),
         services: JobServices::system_clock(),
     })
 }

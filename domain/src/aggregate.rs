@@ -41,12 +41,23 @@ impl JobServices {
 }
 
 /// A job as the rules see it. `Default` is a job that does not exist yet.
+///
+/// Its serde form is the stores' snapshot of a job, read back instead of replaying the
+/// events before it. So reading is strict: an unknown field or a missing `state` is an
+/// error, and a snapshot that does not read is ignored (the job is replayed from its
+/// events) rather than taken for something else. A change to these fields must keep old
+/// snapshots meaning the same, or rename the field so that they no longer read.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Job {
+    // `deserialize_with` makes the field required: serde would read a missing `Option` as
+    // `None`, i.e. as a job that does not exist.
+    #[serde(deserialize_with = "Option::deserialize")]
     state: Option<JobState>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct JobState {
     status: JobStatus,
     customer_id: CustomerId,

@@ -16,3 +16,4 @@ mod metrics;
 mod openapi;
 mod rebuild;
 mod server;
+mod snapshots;

@@ -244,6 +244,7 @@ fn then(given: Vec<JobEvent>, command: JobCommand) -> cqrs_es::test::AggregateRe
 }
 
 mod cancel;
+mod snapshot;
 mod table;
 mod update;
 

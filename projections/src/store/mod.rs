@@ -37,6 +37,7 @@ pub use queries::{JobQueries, StoredEvent};
 pub use rows::ProjectionTables;
 pub use sql::MigrationApplied;
 pub use sqlite::{SqliteBackend, SqliteJobStore};
+pub use write::SNAPSHOT_EVERY;
 
 /// Every face of a store but the write side (whose generic methods make it no trait
 /// object), so that one `match` on the backend serves them all.

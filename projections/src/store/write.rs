@@ -17,8 +17,13 @@ use cqrs_es::Aggregate;
 use std::collections::HashMap;
 
 impl<B: Backend> Store<B> {
-    /// Appends a command's events and applies them to the projection, in one transaction.
-    async fn append_and_project(&self, events: &[SerializedEvent]) -> Result<(), PersistenceError> {
+    /// Appends a command's events and applies them to the projection, in one transaction,
+    /// with the aggregate's new snapshot when cqrs-es takes one.
+    async fn append_and_project(
+        &self,
+        events: &[SerializedEvent],
+        snapshot: Option<(String, serde_json::Value, usize)>,
+    ) -> Result<(), PersistenceError> {
         let Some(first) = events.first() else {
             return Ok(());
         };
@@ -29,6 +34,19 @@ impl<B: Backend> Store<B> {
         B::Db::insert_events(&mut tx, events, domain::now())
             .await
             .map_err(persistence_error)?;
+        if let (Some((aggregate_id, state, number)), Some(last)) = (snapshot, events.last()) {
+            let at = snapshot_sequence(last.sequence);
+            B::Db::replace_snapshot(
+                &mut tx,
+                &first.aggregate_type,
+                &aggregate_id,
+                sequence_number(at)?,
+                sequence_number(number)?,
+                &state,
+            )
+            .await
+            .map_err(persistence_error)?;
+        }
         if first.aggregate_type == domain::AGGREGATE_TYPE {
             let rows = events
                 .iter()
@@ -47,6 +65,22 @@ impl<B: Backend> Store<B> {
         }
         tx.commit().await.map_err(persistence_error)
     }
+}
+
+/// Every how many events cqrs-es snapshots an aggregate (the service's event store is made
+/// with it), so loading a job reads its snapshot and fewer than this many events after it.
+pub const SNAPSHOT_EVERY: usize = 100;
+
+/// The sequence a snapshot taken in a commit ending at `last_sequence` is at. cqrs-es hands
+/// `persist` the aggregate's state and the snapshot's number, not its sequence: it takes
+/// snapshots at multiples of [`SNAPSHOT_EVERY`], the last such boundary the commit reached.
+fn snapshot_sequence(last_sequence: usize) -> usize {
+    last_sequence / SNAPSHOT_EVERY * SNAPSHOT_EVERY
+}
+
+/// A cqrs-es counter as the stores keep it.
+fn sequence_number(value: usize) -> Result<i64, PersistenceError> {
+    i64::try_from(value).map_err(|_| PersistenceError::UnknownError("a counter past i64".into()))
 }
 
 /// Applies job events to the projection `tables`: folds each job's summary from its current
@@ -119,21 +153,39 @@ impl<B: Backend> PersistedEventRepository for Store<B> {
             .await
     }
 
+    /// The newest snapshot (one is kept per aggregate; the newest wins should there be
+    /// more, e.g. after a snapshot that no longer deserialises was written over).
     async fn get_snapshot<A: Aggregate>(
         &self,
         aggregate_id: &str,
     ) -> Result<Option<SerializedSnapshot>, PersistenceError> {
-        self.events.get_snapshot::<A>(aggregate_id).await
+        let found = B::Db::select_snapshot(&self.pool, A::TYPE, aggregate_id)
+            .await
+            .map_err(persistence_error)?;
+        let Some((last_sequence, number, state)) = found else {
+            return Ok(None);
+        };
+        let counter = |value: i64| {
+            usize::try_from(value).map_err(|_| {
+                PersistenceError::UnknownError(
+                    format!("snapshot of {aggregate_id}: a negative counter").into(),
+                )
+            })
+        };
+        Ok(Some(SerializedSnapshot {
+            aggregate_id: aggregate_id.to_owned(),
+            aggregate: state,
+            current_sequence: counter(last_sequence)?,
+            current_snapshot: counter(number)?,
+        }))
     }
 
-    /// Snapshots are not used (the service runs a pure event store), so only the events
-    /// matter here.
     async fn persist<A: Aggregate>(
         &self,
         events: &[SerializedEvent],
-        _snapshot_update: Option<(String, serde_json::Value, usize)>,
+        snapshot_update: Option<(String, serde_json::Value, usize)>,
     ) -> Result<(), PersistenceError> {
-        self.append_and_project(events).await
+        self.append_and_project(events, snapshot_update).await
     }
 
     async fn stream_events<A: Aggregate>(

@@ -189,6 +189,32 @@ impl TestStore {
         names
     }
 
+    /// The snapshots kept of a job: (sequence, number) of each, oldest first.
+    pub async fn snapshots_of(&self, job_id: uuid::Uuid) -> Vec<(i64, i64)> {
+        use sqlx::Connection;
+        let sql = "SELECT last_sequence, current_snapshot FROM snapshots \
+                   WHERE aggregate_id = $1 ORDER BY last_sequence";
+        if self.is_postgres() {
+            let mut connection = sqlx::PgConnection::connect(&self.database_url)
+                .await
+                .expect("connect");
+            sqlx::query_as(sql)
+                .bind(job_id.to_string())
+                .fetch_all(&mut connection)
+                .await
+                .expect("the snapshots")
+        } else {
+            let mut connection = sqlx::SqliteConnection::connect(&self.database_url)
+                .await
+                .expect("connect");
+            sqlx::query_as(sql)
+                .bind(job_id.to_string())
+                .fetch_all(&mut connection)
+                .await
+                .expect("the snapshots")
+        }
+    }
+
     pub fn is_postgres(&self) -> bool {
         self.database_url.starts_with("postgres")
     }

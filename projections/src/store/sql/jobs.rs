@@ -84,6 +84,23 @@ pub trait JobSql: Database {
 
     async fn ping(pool: &Pool<Self>) -> Result<(), StoreError>;
 
+    /// An aggregate's newest snapshot: the sequence it is at, its number, its state.
+    async fn select_snapshot(
+        pool: &Pool<Self>,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<Option<(i64, i64, serde_json::Value)>, sqlx::Error>;
+
+    /// Replaces an aggregate's snapshot with its state at `last_sequence`.
+    async fn replace_snapshot(
+        connection: &mut Connection<Self>,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        last_sequence: i64,
+        current_snapshot: i64,
+        state: &serde_json::Value,
+    ) -> Result<(), sqlx::Error>;
+
     /// Applies `migrator`'s migrations the database has not seen yet; returns those.
     async fn migrate(
         pool: &Pool<Self>,
@@ -138,6 +155,7 @@ where
     for<'r> Option<String>: Decode<'r, DB> + Type<DB>,
     for<'r> DateTime<Utc>: Decode<'r, DB> + Type<DB>,
     for<'r> Json<JobView>: Decode<'r, DB> + Type<DB>,
+    for<'r> serde_json::Value: Decode<'r, DB> + Type<DB>,
     for<'a> &'a str: ColumnIndex<DB::Row>,
     usize: ColumnIndex<DB::Row>,
 {
@@ -352,6 +370,50 @@ where
 
     async fn ping(pool: &Pool<Self>) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(pool).await?;
+        Ok(())
+    }
+
+    async fn select_snapshot(
+        pool: &Pool<Self>,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<Option<(i64, i64, serde_json::Value)>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT last_sequence, current_snapshot, payload FROM snapshots \
+             WHERE aggregate_type = $1 AND aggregate_id = $2 \
+             ORDER BY last_sequence DESC LIMIT 1",
+        )
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .fetch_optional(pool)
+        .await
+    }
+
+    async fn replace_snapshot(
+        connection: &mut Connection<Self>,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        last_sequence: i64,
+        current_snapshot: i64,
+        state: &serde_json::Value,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM snapshots WHERE aggregate_type = $1 AND aggregate_id = $2")
+            .bind(aggregate_type)
+            .bind(aggregate_id)
+            .execute(&mut *connection)
+            .await?;
+        sqlx::query(
+            "INSERT INTO snapshots \
+             (aggregate_type, aggregate_id, last_sequence, current_snapshot, payload) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .bind(last_sequence)
+        .bind(current_snapshot)
+        .bind(state)
+        .execute(connection)
+        .await?;
         Ok(())
     }
 
