@@ -14,7 +14,10 @@ use crate::http::problem::Problem;
 use crate::http::query::{HistorySortBy, JobSortBy, Paging, QueryParams, SortDirection};
 use crate::http::requests::*;
 use crate::http::AppState;
+use crate::service::VersionCondition;
+use axum::extract::FromRequestParts;
 use axum::extract::State;
+use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -171,6 +174,33 @@ pub async fn get_job(
     Ok(([(header::ETAG, etag(job.version)?)], Json(job)).into_response())
 }
 
+/// A write to one existing job: who asks (with `jobs:write`), in which request, for which
+/// job, on what condition (`If-Match`). Read in SPEC §2's order — token, customer and scope,
+/// then the job id, then `If-Match` — before the body is.
+pub struct JobWrite {
+    access: Authorized<Write>,
+    request_id: RequestId,
+    job_id: Uuid,
+    condition: Option<VersionCondition>,
+}
+
+impl FromRequestParts<AppState> for JobWrite {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let access = Authorized::<Write>::from_request_parts(parts, state).await?;
+        let JobId(job_id) = JobId::from_request_parts(parts, state).await?;
+        let IfMatch(condition) = IfMatch::from_request_parts(parts, state).await?;
+        let Ok(request_id) = RequestId::from_request_parts(parts, state).await;
+        Ok(JobWrite {
+            access,
+            request_id,
+            job_id,
+            condition,
+        })
+    }
+}
+
 /// Runs a command for an existing job of the customer and answers 204 with the job's new
 /// `ETag`. SPEC §2 orders the answers 404, then 412, then 422: the job must be the
 /// customer's, and preconditions are evaluated before the request's content (RFC 9110
@@ -179,12 +209,15 @@ pub async fn get_job(
 /// version it decides on, which is what makes a race answer 412 rather than overwrite.
 async fn change(
     app: &AppState,
-    access: Authorized<Write>,
-    request_id: &RequestId,
-    job_id: Uuid,
-    IfMatch(condition): IfMatch,
+    write: JobWrite,
     command: Result<domain::JobCommand, ApiError>,
 ) -> Result<Response, ApiError> {
+    let JobWrite {
+        access,
+        request_id,
+        job_id,
+        condition,
+    } = write;
     let job = app.service.require_job(access.customer, job_id).await?;
     if condition
         .as_ref()
@@ -193,7 +226,7 @@ async fn change(
         return Err(ApiError::PreconditionFailed);
     }
     let command = command?;
-    let metadata = access.metadata(request_id);
+    let metadata = access.metadata(&request_id);
     let version = app
         .service
         .run(job_id, command, condition.as_ref(), &metadata)
@@ -212,21 +245,10 @@ async fn change(
     responses(CommandResponses))]
 pub async fn update_job(
     State(app): State<AppState>,
-    access: Authorized<Write>,
-    request_id: RequestId,
-    JobId(job_id): JobId,
-    if_match: IfMatch,
+    write: JobWrite,
     JsonBody(body): JsonBody<UpdateJobRequest>,
 ) -> Result<Response, ApiError> {
-    change(
-        &app,
-        access,
-        &request_id,
-        job_id,
-        if_match,
-        body.into_command(),
-    )
-    .await
+    change(&app, write, body.into_command()).await
 }
 
 /// Schedule or reschedule a job.
@@ -239,21 +261,10 @@ pub async fn update_job(
     responses(CommandResponses))]
 pub async fn schedule_job(
     State(app): State<AppState>,
-    access: Authorized<Write>,
-    request_id: RequestId,
-    JobId(job_id): JobId,
-    if_match: IfMatch,
+    write: JobWrite,
     JsonBody(body): JsonBody<ScheduleJobRequest>,
 ) -> Result<Response, ApiError> {
-    change(
-        &app,
-        access,
-        &request_id,
-        job_id,
-        if_match,
-        body.into_command(),
-    )
-    .await
+    change(&app, write, body.into_command()).await
 }
 
 /// Unschedule a job (releases its resource, vehicle and start).
@@ -266,14 +277,11 @@ pub async fn schedule_job(
     responses(CommandResponses))]
 pub async fn unschedule_job(
     State(app): State<AppState>,
-    access: Authorized<Write>,
-    request_id: RequestId,
-    JobId(job_id): JobId,
-    if_match: IfMatch,
+    write: JobWrite,
     OptionalJsonBody(EmptyRequest {}): OptionalJsonBody<EmptyRequest>,
 ) -> Result<Response, ApiError> {
     let command = Ok(domain::JobCommand::Unschedule);
-    change(&app, access, &request_id, job_id, if_match, command).await
+    change(&app, write, command).await
 }
 
 /// Report a progress step (sent, read, accepted, refused, onTheWay).
@@ -287,21 +295,10 @@ pub async fn unschedule_job(
     responses(CommandResponses))]
 pub async fn progress_job(
     State(app): State<AppState>,
-    access: Authorized<Write>,
-    request_id: RequestId,
-    JobId(job_id): JobId,
-    if_match: IfMatch,
+    write: JobWrite,
     JsonBody(body): JsonBody<ProgressJobRequest>,
 ) -> Result<Response, ApiError> {
-    change(
-        &app,
-        access,
-        &request_id,
-        job_id,
-        if_match,
-        body.into_command(),
-    )
-    .await
+    change(&app, write, body.into_command()).await
 }
 
 /// Start a job.
@@ -314,21 +311,10 @@ pub async fn progress_job(
     responses(CommandResponses))]
 pub async fn start_job(
     State(app): State<AppState>,
-    access: Authorized<Write>,
-    request_id: RequestId,
-    JobId(job_id): JobId,
-    if_match: IfMatch,
+    write: JobWrite,
     OptionalJsonBody(body): OptionalJsonBody<StartJobRequest>,
 ) -> Result<Response, ApiError> {
-    change(
-        &app,
-        access,
-        &request_id,
-        job_id,
-        if_match,
-        body.into_command(),
-    )
-    .await
+    change(&app, write, body.into_command()).await
 }
 
 /// Suspend a started job.
@@ -340,21 +326,10 @@ pub async fn start_job(
     responses(CommandResponses))]
 pub async fn suspend_job(
     State(app): State<AppState>,
-    access: Authorized<Write>,
-    request_id: RequestId,
-    JobId(job_id): JobId,
-    if_match: IfMatch,
+    write: JobWrite,
     OptionalJsonBody(body): OptionalJsonBody<SuspendJobRequest>,
 ) -> Result<Response, ApiError> {
-    change(
-        &app,
-        access,
-        &request_id,
-        job_id,
-        if_match,
-        body.into_command(),
-    )
-    .await
+    change(&app, write, body.into_command()).await
 }
 
 /// Resume a suspended job (it is started again).
@@ -366,14 +341,11 @@ pub async fn suspend_job(
     responses(CommandResponses))]
 pub async fn resume_job(
     State(app): State<AppState>,
-    access: Authorized<Write>,
-    request_id: RequestId,
-    JobId(job_id): JobId,
-    if_match: IfMatch,
+    write: JobWrite,
     OptionalJsonBody(EmptyRequest {}): OptionalJsonBody<EmptyRequest>,
 ) -> Result<Response, ApiError> {
     let command = Ok(domain::JobCommand::Resume);
-    change(&app, access, &request_id, job_id, if_match, command).await
+    change(&app, write, command).await
 }
 
 /// Record the result of a started job (completedOk or completedWithIssues).
@@ -385,21 +357,10 @@ pub async fn resume_job(
     responses(CommandResponses))]
 pub async fn record_result(
     State(app): State<AppState>,
-    access: Authorized<Write>,
-    request_id: RequestId,
-    JobId(job_id): JobId,
-    if_match: IfMatch,
+    write: JobWrite,
     JsonBody(body): JsonBody<RecordResultRequest>,
 ) -> Result<Response, ApiError> {
-    change(
-        &app,
-        access,
-        &request_id,
-        job_id,
-        if_match,
-        body.into_command(),
-    )
-    .await
+    change(&app, write, body.into_command()).await
 }
 
 /// Cancel a job.
@@ -415,21 +376,10 @@ pub async fn record_result(
     responses(CommandResponses))]
 pub async fn cancel_job(
     State(app): State<AppState>,
-    access: Authorized<Write>,
-    request_id: RequestId,
-    JobId(job_id): JobId,
-    if_match: IfMatch,
+    write: JobWrite,
     JsonBody(body): JsonBody<CancelJobRequest>,
 ) -> Result<Response, ApiError> {
-    change(
-        &app,
-        access,
-        &request_id,
-        job_id,
-        if_match,
-        body.into_command(),
-    )
-    .await
+    change(&app, write, body.into_command()).await
 }
 
 /// A job's status changes, oldest first by default.
