@@ -24,6 +24,12 @@ pub enum StoreError {
     Lock(#[source] std::io::Error),
 }
 
+impl From<crate::model::view::UnserialisableSummary> for StoreError {
+    fn from(error: crate::model::view::UnserialisableSummary) -> Self {
+        StoreError::Corrupt(error.to_string())
+    }
+}
+
 impl From<crate::model::fold::NotAJobId> for StoreError {
     fn from(error: crate::model::fold::NotAJobId) -> Self {
         StoreError::Corrupt(error.to_string())

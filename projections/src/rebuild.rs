@@ -43,12 +43,6 @@ impl Default for RebuildSettings {
     }
 }
 
-/// A summary's document for a rebuild, or why it cannot be made.
-fn rebuilt(view: JobView) -> Result<SummaryDocument, StoreError> {
-    let id = view.id;
-    SummaryDocument::new(view).map_err(|e| StoreError::Corrupt(format!("job {id}: {e}")))
-}
-
 /// Held while a rebuild runs; dropping it lets the next one start.
 pub struct RebuildLease(#[allow(dead_code)] Box<dyn Send + Sync>);
 
@@ -388,8 +382,8 @@ impl HeldViews {
                 continue;
             };
             match (held.view, held.dirty, held.stored) {
-                (Some(view), true, false) => new.push(rebuilt(view)?),
-                (Some(view), true, true) => changed.push(rebuilt(view)?),
+                (Some(view), true, false) => new.push(SummaryDocument::new(view)?),
+                (Some(view), true, true) => changed.push(SummaryDocument::new(view)?),
                 _ => {}
             }
         }

@@ -68,9 +68,21 @@ pub struct SummaryDocument {
     pub document: Box<serde_json::value::RawValue>,
 }
 
+/// A summary that cannot be serialised (which no summary the fold makes should be).
+#[derive(Debug, thiserror::Error)]
+#[error("job {job_id}: {source}")]
+pub struct UnserialisableSummary {
+    pub job_id: Uuid,
+    pub source: serde_json::Error,
+}
+
 impl SummaryDocument {
-    pub fn new(view: JobView) -> Result<SummaryDocument, serde_json::Error> {
-        let document = serde_json::value::to_raw_value(&view)?;
+    pub fn new(view: JobView) -> Result<SummaryDocument, UnserialisableSummary> {
+        let document =
+            serde_json::value::to_raw_value(&view).map_err(|source| UnserialisableSummary {
+                job_id: view.id,
+                source,
+            })?;
         Ok(SummaryDocument {
             job_id: view.id.to_string(),
             view,

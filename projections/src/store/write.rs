@@ -103,10 +103,7 @@ pub(super) async fn project_into<DB: JobSql>(
     let summaries = views
         .into_values()
         .flatten()
-        .map(|view| {
-            let id = view.id;
-            SummaryDocument::new(view).map_err(|e| StoreError::Corrupt(format!("job {id}: {e}")))
-        })
+        .map(SummaryDocument::new)
         .collect::<Result<Vec<_>, _>>()?;
     DB::upsert_summaries(connection, tables, &summaries).await
 }
