@@ -115,26 +115,45 @@ const INSERT_EVENT: &str = "INSERT INTO events \
      (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 
-/// A statement of ours with its arguments so far.
-type Query<'q, DB> = sqlx::query::Query<'q, DB, <DB as Database>::Arguments<'q>>;
-
-/// Binds one projection value.
-fn bind_value<'q, DB>(query: Query<'q, DB>, value: RowValue<'q>) -> Query<'q, DB>
+/// Inserts projection rows (each `N` values in `columns` order) into `table`: one
+/// multi-row statement per [`ROWS_PER_STATEMENT`] rows, each ending in `conflict` (what
+/// becomes of a row that is already there).
+async fn insert_rows<DB, const N: usize>(
+    connection: &mut Connection<DB>,
+    table: &str,
+    columns: &[&str; N],
+    rows: &[[RowValue<'_>; N]],
+    conflict: &str,
+) -> Result<(), sqlx::Error>
 where
     DB: Database,
-    i64: Encode<'q, DB> + Type<DB>,
-    &'q str: Encode<'q, DB> + Type<DB>,
-    Option<&'q str>: Encode<'q, DB> + Type<DB>,
-    DateTime<Utc>: Encode<'q, DB> + Type<DB>,
-    Json<&'q RawValue>: Encode<'q, DB> + Type<DB>,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    for<'q> DateTime<Utc>: Encode<'q, DB> + Type<DB>,
+    for<'q> Json<&'q RawValue>: Encode<'q, DB> + Type<DB>,
 {
-    match value {
-        RowValue::Integer(value) => query.bind(value),
-        RowValue::Text(value) => query.bind(value),
-        RowValue::OptionalText(value) => query.bind(value),
-        RowValue::Time(value) => query.bind(value),
-        RowValue::Json(value) => query.bind(Json(value)),
+    for rows in rows.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO {table} {} {}{conflict}",
+            column_list(columns),
+            values_rows(rows.len(), N)
+        );
+        let mut query = sqlx::query(&sql);
+        for value in rows.iter().flatten() {
+            query = match *value {
+                RowValue::Integer(value) => query.bind(value),
+                RowValue::Text(value) => query.bind(value),
+                RowValue::OptionalText(value) => query.bind(value),
+                RowValue::Time(value) => query.bind(value),
+                RowValue::Json(value) => query.bind(Json(value)),
+            };
+        }
+        query.execute(&mut *connection).await?;
     }
+    Ok(())
 }
 
 #[async_trait]
@@ -207,21 +226,19 @@ where
         tables: ProjectionTables,
         history: &[(&str, StatusHistoryEntry)],
     ) -> Result<(), StoreError> {
-        for rows in history.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "INSERT INTO {} {} {} ON CONFLICT (job_id, sequence) DO NOTHING",
-                tables.history,
-                column_list(&HISTORY_COLUMNS),
-                values_rows(rows.len(), HISTORY_COLUMNS.len())
-            );
-            let mut query = sqlx::query(&sql);
-            for (job_id, entry) in rows {
-                for value in history_values(job_id, entry) {
-                    query = bind_value(query, value);
-                }
-            }
-            query.execute(&mut *connection).await?;
-        }
+        let rows: Vec<_> = history
+            .iter()
+            .map(|(job_id, entry)| history_values(job_id, entry))
+            .collect();
+        let conflict = " ON CONFLICT (job_id, sequence) DO NOTHING";
+        insert_rows::<DB, _>(
+            connection,
+            tables.history,
+            &HISTORY_COLUMNS,
+            &rows,
+            conflict,
+        )
+        .await?;
         Ok(())
     }
 
@@ -230,22 +247,16 @@ where
         tables: ProjectionTables,
         summaries: &[SummaryDocument],
     ) -> Result<(), StoreError> {
-        let upsert = summary_upsert();
-        for rows in summaries.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "INSERT INTO {} {} {}{upsert}",
-                tables.summary,
-                column_list(&SUMMARY_COLUMNS),
-                values_rows(rows.len(), SUMMARY_COLUMNS.len())
-            );
-            let mut query = sqlx::query(&sql);
-            for summary in rows {
-                for value in summary_values(summary) {
-                    query = bind_value(query, value);
-                }
-            }
-            query.execute(&mut *connection).await?;
-        }
+        let rows: Vec<_> = summaries.iter().map(summary_values).collect();
+        let conflict = summary_upsert();
+        insert_rows::<DB, _>(
+            connection,
+            tables.summary,
+            &SUMMARY_COLUMNS,
+            &rows,
+            &conflict,
+        )
+        .await?;
         Ok(())
     }
 
