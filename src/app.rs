@@ -10,6 +10,7 @@ use crate::service::JobService;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 
 #[derive(Debug, thiserror::Error)]
@@ -32,7 +33,12 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     backend: &'static str,
+    service: Arc<JobService>,
+    key_retention: Duration,
 }
+
+/// How often the server purges idempotency keys past their retention.
+const KEY_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 
 impl Application {
     /// Connects the store (applying migrations), loads or makes the token signing key, and
@@ -56,14 +62,17 @@ impl Application {
                 })?;
         // Installed before the first request, so no early measurement is dropped.
         crate::telemetry::metrics();
+        let service = Arc::new(JobService::new(&store));
         let state = AppState {
-            service: Arc::new(JobService::new(&store)),
+            service: service.clone(),
             auth: Arc::new(Authenticator::new(keys, Arc::new(hasher), store.clients())),
         };
         Ok(Self {
             listener,
             router: router(state),
             backend: store.backend_name(),
+            service,
+            key_retention: settings.key_retention.duration(),
         })
     }
 
@@ -75,14 +84,35 @@ impl Application {
         self.backend
     }
 
-    /// Serves until `shutdown` completes, then lets in-flight requests finish.
+    /// Serves until `shutdown` completes, then lets in-flight requests finish. Meanwhile
+    /// purges idempotency keys past their retention, at start and every hour.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router)
+        let purging = tokio::spawn(purge_keys(self.service, self.key_retention));
+        let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
-            .await
+            .await;
+        purging.abort();
+        served
+    }
+}
+
+/// Deletes idempotency keys older than `retention`, every [`KEY_PURGE_INTERVAL`]. Servers
+/// sharing a database each do so; the deletes are idempotent.
+async fn purge_keys(service: Arc<JobService>, retention: Duration) {
+    let mut ticks = tokio::time::interval(KEY_PURGE_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match service.purge_keys(retention).await {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "purged idempotency keys past their retention"),
+            Err(error) => {
+                tracing::warn!(%error, "could not purge idempotency keys; trying again later")
+            }
+        }
     }
 }
 

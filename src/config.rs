@@ -24,6 +24,25 @@ pub struct Settings {
 
     #[command(flatten)]
     pub tokens: TokenOptions,
+
+    #[command(flatten)]
+    pub key_retention: KeyRetention,
+}
+
+/// How long idempotency keys are kept.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct KeyRetention {
+    /// Hours an Idempotency-Key and its answer are kept (at least 24): the server purges
+    /// older keys every hour, and `jobs-admin purge-keys` does so at once.
+    #[arg(long = "idempotency-key-retention-hours", env = "JOBS_IDEMPOTENCY_KEY_RETENTION_HOURS",
+          default_value_t = 24, value_parser = clap::value_parser!(u32).range(24..=8760))]
+    pub hours: u32,
+}
+
+impl KeyRetention {
+    pub fn duration(self) -> Duration {
+        Duration::from_secs(u64::from(self.hours) * 3600)
+    }
 }
 
 /// Where the data lives.

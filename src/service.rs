@@ -1,17 +1,23 @@
-//! The application service between HTTP and the stores: runs commands through the `Job`
-//! aggregate (cqrs-es) with bounded retries on optimistic-concurrency conflicts, and answers
-//! queries from the projection. Handlers only ever see the two narrow interfaces
-//! [`JobCommands`] and [`JobQueries`], never which backend is behind them. Failures are
-//! [`ServiceError`]s; what they look like to a client is the HTTP layer's business.
+//! The application service between HTTP and the stores. A command is one decision: load the
+//! job (its snapshot and the events after it), check the request's `If-Match` condition,
+//! decide with the `Job` aggregate (cqrs-es's `Aggregate::handle`), and append the events
+//! with the projection rows, the next snapshot and the request's idempotency answer in one
+//! transaction — retried, boundedly, when another writer appended first. The service also
+//! claims idempotency keys and answers queries from the projection. It sees the store only
+//! through narrow faces ([`CommandStore`], [`IdempotencyKeys`], [`JobQueries`]), never which
+//! backend is behind them. Failures are [`ServiceError`]s; what they look like to a client
+//! is the HTTP layer's business.
 
-use async_trait::async_trait;
 use cqrs_es::event_sink::EventSink;
-use cqrs_es::persist::{PersistedEventRepository, PersistedEventStore};
-use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventStore};
+use cqrs_es::persist::SerializedEvent;
+use cqrs_es::{Aggregate, DomainEvent};
 use domain::values::CustomerId;
-use domain::{Job, JobCommand, JobError, JobServices};
+use domain::{Job, JobCommand, JobError, JobEvent, JobServices};
+use projections::idempotency::{
+    ClaimOutcome, IdempotencyKeys, KeyClaim, KeyedRequest, StoredAnswer,
+};
+use projections::store::{AppendError, CommandStore, Commit, JobSnapshot, SNAPSHOT_EVERY};
 use projections::{EventMetadata, JobQueries, JobStore, JobView, StoreError};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
@@ -33,6 +39,12 @@ pub enum ServiceError {
     /// The job's version is not one the request's condition admits (`If-Match`).
     #[error("the job's version is not the one the request was made for")]
     PreconditionFailed,
+    /// The request's idempotency key was first sent with another request.
+    #[error("the idempotency key was used for another request")]
+    KeyReused,
+    /// Another attempt with the request's idempotency key is running.
+    #[error("another request with the same idempotency key is in progress")]
+    KeyInFlight { retry_after: Duration },
     /// The store cannot be reached right now: worth retrying.
     #[error("store unavailable")]
     Unavailable(BoxError),
@@ -82,84 +94,47 @@ impl VersionCondition {
     }
 }
 
-/// How a command ended, short of an error.
+/// How one attempt at a command ended, short of an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CommandOutcome {
+enum Attempt {
     /// Decided (and its events, if any, committed): the job's version after it.
     Done { version: JobVersion },
     /// The job's version was not one the condition admits: nothing was decided or written.
     Stale,
+    /// Another writer appended to the job first: nothing was written; decide again.
+    Raced,
 }
 
-/// Runs one command against one job: load, check the condition, decide, append (with its
-/// projection). The condition is checked against the version the command is decided on, and
-/// the append succeeds only if that is still the last version, so check and write are one
-/// decision.
-#[async_trait]
-pub trait JobCommands: Send + Sync {
-    async fn execute(
-        &self,
-        job_id: Uuid,
-        command: JobCommand,
-        condition: Option<&VersionCondition>,
-        metadata: HashMap<String, String>,
-    ) -> Result<CommandOutcome, AggregateError<JobError>>;
+/// A request's claimed idempotency key, and the answer the request gives for the job's id
+/// and version after the command: the store keeps that answer with the command's events.
+#[derive(Clone, Copy)]
+pub struct Answering<'a> {
+    pub claim: &'a KeyClaim,
+    pub answer: &'a (dyn Fn(Uuid, JobVersion) -> StoredAnswer + Send + Sync),
 }
 
-/// cqrs-es's event store for jobs, with the clock and the other services commands use.
-struct JobEventStore<R: PersistedEventRepository> {
-    store: PersistedEventStore<R, Job>,
-    services: JobServices,
+/// What an idempotency key allows the request to do.
+#[derive(Debug)]
+pub enum KeyUse {
+    /// Run: the key is this request's (pass the claim on with [`Answering`]).
+    Run(KeyClaim),
+    /// Answer again: the key was answered before, for the same request.
+    Replay(StoredAnswer),
 }
 
-#[async_trait]
-impl<R> JobCommands for JobEventStore<R>
-where
-    R: PersistedEventRepository + 'static,
-{
-    async fn execute(
-        &self,
-        job_id: Uuid,
-        command: JobCommand,
-        condition: Option<&VersionCondition>,
-        metadata: HashMap<String, String>,
-    ) -> Result<CommandOutcome, AggregateError<JobError>> {
-        let mut context = self.store.load_aggregate(&job_id.to_string()).await?;
-        let loaded = to_version(context.current_sequence);
-        if condition.is_some_and(|condition| !condition.admits(loaded)) {
-            return Ok(CommandOutcome::Stale);
-        }
-        let sink = EventSink::default();
-        context
-            .aggregate()
-            .handle(command, &self.services, &sink)
-            .await
-            .map_err(AggregateError::UserError)?;
-        let committed = self
-            .store
-            .commit(sink.collect().await, context, metadata)
-            .await?;
-        let version = committed
-            .last()
-            .map_or(loaded, |event| to_version(event.sequence));
-        Ok(CommandOutcome::Done { version })
-    }
-}
+/// How long a claim on an idempotency key lasts. Should the server running the request die,
+/// a retry runs it afresh once this has passed; until then a retry hears "in flight". A
+/// request still running when its claim runs out loses the key to such a retry and records
+/// nothing (the claim is checked in the transaction of its events), so it is safe for this
+/// to be shorter than the request timeout.
+pub const KEY_LEASE: Duration = Duration::from_secs(15);
 
-/// cqrs-es counts in `usize`, the stores and `ETag`s in `i64`; no job has 2^63 events.
-fn to_version(sequence: usize) -> JobVersion {
-    JobVersion::try_from(sequence).unwrap_or(JobVersion::MAX)
-}
-
-fn commands<R: PersistedEventRepository + 'static>(repository: R) -> Arc<dyn JobCommands> {
-    Arc::new(JobEventStore {
-        // Loading a job then costs its snapshot and the events since, not its whole history.
-        store: PersistedEventStore::<R, Job>::new_snapshot_store(
-            repository,
-            projections::store::SNAPSHOT_EVERY,
-        ),
-        services: JobServices::system_clock(),
-    })
+/// A job as a command is decided on.
+struct LoadedJob {
+    state: Job,
+    version: JobVersion,
+    /// How many snapshots the job has had.
+    snapshots: i64,
 }
 
 /// How long a command keeps retrying while other writers keep winning the race for the same
@@ -193,20 +168,20 @@ impl JobLocks {
 }
 
 pub struct JobService {
-    commands: Arc<dyn JobCommands>,
+    commands: Arc<dyn CommandStore>,
+    keys: Arc<dyn IdempotencyKeys>,
     queries: Arc<dyn JobQueries>,
+    services: JobServices,
     locks: JobLocks,
 }
 
 impl JobService {
     pub fn new(store: &JobStore) -> Self {
-        let commands = match store {
-            JobStore::Postgres(store) => commands(store.clone()),
-            JobStore::Sqlite(store) => commands(store.clone()),
-        };
         Self {
-            commands,
+            commands: store.commands(),
+            keys: store.idempotency_keys(),
             queries: store.queries(),
+            services: JobServices::system_clock(),
             locks: JobLocks::new(),
         }
     }
@@ -227,14 +202,46 @@ impl JobService {
             .ok_or(ServiceError::NotFound)
     }
 
+    /// Claims a request's idempotency key: run the request, or give the key's stored
+    /// answer again. [`ServiceError::KeyReused`] if the key came with another request,
+    /// [`ServiceError::KeyInFlight`] while another attempt with it runs.
+    pub async fn claim_key(&self, request: &KeyedRequest) -> Result<KeyUse, ServiceError> {
+        let outcome = self.keys.claim(request, domain::now(), KEY_LEASE).await?;
+        match outcome {
+            ClaimOutcome::Claimed(claim) => Ok(KeyUse::Run(claim)),
+            ClaimOutcome::Answered(answer) => Ok(KeyUse::Replay(answer)),
+            ClaimOutcome::Reused => Err(ServiceError::KeyReused),
+            ClaimOutcome::InFlight { remaining } => Err(ServiceError::KeyInFlight {
+                retry_after: remaining.min(Duration::from_secs(1)),
+            }),
+        }
+    }
+
+    /// Gives up a claimed key after a request that stored no answer (it was refused or
+    /// failed), so that a retry runs afresh. A claim that has an answer stays as it is; one
+    /// that cannot be released now runs out on its own.
+    pub async fn release_key(&self, claim: &KeyClaim) {
+        if let Err(error) = self.keys.release(claim).await {
+            tracing::warn!(key = %claim.key, %error, "could not release an idempotency key; its claim runs out by itself");
+        }
+    }
+
+    /// Deletes the idempotency keys first seen more than `retention` ago; returns how many.
+    pub async fn purge_keys(&self, retention: Duration) -> Result<u64, ServiceError> {
+        let retention = chrono::Duration::from_std(retention)
+            .map_err(|error| ServiceError::Internal(Box::new(error)))?;
+        Ok(self.keys.purge(domain::now() - retention).await?)
+    }
+
     /// Creates a job with a fresh (time-ordered) id; returns it and the job's version.
     pub async fn create(
         &self,
         command: JobCommand,
         metadata: &EventMetadata,
+        answering: Option<Answering<'_>>,
     ) -> Result<(Uuid, JobVersion), ServiceError> {
         let job_id = Uuid::now_v7();
-        let version = self.run(job_id, command, None, metadata).await?;
+        let version = self.run(job_id, command, None, metadata, answering).await?;
         Ok((job_id, version))
     }
 
@@ -242,23 +249,27 @@ impl JobService {
     /// The caller has checked, with [`JobService::require_job`], that the job is the
     /// customer's: the command itself carries no customer.
     /// With a `condition`, the command is decided only if the job's version satisfies it
-    /// ([`ServiceError::PreconditionFailed`] otherwise). Returns the job's version after it.
+    /// ([`ServiceError::PreconditionFailed`] otherwise). With `answering`, the request's
+    /// answer is stored for its idempotency key in the transaction of the command's events.
+    /// Returns the job's version after it.
     pub async fn run(
         &self,
         job_id: Uuid,
         command: JobCommand,
         condition: Option<&VersionCondition>,
         metadata: &EventMetadata,
+        answering: Option<Answering<'_>>,
     ) -> Result<JobVersion, ServiceError> {
         let name = command.name();
         let result = self
-            .run_with_retries(job_id, command, condition, metadata)
+            .run_with_retries(job_id, command, condition, metadata, answering)
             .await;
         let outcome = match &result {
             Ok(_) => "accepted",
             Err(ServiceError::Rule(_)) => "refused",
             Err(ServiceError::Conflict) => "conflict",
             Err(ServiceError::PreconditionFailed) => "precondition-failed",
+            Err(ServiceError::KeyInFlight { .. }) => "key-taken-over",
             Err(ServiceError::Unavailable(_)) => "unavailable",
             Err(_) => "error",
         };
@@ -273,22 +284,22 @@ impl JobService {
         command: JobCommand,
         condition: Option<&VersionCondition>,
         metadata: &EventMetadata,
+        answering: Option<Answering<'_>>,
     ) -> Result<JobVersion, ServiceError> {
-        let metadata = metadata.to_map();
+        let metadata = serde_json::to_value(metadata.to_map())
+            .map_err(|error| ServiceError::Internal(Box::new(error)))?;
         let _exclusive = self.locks.lock(job_id).await;
         let deadline = tokio::time::Instant::now() + RETRY_BUDGET;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self
-                .commands
-                .execute(job_id, command.clone(), condition, metadata.clone())
-                .await
-            {
-                Ok(CommandOutcome::Done { version }) => return Ok(version),
-                Ok(CommandOutcome::Stale) => return Err(ServiceError::PreconditionFailed),
-                Err(AggregateError::UserError(error)) => return Err(ServiceError::Rule(error)),
-                Err(AggregateError::AggregateConflict) => {
+            let outcome = self
+                .attempt(job_id, command.clone(), condition, &metadata, answering)
+                .await?;
+            match outcome {
+                Attempt::Done { version } => return Ok(version),
+                Attempt::Stale => return Err(ServiceError::PreconditionFailed),
+                Attempt::Raced => {
                     let pause = backoff(attempt);
                     if tokio::time::Instant::now() + pause > deadline {
                         return Err(ServiceError::Conflict);
@@ -298,14 +309,129 @@ impl JobService {
                         .increment(1);
                     tokio::time::sleep(pause).await;
                 }
-                Err(AggregateError::DatabaseConnectionError(error))
-                | Err(AggregateError::DeserializationError(error))
-                | Err(AggregateError::UnexpectedError(error)) => {
-                    return Err(ServiceError::store(error))
-                }
             }
         }
     }
+
+    /// One attempt: load the job, check the condition against the version loaded, decide
+    /// (cqrs-es's `Aggregate::handle`), and append — which succeeds only if that version is
+    /// still the job's last, so check and write are one decision.
+    async fn attempt(
+        &self,
+        job_id: Uuid,
+        command: JobCommand,
+        condition: Option<&VersionCondition>,
+        metadata: &serde_json::Value,
+        answering: Option<Answering<'_>>,
+    ) -> Result<Attempt, ServiceError> {
+        let id = job_id.to_string();
+        let LoadedJob {
+            mut state,
+            version,
+            snapshots,
+        } = self.load(&id).await?;
+        if condition.is_some_and(|condition| !condition.admits(version)) {
+            return Ok(Attempt::Stale);
+        }
+        let sink = EventSink::default();
+        // The sink applies each event to `state` as it is written: `state` is the job after
+        // the command.
+        state.handle(command, &self.services, &sink).await?;
+        let events = sink.collect().await;
+        let new_version = version + JobVersion::try_from(events.len()).unwrap_or(0);
+        let serialized = events
+            .iter()
+            .zip(version + 1..)
+            .map(|(event, sequence)| serialize_event(&id, sequence, event, metadata))
+            .collect::<Result<Vec<_>, _>>()?;
+        // A snapshot whenever the version passes a multiple of SNAPSHOT_EVERY: loading
+        // then reads fewer than that many events after it.
+        let every = SNAPSHOT_EVERY as JobVersion;
+        let snapshot = if new_version / every > version / every {
+            Some(JobSnapshot {
+                last_sequence: new_version,
+                number: snapshots + 1,
+                state: serde_json::to_value(&state)
+                    .map_err(|error| ServiceError::Internal(Box::new(error)))?,
+            })
+        } else {
+            None
+        };
+        let answer = answering.map(|answering| (answering.answer)(job_id, new_version));
+        let commit = Commit {
+            job_id: &id,
+            events: &serialized,
+            snapshot,
+            answer: answering
+                .map(|answering| answering.claim)
+                .zip(answer.as_ref()),
+        };
+        match self.commands.append(commit).await {
+            Ok(()) => Ok(Attempt::Done {
+                version: new_version,
+            }),
+            Err(AppendError::Conflict) => Ok(Attempt::Raced),
+            Err(AppendError::ClaimLost) => Err(ServiceError::KeyInFlight {
+                retry_after: Duration::from_secs(1),
+            }),
+            Err(AppendError::Store(error)) => Err(error.into()),
+        }
+    }
+
+    /// The job from its latest snapshot and the events after it. A snapshot that no longer
+    /// reads as a job (an older release's shape) is replayed around, never trusted; the next
+    /// snapshot replaces it.
+    async fn load(&self, job_id: &str) -> Result<LoadedJob, ServiceError> {
+        let (mut state, mut version, snapshots) = match self.commands.snapshot(job_id).await? {
+            Some(snapshot) => match serde_json::from_value::<Job>(snapshot.state) {
+                Ok(state) => (state, snapshot.last_sequence, snapshot.number),
+                Err(error) => {
+                    tracing::warn!(%job_id, %error, "a snapshot that no longer reads; replaying the job's events");
+                    (Job::default(), 0, snapshot.number)
+                }
+            },
+            None => (Job::default(), 0, 0),
+        };
+        for event in self.commands.events_after(job_id, version).await? {
+            let payload: JobEvent = serde_json::from_value(event.payload).map_err(|error| {
+                ServiceError::Internal(
+                    format!(
+                        "event {} of job {job_id} does not read: {error}",
+                        event.sequence
+                    )
+                    .into(),
+                )
+            })?;
+            state.apply(payload);
+            version = JobVersion::try_from(event.sequence).unwrap_or(JobVersion::MAX);
+        }
+        Ok(LoadedJob {
+            state,
+            version,
+            snapshots,
+        })
+    }
+}
+
+/// An event as the store records it: the job's id, its sequence, its type and version (for
+/// upcasting one day), its payload and the request's metadata.
+fn serialize_event(
+    job_id: &str,
+    sequence: JobVersion,
+    event: &JobEvent,
+    metadata: &serde_json::Value,
+) -> Result<SerializedEvent, ServiceError> {
+    Ok(SerializedEvent {
+        aggregate_id: job_id.to_owned(),
+        sequence: usize::try_from(sequence)
+            .map_err(|error| ServiceError::Internal(Box::new(error)))?,
+        aggregate_type: domain::AGGREGATE_TYPE.to_owned(),
+        event_type: event.event_type(),
+        event_version: event.event_version(),
+        payload: serde_json::to_value(event)
+            .map_err(|error| ServiceError::Internal(Box::new(error)))?,
+        metadata: metadata.clone(),
+    })
 }
 
 /// Capped exponential backoff with full jitter, so racing writers spread out instead of

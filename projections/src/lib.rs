@@ -8,7 +8,8 @@
 //! 1. [`model`] — pure: the views, the one fold of events into them, event metadata,
 //!    paging. No database.
 //! 2. [`error`] — the store's error, and the one classification of database failures.
-//! 3. [`log`] — the global log in commit order: cursor, logged event, the reader trait.
+//! 3. [`log`] — the global log in commit order: cursor, logged event, the reader trait;
+//!    [`idempotency`] — idempotency keys' claims and stored answers, and their trait.
 //! 4. [`rebuild`] and [`verify`] — replaying the log into fresh tables and swapping them in;
 //!    folding every job and comparing. They define what they need of a store as traits.
 //! 5. [`store`] — the two databases, implementing those traits, the write path and the read
@@ -21,6 +22,8 @@ pub mod model;
 pub mod error;
 
 pub mod log;
+
+pub mod idempotency;
 
 pub mod rebuild;
 pub mod verify;

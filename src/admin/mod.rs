@@ -57,6 +57,12 @@ pub enum AdminCommand {
     Rebuild,
     /// Compare every job's projection rows with its events; exit 1 on any difference.
     Verify,
+    /// Delete the idempotency keys older than the retention now (the server also does this
+    /// every hour), and say how many.
+    PurgeKeys {
+        #[command(flatten)]
+        retention: crate::config::KeyRetention,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -148,5 +154,14 @@ pub async fn run(cli: AdminCli, out: &mut impl Write) -> Result<(), AdminError> 
         } => events::export(store.log().as_ref(), from_position, customer, out).await,
         AdminCommand::Rebuild => projection::rebuild(&store, out).await,
         AdminCommand::Verify => projection::verify(&store, out).await,
+        AdminCommand::PurgeKeys { retention } => {
+            let before = domain::now() - chrono::Duration::hours(retention.hours.into());
+            let purged = store.idempotency_keys().purge(before).await?;
+            writeln!(
+                out,
+                "purged {purged} idempotency key(s) first seen before {before}"
+            )?;
+            Ok(())
+        }
     }
 }

@@ -10,9 +10,14 @@ use axum::extract::FromRequestParts;
 use axum::http::{header, request::Parts, HeaderValue};
 use utoipa::IntoParams;
 
-/// The `ETag` of a job at `version`: the version, quoted (a strong entity tag).
+/// The entity tag of a job at `version`: the version, quoted (a strong entity tag).
+pub fn entity_tag(version: JobVersion) -> String {
+    format!("\"{version}\"")
+}
+
+/// The `ETag` header value of a job at `version`.
 pub fn etag(version: JobVersion) -> Result<HeaderValue, ApiError> {
-    HeaderValue::from_str(&format!("\"{version}\"")).map_err(ApiError::internal)
+    HeaderValue::from_str(&entity_tag(version)).map_err(ApiError::internal)
 }
 
 /// The request's `If-Match`, if it has one.

@@ -95,6 +95,12 @@ pub enum ApiError {
     /// `If-Match` names no version the job has (412); nothing was recorded.
     #[error("precondition failed")]
     PreconditionFailed,
+    /// The request's `Idempotency-Key` came first with another request (422).
+    #[error("idempotency key reused")]
+    KeyReused,
+    /// Another request with the same `Idempotency-Key` is running (409, `Retry-After`).
+    #[error("idempotency key in flight")]
+    KeyInFlight { retry_after: std::time::Duration },
     /// The store cannot be reached (503); the cause, if known, goes to the log.
     #[error("store unavailable")]
     Unavailable(Option<BoxError>),
@@ -137,6 +143,8 @@ impl ApiError {
             ApiError::Unauthenticated { .. } => ProblemType::Unauthorized,
             ApiError::Conflict => ProblemType::Conflict,
             ApiError::PreconditionFailed => ProblemType::PreconditionFailed,
+            ApiError::KeyReused => ProblemType::IdempotencyKeyReused,
+            ApiError::KeyInFlight { .. } => ProblemType::IdempotencyKeyInFlight,
             ApiError::Unavailable(_) | ApiError::Overloaded => ProblemType::ServiceUnavailable,
             ApiError::Internal(_) => ProblemType::Internal,
         }
@@ -164,6 +172,12 @@ impl ApiError {
             ApiError::Conflict => "the job kept changing concurrently; retry the request".into(),
             ApiError::PreconditionFailed => "the job is not at the version If-Match names \
                 (it has changed since); nothing was recorded: read it again and decide anew"
+                .into(),
+            ApiError::KeyReused => "this Idempotency-Key was first sent with another request \
+                (method, path or body differ); use a new key for a new request"
+                .into(),
+            ApiError::KeyInFlight { .. } => "a request with this Idempotency-Key is still in \
+                progress; retry after it has been answered"
                 .into(),
             ApiError::Unavailable(_) => "the store is not reachable; retry later".into(),
             ApiError::Overloaded => {
@@ -204,6 +218,18 @@ impl ApiError {
         }
     }
 
+    /// When to retry, in whole seconds: every 503 we raise ourselves is worth retrying
+    /// soon, and so is a key whose first request is still running.
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::KeyInFlight { retry_after } => {
+                Some(retry_after.as_secs_f64().ceil().max(1.0) as u64)
+            }
+            _ if self.status() == StatusCode::SERVICE_UNAVAILABLE => Some(1),
+            _ => None,
+        }
+    }
+
     /// The cause chain for the request log, for answers that hide it from the client.
     fn report(&self) -> Option<String> {
         match self {
@@ -232,9 +258,8 @@ impl IntoResponse for ApiError {
         {
             headers.insert(header::WWW_AUTHENTICATE, value);
         }
-        // Every 503 we raise ourselves is worth retrying soon.
-        if self.status() == StatusCode::SERVICE_UNAVAILABLE {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        if let Some(seconds) = self.retry_after() {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         if let Some(report) = self.report() {
             response.extensions_mut().insert(ErrorReport(report));
@@ -256,6 +281,8 @@ impl From<ServiceError> for ApiError {
             ServiceError::Rule(error) => ApiError::Rule(error),
             ServiceError::Conflict => ApiError::Conflict,
             ServiceError::PreconditionFailed => ApiError::PreconditionFailed,
+            ServiceError::KeyReused => ApiError::KeyReused,
+            ServiceError::KeyInFlight { retry_after } => ApiError::KeyInFlight { retry_after },
             ServiceError::Unavailable(cause) => ApiError::Unavailable(Some(cause)),
             ServiceError::Internal(cause) => ApiError::Internal(cause),
         }

@@ -82,12 +82,23 @@ pub struct JobIdPath(
 );
 
 /// A JSON request body: `application/json` (else 415), within the body limit (else 413),
-/// of the documented shape (else 400, naming what is wrong).
-pub struct JsonBody<T>(pub T);
+/// of the documented shape (else 400, naming what is wrong) — and the bytes it was read
+/// from, which an idempotency key's fingerprint covers.
+pub struct JsonBody<T>(pub T, pub RawBody);
 
 /// Like [`JsonBody`], but an empty body (with or without a content type) or JSON `null`
 /// reads as `{}`: for commands whose fields are all optional.
-pub struct OptionalJsonBody<T>(pub T);
+pub struct OptionalJsonBody<T>(pub T, pub RawBody);
+
+/// A request body as it was sent.
+#[derive(Debug, Clone, Default)]
+pub struct RawBody(Bytes);
+
+impl RawBody {
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
 
 /// The media type of a request body without its parameters, lower-cased
 /// (`application/json; charset=utf-8` → `application/json`).
@@ -158,7 +169,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         if !has_json_type {
             return Err(ApiError::UnsupportedMediaType);
         }
-        parse_json(&bytes, false).map(JsonBody)
+        parse_json(&bytes, false).map(|body| JsonBody(body, RawBody(bytes)))
     }
 }
 
@@ -168,13 +179,13 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
         let (has_json_type, bytes) = read_body(request, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(OptionalJsonBody(T::default()));
+            return Ok(OptionalJsonBody(T::default(), RawBody(bytes)));
         }
         if !has_json_type {
             return Err(ApiError::UnsupportedMediaType);
         }
         let body: Option<T> = parse_json(&bytes, true)?;
-        Ok(OptionalJsonBody(body.unwrap_or_default()))
+        Ok(OptionalJsonBody(body.unwrap_or_default(), RawBody(bytes)))
     }
 }
 

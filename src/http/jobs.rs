@@ -4,23 +4,25 @@
 //! [`CommandResponses`]) are declared here too, beside the handlers they describe.
 
 use crate::http::access::{Authorized, Read, Write};
-use crate::http::conditional::{etag, IfMatch, IfMatchHeader};
+use crate::http::conditional::{entity_tag, etag, IfMatch, IfMatchHeader};
 use crate::http::context::RequestId;
 use crate::http::error::ApiError;
 use crate::http::extract::{
-    CustomerIdHeader, JobId, JobIdPath, JsonBody, OptionalJsonBody, QueryPairs,
+    CustomerIdHeader, JobId, JobIdPath, JsonBody, OptionalJsonBody, QueryPairs, RawBody,
 };
+use crate::http::idempotency::{answer_response, under_key, IdempotencyKeyHeader, RequestKey};
 use crate::http::problem::Problem;
 use crate::http::query::{HistorySortBy, JobSortBy, Paging, QueryParams, SortDirection};
 use crate::http::requests::*;
 use crate::http::AppState;
-use crate::service::VersionCondition;
+use crate::service::{Answering, JobVersion, VersionCondition};
 use axum::extract::FromRequestParts;
 use axum::extract::State;
 use axum::http::request::Parts;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use projections::idempotency::StoredAnswer;
 use projections::{JobSort, JobView, Page, StatusHistoryEntry, StoredEvent};
 use serde::Serialize;
 use utoipa::{IntoResponses, ToSchema};
@@ -52,18 +54,25 @@ pub enum ReadResponses {
 #[allow(dead_code)] // documentation only: named in the handlers' `responses(...)`
 pub enum CommandResponses {
     /// Done, or nothing to do (e.g. a repeated identical cancel); `ETag` is the job's
-    /// version now.
-    #[response(status = 204, headers(("ETag" = String, description = "The job's version, quoted")))]
+    /// version after the command. A retry with the same `Idempotency-Key` gets this answer
+    /// again, with `Idempotent-Replayed: true`.
+    #[response(status = 204, headers(
+        ("ETag" = String, description = "The job's version, quoted"),
+        ("Idempotent-Replayed" = String, description = "`true` on an answer given again for an Idempotency-Key"),
+    ))]
     Done,
-    /// Invalid job id, Customer-Id or If-Match, or a body that is not JSON of the documented
-    /// shape (`/problems/invalid-job-id`, `/problems/invalid-customer-id`,
-    /// `/problems/invalid-if-match`, `/problems/malformed-body`).
+    /// Invalid job id, Customer-Id, If-Match or Idempotency-Key, or a body that is not JSON
+    /// of the documented shape (`/problems/invalid-job-id`, `/problems/invalid-customer-id`,
+    /// `/problems/invalid-if-match`, `/problems/invalid-idempotency-key`,
+    /// `/problems/malformed-body`).
     #[response(status = 400, content_type = "application/problem+json")]
     BadRequest(Problem),
     /// No such job for this customer (`/problems/job-not-found`).
     #[response(status = 404, content_type = "application/problem+json")]
     NotFound(Problem),
-    /// The job kept changing concurrently after the server's retries (`/problems/conflict`).
+    /// The job kept changing concurrently after the server's retries (`/problems/conflict`),
+    /// or a request with the same Idempotency-Key is still in progress
+    /// (`/problems/idempotency-key-in-flight`, with `Retry-After`).
     #[response(status = 409, content_type = "application/problem+json")]
     Conflict(Problem),
     /// `If-Match` names no version the job is at (`/problems/precondition-failed`); nothing
@@ -77,7 +86,8 @@ pub enum CommandResponses {
     #[response(status = 415, content_type = "application/problem+json")]
     UnsupportedMediaType(Problem),
     /// A field rule (`/problems/validation`, with `errors`) or a lifecycle rule (a specific
-    /// type, see the operation's description) refused the command.
+    /// type, see the operation's description) refused the command, or its Idempotency-Key
+    /// was first sent with another request (`/problems/idempotency-key-reused`).
     #[response(status = 422, content_type = "application/problem+json")]
     Unprocessable(Problem),
     /// Unexpected error (`/problems/internal`); the body never carries internals.
@@ -87,36 +97,64 @@ pub enum CommandResponses {
 
 /// Create a job.
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs",
-    params(CustomerIdHeader),
+    params(CustomerIdHeader, IdempotencyKeyHeader),
     request_body(content = CreateJobRequest, content_type = "application/json"),
     responses(
-        (status = 201, description = "Created; `Location` names the new job", body = CreatedJob,
+        (status = 201, description = "Created; `Location` names the new job. A retry with the same `Idempotency-Key` gets this answer again (the same job), with `Idempotent-Replayed: true`", body = CreatedJob,
             headers(("Location" = String, description = "/v1/jobs/{id}"),
-                ("ETag" = String, description = "The new job's version, quoted"))),
-        (status = 400, description = "Malformed body or missing/invalid Customer-Id", body = Problem, content_type = "application/problem+json"),
+                ("ETag" = String, description = "The new job's version, quoted"),
+                ("Idempotent-Replayed" = String, description = "`true` on an answer given again for an Idempotency-Key"))),
+        (status = 400, description = "Malformed body, missing/invalid Customer-Id or invalid Idempotency-Key", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A request with the same Idempotency-Key is still in progress (`/problems/idempotency-key-in-flight`, with `Retry-After`)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not application/json", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Field rules violated (`/problems/validation`, with `errors`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Field rules violated (`/problems/validation`, with `errors`), or the Idempotency-Key was first sent with another request (`/problems/idempotency-key-reused`)", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "Unexpected error", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_job(
     State(app): State<AppState>,
     access: Authorized<Write>,
     request_id: RequestId,
-    JsonBody(body): JsonBody<CreateJobRequest>,
+    RequestKey(key): RequestKey,
+    JsonBody(body, raw): JsonBody<CreateJobRequest>,
 ) -> Result<Response, ApiError> {
-    let command = body.into_command(access.customer)?;
-    let (id, version) = app
-        .service
-        .create(command, &access.metadata(&request_id))
-        .await?;
-    let location = HeaderValue::from_str(&format!("/v1/jobs/{id}")).map_err(ApiError::internal)?;
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location), (header::ETAG, etag(version)?)],
-        Json(CreatedJob { id }),
-    )
-        .into_response())
+    let app = &app;
+    let keyed = key.map(|key| key.request(&access, &raw));
+    under_key(&app.service, keyed, |claim| async move {
+        let command = body.into_command(access.customer)?;
+        let answering = claim.as_ref().map(|claim| Answering {
+            claim,
+            answer: &created,
+        });
+        let (id, version) = app
+            .service
+            .create(command, &access.metadata(&request_id), answering)
+            .await?;
+        answer_response(&created(id, version), false)
+    })
+    .await
+}
+
+/// The answer to a create: 201, where the job is, its version, and its id.
+fn created(id: Uuid, version: JobVersion) -> StoredAnswer {
+    StoredAnswer {
+        status: StatusCode::CREATED.as_u16(),
+        headers: vec![
+            (header::LOCATION.to_string(), format!("/v1/jobs/{id}")),
+            (header::ETAG.to_string(), entity_tag(version)),
+            (header::CONTENT_TYPE.to_string(), "application/json".into()),
+        ],
+        body: Some(serde_json::json!(CreatedJob { id }).to_string()),
+    }
+}
+
+/// The answer to a command: 204 and the job's version after it.
+fn changed(_id: Uuid, version: JobVersion) -> StoredAnswer {
+    StoredAnswer {
+        status: StatusCode::NO_CONTENT.as_u16(),
+        headers: vec![(header::ETAG.to_string(), entity_tag(version))],
+        body: None,
+    }
 }
 
 /// List the customer's jobs.
@@ -175,13 +213,15 @@ pub async fn get_job(
 }
 
 /// A write to one existing job: who asks (with `jobs:write`), in which request, for which
-/// job, on what condition (`If-Match`). Read in SPEC §2's order — token, customer and scope,
-/// then the job id, then `If-Match` — before the body is.
+/// job, on what condition (`If-Match`), under which idempotency key. Read in SPEC §2's
+/// order — token, customer and scope, then the job id, then `If-Match` and
+/// `Idempotency-Key` — before the body is.
 pub struct JobWrite {
     access: Authorized<Write>,
     request_id: RequestId,
     job_id: Uuid,
     condition: Option<VersionCondition>,
+    key: RequestKey,
 }
 
 impl FromRequestParts<AppState> for JobWrite {
@@ -191,12 +231,14 @@ impl FromRequestParts<AppState> for JobWrite {
         let access = Authorized::<Write>::from_request_parts(parts, state).await?;
         let JobId(job_id) = JobId::from_request_parts(parts, state).await?;
         let IfMatch(condition) = IfMatch::from_request_parts(parts, state).await?;
+        let key = RequestKey::from_request_parts(parts, state).await?;
         let Ok(request_id) = RequestId::from_request_parts(parts, state).await;
         Ok(JobWrite {
             access,
             request_id,
             job_id,
             condition,
+            key,
         })
     }
 }
@@ -207,9 +249,12 @@ impl FromRequestParts<AppState> for JobWrite {
 /// §13.2.2), so the handler hands the command over with its validation result still held.
 /// The early `If-Match` check reads the projection; the service checks again against the
 /// version it decides on, which is what makes a race answer 412 rather than overwrite.
+/// An idempotency key is claimed before any of that: a retry of an answered request gets
+/// its answer whatever the job has become since.
 async fn change(
     app: &AppState,
     write: JobWrite,
+    body: RawBody,
     command: Result<domain::JobCommand, ApiError>,
 ) -> Result<Response, ApiError> {
     let JobWrite {
@@ -217,21 +262,30 @@ async fn change(
         request_id,
         job_id,
         condition,
+        key: RequestKey(key),
     } = write;
-    let job = app.service.require_job(access.customer, job_id).await?;
-    if condition
-        .as_ref()
-        .is_some_and(|condition| !condition.admits(job.version))
-    {
-        return Err(ApiError::PreconditionFailed);
-    }
-    let command = command?;
-    let metadata = access.metadata(&request_id);
-    let version = app
-        .service
-        .run(job_id, command, condition.as_ref(), &metadata)
-        .await?;
-    Ok((StatusCode::NO_CONTENT, [(header::ETAG, etag(version)?)]).into_response())
+    let keyed = key.map(|key| key.request(&access, &body));
+    under_key(&app.service, keyed, |claim| async move {
+        let job = app.service.require_job(access.customer, job_id).await?;
+        if condition
+            .as_ref()
+            .is_some_and(|condition| !condition.admits(job.version))
+        {
+            return Err(ApiError::PreconditionFailed);
+        }
+        let command = command?;
+        let metadata = access.metadata(&request_id);
+        let answering = claim.as_ref().map(|claim| Answering {
+            claim,
+            answer: &changed,
+        });
+        let version = app
+            .service
+            .run(job_id, command, condition.as_ref(), &metadata, answering)
+            .await?;
+        answer_response(&changed(job_id, version), false)
+    })
+    .await
 }
 
 /// Update a job.
@@ -240,15 +294,15 @@ async fn change(
 /// (the job is cancelled), `/problems/job-field-locked` (description or personId of a job
 /// that is started, suspended or completed). An update that changes nothing records nothing.
 #[utoipa::path(patch, path = "/v1/jobs/{jobId}", tag = "jobs",
-    params(CustomerIdHeader, JobIdPath, IfMatchHeader),
+    params(CustomerIdHeader, JobIdPath, IfMatchHeader, IdempotencyKeyHeader),
     request_body(content = UpdateJobRequest, content_type = "application/json"),
     responses(CommandResponses))]
 pub async fn update_job(
     State(app): State<AppState>,
     write: JobWrite,
-    JsonBody(body): JsonBody<UpdateJobRequest>,
+    JsonBody(body, raw): JsonBody<UpdateJobRequest>,
 ) -> Result<Response, ApiError> {
-    change(&app, write, body.into_command()).await
+    change(&app, write, raw, body.into_command()).await
 }
 
 /// Schedule or reschedule a job.
@@ -256,15 +310,15 @@ pub async fn update_job(
 /// Allowed from new, scheduled, unscheduled, sent, read, accepted and refused; else 422
 /// `/problems/job-not-schedulable`. Field rules: `/problems/validation`.
 #[utoipa::path(put, path = "/v1/jobs/{jobId}/schedule", tag = "jobs",
-    params(CustomerIdHeader, JobIdPath, IfMatchHeader),
+    params(CustomerIdHeader, JobIdPath, IfMatchHeader, IdempotencyKeyHeader),
     request_body(content = ScheduleJobRequest, content_type = "application/json"),
     responses(CommandResponses))]
 pub async fn schedule_job(
     State(app): State<AppState>,
     write: JobWrite,
-    JsonBody(body): JsonBody<ScheduleJobRequest>,
+    JsonBody(body, raw): JsonBody<ScheduleJobRequest>,
 ) -> Result<Response, ApiError> {
-    change(&app, write, body.into_command()).await
+    change(&app, write, raw, body.into_command()).await
 }
 
 /// Unschedule a job (releases its resource, vehicle and start).
@@ -272,16 +326,16 @@ pub async fn schedule_job(
 /// Body: empty or `{}`. Allowed from scheduled, sent, read, accepted and refused; else 422
 /// `/problems/job-not-unschedulable`.
 #[utoipa::path(put, path = "/v1/jobs/{jobId}/unschedule", tag = "jobs",
-    params(CustomerIdHeader, JobIdPath, IfMatchHeader),
+    params(CustomerIdHeader, JobIdPath, IfMatchHeader, IdempotencyKeyHeader),
     request_body(content = Option<EmptyRequest>, content_type = "application/json"),
     responses(CommandResponses))]
 pub async fn unschedule_job(
     State(app): State<AppState>,
     write: JobWrite,
-    OptionalJsonBody(EmptyRequest {}): OptionalJsonBody<EmptyRequest>,
+    OptionalJsonBody(EmptyRequest {}, raw): OptionalJsonBody<EmptyRequest>,
 ) -> Result<Response, ApiError> {
     let command = Ok(domain::JobCommand::Unschedule);
-    change(&app, write, command).await
+    change(&app, write, raw, command).await
 }
 
 /// Report a progress step (sent, read, accepted, refused, onTheWay).
@@ -290,15 +344,15 @@ pub async fn unschedule_job(
 /// accepted, refused, onTheWay; accepted → onTheWay. Else 422
 /// `/problems/job-progress-not-allowed`.
 #[utoipa::path(put, path = "/v1/jobs/{jobId}/progress", tag = "jobs",
-    params(CustomerIdHeader, JobIdPath, IfMatchHeader),
+    params(CustomerIdHeader, JobIdPath, IfMatchHeader, IdempotencyKeyHeader),
     request_body(content = ProgressJobRequest, content_type = "application/json"),
     responses(CommandResponses))]
 pub async fn progress_job(
     State(app): State<AppState>,
     write: JobWrite,
-    JsonBody(body): JsonBody<ProgressJobRequest>,
+    JsonBody(body, raw): JsonBody<ProgressJobRequest>,
 ) -> Result<Response, ApiError> {
-    change(&app, write, body.into_command()).await
+    change(&app, write, raw, body.into_command()).await
 }
 
 /// Start a job.
@@ -306,61 +360,61 @@ pub async fn progress_job(
 /// Body optional. Allowed from scheduled, sent, read, accepted and onTheWay; else 422
 /// `/problems/job-not-startable`.
 #[utoipa::path(put, path = "/v1/jobs/{jobId}/start", tag = "jobs",
-    params(CustomerIdHeader, JobIdPath, IfMatchHeader),
+    params(CustomerIdHeader, JobIdPath, IfMatchHeader, IdempotencyKeyHeader),
     request_body(content = Option<StartJobRequest>, content_type = "application/json"),
     responses(CommandResponses))]
 pub async fn start_job(
     State(app): State<AppState>,
     write: JobWrite,
-    OptionalJsonBody(body): OptionalJsonBody<StartJobRequest>,
+    OptionalJsonBody(body, raw): OptionalJsonBody<StartJobRequest>,
 ) -> Result<Response, ApiError> {
-    change(&app, write, body.into_command()).await
+    change(&app, write, raw, body.into_command()).await
 }
 
 /// Suspend a started job.
 ///
 /// Body optional. Else 422 `/problems/job-not-suspendable`.
 #[utoipa::path(put, path = "/v1/jobs/{jobId}/suspend", tag = "jobs",
-    params(CustomerIdHeader, JobIdPath, IfMatchHeader),
+    params(CustomerIdHeader, JobIdPath, IfMatchHeader, IdempotencyKeyHeader),
     request_body(content = Option<SuspendJobRequest>, content_type = "application/json"),
     responses(CommandResponses))]
 pub async fn suspend_job(
     State(app): State<AppState>,
     write: JobWrite,
-    OptionalJsonBody(body): OptionalJsonBody<SuspendJobRequest>,
+    OptionalJsonBody(body, raw): OptionalJsonBody<SuspendJobRequest>,
 ) -> Result<Response, ApiError> {
-    change(&app, write, body.into_command()).await
+    change(&app, write, raw, body.into_command()).await
 }
 
 /// Resume a suspended job (it is started again).
 ///
 /// Body: empty or `{}`. Else 422 `/problems/job-not-resumable`.
 #[utoipa::path(put, path = "/v1/jobs/{jobId}/resume", tag = "jobs",
-    params(CustomerIdHeader, JobIdPath, IfMatchHeader),
+    params(CustomerIdHeader, JobIdPath, IfMatchHeader, IdempotencyKeyHeader),
     request_body(content = Option<EmptyRequest>, content_type = "application/json"),
     responses(CommandResponses))]
 pub async fn resume_job(
     State(app): State<AppState>,
     write: JobWrite,
-    OptionalJsonBody(EmptyRequest {}): OptionalJsonBody<EmptyRequest>,
+    OptionalJsonBody(EmptyRequest {}, raw): OptionalJsonBody<EmptyRequest>,
 ) -> Result<Response, ApiError> {
     let command = Ok(domain::JobCommand::Resume);
-    change(&app, write, command).await
+    change(&app, write, raw, command).await
 }
 
 /// Record the result of a started job (completedOk or completedWithIssues).
 ///
 /// Else 422 `/problems/job-result-not-allowed`.
 #[utoipa::path(put, path = "/v1/jobs/{jobId}/result", tag = "jobs",
-    params(CustomerIdHeader, JobIdPath, IfMatchHeader),
+    params(CustomerIdHeader, JobIdPath, IfMatchHeader, IdempotencyKeyHeader),
     request_body(content = RecordResultRequest, content_type = "application/json"),
     responses(CommandResponses))]
 pub async fn record_result(
     State(app): State<AppState>,
     write: JobWrite,
-    JsonBody(body): JsonBody<RecordResultRequest>,
+    JsonBody(body, raw): JsonBody<RecordResultRequest>,
 ) -> Result<Response, ApiError> {
-    change(&app, write, body.into_command()).await
+    change(&app, write, raw, body.into_command()).await
 }
 
 /// Cancel a job.
@@ -371,15 +425,15 @@ pub async fn record_result(
 /// `/problems/job-already-cancelled`. A blank or over-long reason: 422 `/problems/validation`
 /// with `errors.reason`.
 #[utoipa::path(put, path = "/v1/jobs/{jobId}/cancel", tag = "jobs",
-    params(CustomerIdHeader, JobIdPath, IfMatchHeader),
+    params(CustomerIdHeader, JobIdPath, IfMatchHeader, IdempotencyKeyHeader),
     request_body(content = CancelJobRequest, content_type = "application/json"),
     responses(CommandResponses))]
 pub async fn cancel_job(
     State(app): State<AppState>,
     write: JobWrite,
-    JsonBody(body): JsonBody<CancelJobRequest>,
+    JsonBody(body, raw): JsonBody<CancelJobRequest>,
 ) -> Result<Response, ApiError> {
-    change(&app, write, body.into_command()).await
+    change(&app, write, raw, body.into_command()).await
 }
 
 /// A job's status changes, oldest first by default.

@@ -6,6 +6,7 @@ pub mod context;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod idempotency;
 pub mod jobs;
 pub mod middleware;
 pub mod openapi;

@@ -58,6 +58,7 @@ problem_types! {
     InvalidPaging => ("invalid-paging", "Invalid paging parameters", BAD_REQUEST),
     InvalidQuery => ("invalid-query", "Invalid query parameter", BAD_REQUEST),
     InvalidIfMatch => ("invalid-if-match", "Invalid If-Match header", BAD_REQUEST),
+    InvalidIdempotencyKey => ("invalid-idempotency-key", "Invalid Idempotency-Key header", BAD_REQUEST),
     NotFound => ("not-found", "Not found", NOT_FOUND),
     MethodNotAllowed => ("method-not-allowed", "Method not allowed", METHOD_NOT_ALLOWED),
     JobNotFound => ("job-not-found", "Job not found", NOT_FOUND),
@@ -85,6 +86,8 @@ problem_types! {
     InvalidScope => ("invalid-scope", "Invalid scope", BAD_REQUEST),
     Conflict => ("conflict", "Concurrent modification", CONFLICT),
     PreconditionFailed => ("precondition-failed", "Precondition failed", PRECONDITION_FAILED),
+    IdempotencyKeyReused => ("idempotency-key-reused", "Idempotency key used for another request", UNPROCESSABLE_ENTITY),
+    IdempotencyKeyInFlight => ("idempotency-key-in-flight", "A request with this idempotency key is in progress", CONFLICT),
     ServiceUnavailable => ("service-unavailable", "Service unavailable", SERVICE_UNAVAILABLE),
     Internal => ("internal", "Internal server error", INTERNAL_SERVER_ERROR),
 }

@@ -10,6 +10,7 @@ mod concurrency;
 mod conditional;
 mod edge_inputs;
 mod event_log;
+mod idempotency;
 mod lifecycle;
 mod listing;
 mod metrics;

@@ -1,8 +1,9 @@
 //! Where events and projections live. A [`Store`] keeps both in one database, PostgreSQL or
-//! SQLite, and shows them through narrow faces: cqrs-es's `PersistedEventRepository` (the
-//! write side: `persist` appends a command's events and updates the projection in one
-//! transaction; reads delegate to postgres-es/sqlite-es), [`JobQueries`] (the read side),
-//! the global log, rebuild and verify, and the client registry.
+//! SQLite, and shows them through narrow faces: [`CommandStore`] (the write side: a job's
+//! snapshot and events, and `append`, which records a command's events, projection rows,
+//! snapshot and idempotency answer in one transaction; event reads delegate to
+//! postgres-es/sqlite-es), [`IdempotencyKeys`], [`JobQueries`] (the read side), the global
+//! log, rebuild and verify, and the client registry.
 //!
 //! - `backend.rs`: the [`Backend`] trait, what differs between the two databases;
 //!   `postgres.rs` and `sqlite/` implement it (`sqlite/bulk.rs` holds all unsafe FFI);
@@ -10,11 +11,13 @@
 //! - `write.rs`, `read.rs`, `upkeep.rs`: the write path, the read side, and the log, rebuild
 //!   and verify implementations — ordinary code generic over the backend;
 //! - `queries.rs`: the read side's interface ([`JobQueries`]);
+//! - `keys.rs`: idempotency keys' claims (their answers are written by `write.rs`);
 //! - `clients.rs`: the OAuth client registry, kept here because it shares the pool, the
 //!   migrations and SQLite's writer queue.
 
 mod backend;
 mod clients;
+mod keys;
 pub mod postgres;
 mod queries;
 mod read;
@@ -24,6 +27,7 @@ pub mod sqlite;
 mod upkeep;
 mod write;
 
+use crate::idempotency::IdempotencyKeys;
 use crate::log::EventLog;
 use crate::rebuild::ProjectionRebuild;
 use crate::verify::ProjectionCheck;
@@ -37,14 +41,28 @@ pub use queries::{JobQueries, StoredEvent};
 pub use rows::ProjectionTables;
 pub use sql::MigrationApplied;
 pub use sqlite::{SqliteBackend, SqliteJobStore};
-pub use write::SNAPSHOT_EVERY;
+pub use write::{AppendError, CommandStore, Commit, JobSnapshot, SNAPSHOT_EVERY};
 
-/// Every face of a store but the write side (whose generic methods make it no trait
-/// object), so that one `match` on the backend serves them all.
-trait StoreFaces: JobQueries + EventLog + ProjectionRebuild + ProjectionCheck + ClientRegistry {}
+/// Every face of a store, so that one `match` on the backend serves them all.
+trait StoreFaces:
+    CommandStore
+    + IdempotencyKeys
+    + JobQueries
+    + EventLog
+    + ProjectionRebuild
+    + ProjectionCheck
+    + ClientRegistry
+{
+}
 
-impl<S: JobQueries + EventLog + ProjectionRebuild + ProjectionCheck + ClientRegistry> StoreFaces
-    for S
+impl<S> StoreFaces for S where
+    S: CommandStore
+        + IdempotencyKeys
+        + JobQueries
+        + EventLog
+        + ProjectionRebuild
+        + ProjectionCheck
+        + ClientRegistry
 {
 }
 
@@ -100,6 +118,15 @@ impl JobStore {
             JobStore::Postgres(store) => store.migrate().await,
             JobStore::Sqlite(store) => store.migrate().await,
         }
+    }
+
+    /// The write side.
+    pub fn commands(&self) -> Arc<dyn CommandStore> {
+        self.faces()
+    }
+
+    pub fn idempotency_keys(&self) -> Arc<dyn IdempotencyKeys> {
+        self.faces()
     }
 
     pub fn queries(&self) -> Arc<dyn JobQueries> {

@@ -1,87 +1,158 @@
-//! The write path, generic over the backend: a command's events are appended and applied to
-//! the projection in one transaction, so either the command happened and every read shows
-//! it, or neither. cqrs-es sees this as a `PersistedEventRepository` whose reads delegate to
-//! postgres-es/sqlite-es.
+//! The write side, generic over the backend: what the service needs to decide a command
+//! on a job (its latest snapshot and the events after it) and to record the decision — the
+//! command's events, the job's projection rows, its new snapshot, and the answer kept for
+//! the request's idempotency key — in one transaction: either the command happened, every
+//! read shows it and a retry of it gets its answer, or none of that.
 
 use super::backend::{Backend, Store};
 use super::rows::ProjectionTables;
-use super::sql::{Connection, JobSql};
-use crate::error::{database_unavailable, sqlite_busy, StoreError};
+use super::sql::{Connection, JobSql, KeySql};
+use crate::error::{sqlite_busy, StoreError};
+use crate::idempotency::{KeyClaim, StoredAnswer};
 use crate::model::fold::{fold_events, unseen_jobs, EventRow};
 use crate::model::metadata::EventMetadata;
 use crate::model::view::{JobView, SummaryDocument};
-use cqrs_es::persist::{
-    PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
-};
-use cqrs_es::Aggregate;
+use async_trait::async_trait;
+use cqrs_es::persist::{PersistedEventRepository, PersistenceError, SerializedEvent};
 use std::collections::HashMap;
 
-impl<B: Backend> Store<B> {
-    /// Appends a command's events and applies them to the projection, in one transaction,
-    /// with the aggregate's new snapshot when cqrs-es takes one.
-    async fn append_and_project(
+/// A job's state as of one of its events, stored so that loading the job reads it and the
+/// events after it instead of its whole history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobSnapshot {
+    /// The sequence of the last event the state includes.
+    pub last_sequence: i64,
+    /// How many snapshots the job has had, this one included.
+    pub number: i64,
+    pub state: serde_json::Value,
+}
+
+/// One decided command, to record atomically.
+pub struct Commit<'a> {
+    pub job_id: &'a str,
+    /// The command's events, numbered on from the job's version it was decided on (none
+    /// for a command that changed nothing).
+    pub events: &'a [SerializedEvent],
+    /// The job's state after the events, when it is time for a new snapshot.
+    pub snapshot: Option<JobSnapshot>,
+    /// The answer to keep for the request's idempotency key, which the claim must still
+    /// hold.
+    pub answer: Option<(&'a KeyClaim, &'a StoredAnswer)>,
+}
+
+/// Why a commit recorded nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// Another writer appended to the job first (or SQLite's lock was not had in time):
+    /// decide again on the new version.
+    #[error("another writer changed the job first")]
+    Conflict,
+    /// The idempotency key's claim ran out and another attempt took the key over.
+    #[error("another attempt took over the request's idempotency key")]
+    ClaimLost,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What the command side needs of a store.
+#[async_trait]
+pub trait CommandStore: Send + Sync {
+    /// The job's latest snapshot, if it has one.
+    async fn snapshot(&self, job_id: &str) -> Result<Option<JobSnapshot>, StoreError>;
+
+    /// The job's events after `sequence`, in order.
+    async fn events_after(
         &self,
-        events: &[SerializedEvent],
-        snapshot: Option<(String, serde_json::Value, usize)>,
-    ) -> Result<(), PersistenceError> {
-        let Some(first) = events.first() else {
+        job_id: &str,
+        sequence: i64,
+    ) -> Result<Vec<SerializedEvent>, StoreError>;
+
+    /// Records a decided command, all or nothing.
+    async fn append(&self, commit: Commit<'_>) -> Result<(), AppendError>;
+}
+
+#[async_trait]
+impl<B: Backend> CommandStore for Store<B> {
+    /// The newest snapshot (one is kept per job; the newest wins should there be more).
+    async fn snapshot(&self, job_id: &str) -> Result<Option<JobSnapshot>, StoreError> {
+        let found = B::Db::select_snapshot(&self.pool, domain::AGGREGATE_TYPE, job_id).await?;
+        Ok(found.map(|(last_sequence, number, state)| JobSnapshot {
+            last_sequence,
+            number,
+            state,
+        }))
+    }
+
+    async fn events_after(
+        &self,
+        job_id: &str,
+        sequence: i64,
+    ) -> Result<Vec<SerializedEvent>, StoreError> {
+        let after = usize::try_from(sequence)
+            .map_err(|_| StoreError::Corrupt(format!("job {job_id}: a negative sequence")))?;
+        self.events
+            .get_last_events::<domain::Job>(job_id, after)
+            .await
+            .map_err(from_persistence)
+    }
+
+    async fn append(&self, commit: Commit<'_>) -> Result<(), AppendError> {
+        if commit.events.is_empty() && commit.answer.is_none() {
             return Ok(());
-        };
+        }
         let _writer = self.backend.exclusive_writer().await;
-        let mut tx = self.pool.begin().await.map_err(persistence_error)?;
+        let mut tx = self.pool.begin().await.map_err(append_error)?;
         // Events first: on SQLite this takes the write lock before any read, so two writers
         // queue on the busy timeout instead of deadlocking on an upgrade.
-        B::Db::insert_events(&mut tx, events, domain::now())
+        B::Db::insert_events(&mut tx, commit.events, domain::now())
             .await
-            .map_err(persistence_error)?;
-        if let (Some((aggregate_id, state, number)), Some(last)) = (snapshot, events.last()) {
-            let at = snapshot_sequence(last.sequence);
+            .map_err(append_error)?;
+        if let Some(snapshot) = &commit.snapshot {
             B::Db::replace_snapshot(
                 &mut tx,
-                &first.aggregate_type,
-                &aggregate_id,
-                sequence_number(at)?,
-                sequence_number(number)?,
-                &state,
+                domain::AGGREGATE_TYPE,
+                commit.job_id,
+                snapshot.last_sequence,
+                snapshot.number,
+                &snapshot.state,
             )
             .await
-            .map_err(persistence_error)?;
+            .map_err(append_error)?;
         }
-        if first.aggregate_type == domain::AGGREGATE_TYPE {
-            let rows = events
-                .iter()
-                .map(|event| {
-                    Ok(EventRow {
-                        job_id: &event.aggregate_id,
-                        sequence: event.sequence as i64,
-                        event: serde::Deserialize::deserialize(&event.payload)?,
-                        metadata: EventMetadata::from_json(&event.metadata),
-                    })
+        let rows = commit
+            .events
+            .iter()
+            .map(|event| {
+                Ok(EventRow {
+                    job_id: &event.aggregate_id,
+                    sequence: event.sequence as i64,
+                    event: serde::Deserialize::deserialize(&event.payload)?,
+                    metadata: EventMetadata::from_json(&event.metadata),
                 })
-                .collect::<Result<Vec<_>, serde_json::Error>>()?;
-            project_into::<B::Db>(&mut tx, ProjectionTables::LIVE, &rows)
+            })
+            .collect::<Result<Vec<_>, serde_json::Error>>()
+            .map_err(|error| StoreError::Corrupt(format!("an event to append: {error}")))?;
+        project_into::<B::Db>(&mut tx, ProjectionTables::LIVE, &rows)
+            .await
+            .map_err(|error| match error {
+                StoreError::Database(error) => append_error(error),
+                other => AppendError::Store(other),
+            })?;
+        if let Some((claim, answer)) = commit.answer {
+            if !B::Db::answer_key(&mut tx, claim, answer)
                 .await
-                .map_err(store_to_persistence_error)?;
+                .map_err(append_error)?
+            {
+                return Err(AppendError::ClaimLost);
+            }
         }
-        tx.commit().await.map_err(persistence_error)
+        tx.commit().await.map_err(append_error)
     }
 }
 
-/// Every how many events cqrs-es snapshots an aggregate (the service's event store is made
-/// with it), so loading a job reads its snapshot and fewer than this many events after it.
+/// Every how many events the service snapshots a job: loading a job then reads its
+/// snapshot and fewer than this many events after it.
 pub const SNAPSHOT_EVERY: usize = 100;
-
-/// The sequence a snapshot taken in a commit ending at `last_sequence` is at. cqrs-es hands
-/// `persist` the aggregate's state and the snapshot's number, not its sequence: it takes
-/// snapshots at multiples of [`SNAPSHOT_EVERY`], the last such boundary the commit reached.
-fn snapshot_sequence(last_sequence: usize) -> usize {
-    last_sequence / SNAPSHOT_EVERY * SNAPSHOT_EVERY
-}
-
-/// A cqrs-es counter as the stores keep it.
-fn sequence_number(value: usize) -> Result<i64, PersistenceError> {
-    i64::try_from(value).map_err(|_| PersistenceError::UnknownError("a counter past i64".into()))
-}
 
 /// Applies job events to the projection `tables`: folds each job's summary from its current
 /// row, adds a status-history row per status change, and writes each touched summary once.
@@ -108,91 +179,30 @@ pub(super) async fn project_into<DB: JobSql>(
     DB::upsert_summaries(connection, tables, &summaries).await
 }
 
-/// Maps a database error on the write path to cqrs-es's terms. A unique violation on the
-/// events key means another writer appended this sequence first (optimistic concurrency);
-/// SQLite's "database is locked" is likewise a lost race. Both are safe to retry.
-fn persistence_error(error: sqlx::Error) -> PersistenceError {
+/// Sorts a database error of the write path. A unique violation on the events key means
+/// another writer appended this sequence first (optimistic concurrency); SQLite's "database
+/// is locked" is likewise a lost race. Both are worth deciding again.
+fn append_error(error: sqlx::Error) -> AppendError {
     match &error {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            PersistenceError::OptimisticLockError
+        sqlx::Error::Database(db) if db.is_unique_violation() || sqlite_busy(db.as_ref()) => {
+            AppendError::Conflict
         }
-        sqlx::Error::Database(db) if sqlite_busy(db.as_ref()) => {
-            PersistenceError::OptimisticLockError
-        }
-        _ if database_unavailable(&error) => PersistenceError::ConnectionError(Box::new(error)),
-        _ => PersistenceError::UnknownError(Box::new(error)),
+        _ => AppendError::Store(StoreError::Database(error)),
     }
 }
 
-/// The same, for errors of the projection step of a write.
-fn store_to_persistence_error(error: StoreError) -> PersistenceError {
+/// cqrs-es's repositories box the sqlx error they met; unbox it, so it is classified like
+/// every other database error.
+fn from_persistence(error: PersistenceError) -> StoreError {
     match error {
-        StoreError::Database(error) => persistence_error(error),
-        other => PersistenceError::UnknownError(Box::new(other)),
-    }
-}
-
-impl<B: Backend> PersistedEventRepository for Store<B> {
-    async fn get_events<A: Aggregate>(
-        &self,
-        aggregate_id: &str,
-    ) -> Result<Vec<SerializedEvent>, PersistenceError> {
-        self.events.get_events::<A>(aggregate_id).await
-    }
-
-    async fn get_last_events<A: Aggregate>(
-        &self,
-        aggregate_id: &str,
-        last_sequence: usize,
-    ) -> Result<Vec<SerializedEvent>, PersistenceError> {
-        self.events
-            .get_last_events::<A>(aggregate_id, last_sequence)
-            .await
-    }
-
-    /// The newest snapshot (one is kept per aggregate; the newest wins should there be
-    /// more, e.g. after a snapshot that no longer deserialises was written over).
-    async fn get_snapshot<A: Aggregate>(
-        &self,
-        aggregate_id: &str,
-    ) -> Result<Option<SerializedSnapshot>, PersistenceError> {
-        let found = B::Db::select_snapshot(&self.pool, A::TYPE, aggregate_id)
-            .await
-            .map_err(persistence_error)?;
-        let Some((last_sequence, number, state)) = found else {
-            return Ok(None);
-        };
-        let counter = |value: i64| {
-            usize::try_from(value).map_err(|_| {
-                PersistenceError::UnknownError(
-                    format!("snapshot of {aggregate_id}: a negative counter").into(),
-                )
-            })
-        };
-        Ok(Some(SerializedSnapshot {
-            aggregate_id: aggregate_id.to_owned(),
-            aggregate: state,
-            current_sequence: counter(last_sequence)?,
-            current_snapshot: counter(number)?,
-        }))
-    }
-
-    async fn persist<A: Aggregate>(
-        &self,
-        events: &[SerializedEvent],
-        snapshot_update: Option<(String, serde_json::Value, usize)>,
-    ) -> Result<(), PersistenceError> {
-        self.append_and_project(events, snapshot_update).await
-    }
-
-    async fn stream_events<A: Aggregate>(
-        &self,
-        aggregate_id: &str,
-    ) -> Result<ReplayStream, PersistenceError> {
-        self.events.stream_events::<A>(aggregate_id).await
-    }
-
-    async fn stream_all_events<A: Aggregate>(&self) -> Result<ReplayStream, PersistenceError> {
-        self.events.stream_all_events::<A>().await
+        PersistenceError::ConnectionError(error)
+        | PersistenceError::DeserializationError(error)
+        | PersistenceError::UnknownError(error) => match error.downcast::<sqlx::Error>() {
+            Ok(error) => StoreError::Database(*error),
+            Err(error) => StoreError::Corrupt(error.to_string()),
+        },
+        PersistenceError::OptimisticLockError => {
+            StoreError::Corrupt("an optimistic lock error on a read".into())
+        }
     }
 }

@@ -3,25 +3,27 @@
 //! database. What differs between the backends is not here but in
 //! [`Backend`](super::backend::Backend).
 //!
-//! The statements come in three groups, each a trait implemented once for every database
+//! The statements come in four groups, each a trait implemented once for every database
 //! sqlx can run them on — the bounds of that one impl are the whole of what they need from
 //! sqlx: [`JobSql`] (events appended, the projection written and read, the schema),
 //! [`LogSql`] (the global log, and verify's snapshot reads), [`ClientSql`] (the OAuth client
-//! registry). [`Sql`] gathers them; `Backend::Db` requires it, so generic store code calls
+//! registry), [`KeySql`] (idempotency keys). [`Sql`] gathers them; `Backend::Db` requires it, so generic store code calls
 //! them without repeating a bound.
 
 mod clients;
 mod jobs;
+mod keys;
 mod log;
 
 pub use clients::ClientSql;
 pub use jobs::{JobSql, MigrationApplied};
+pub use keys::KeySql;
 pub use log::LogSql;
 
 /// The connection type of a database.
 pub type Connection<DB> = <DB as sqlx::Database>::Connection;
 
 /// Every statement both stores share.
-pub trait Sql: JobSql + LogSql + ClientSql {}
+pub trait Sql: JobSql + LogSql + ClientSql + KeySql {}
 
-impl<DB: JobSql + LogSql + ClientSql> Sql for DB {}
+impl<DB: JobSql + LogSql + ClientSql + KeySql> Sql for DB {}

@@ -1,0 +1,83 @@
+//! [`IdempotencyKeys`] for both stores. A claim is a lease: a row inserted (or taken over)
+//! with a token and an expiry, in its own short statement, so it is visible to every server
+//! sharing the database while the request runs. The answer replaces the claim in the
+//! transaction of the request's events (`write.rs`).
+
+use super::backend::{Backend, Store};
+use super::sql::KeySql;
+use crate::error::StoreError;
+use crate::idempotency::{ClaimOutcome, IdempotencyKeys, KeyClaim, KeyedRequest};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// How many times a claim reads and writes again when another attempt changes the key
+/// between its read and its write. Each lost round means someone else made progress.
+const CLAIM_ROUNDS: usize = 4;
+
+#[async_trait]
+impl<B: Backend> IdempotencyKeys for Store<B> {
+    async fn claim(
+        &self,
+        request: &KeyedRequest,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<ClaimOutcome, StoreError> {
+        let now_ms = now.timestamp_millis();
+        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        let until_ms = now_ms.saturating_add(lease_ms);
+        let token = Uuid::now_v7();
+        let claimed = || {
+            ClaimOutcome::Claimed(KeyClaim {
+                customer_id: request.customer_id,
+                client_id: request.client_id.clone(),
+                key: request.key.clone(),
+                token,
+            })
+        };
+        let token_text = token.to_string();
+        for _ in 0..CLAIM_ROUNDS {
+            {
+                let _writer = self.backend.exclusive_writer().await;
+                if B::Db::insert_key(&self.pool, request, &token_text, now_ms, until_ms).await? {
+                    return Ok(claimed());
+                }
+            }
+            let Some(row) = B::Db::select_key(&self.pool, request).await? else {
+                continue; // purged between the two statements
+            };
+            if row.fingerprint != request.fingerprint {
+                return Ok(ClaimOutcome::Reused);
+            }
+            if let Some(answer) = row.answer {
+                return Ok(ClaimOutcome::Answered(answer));
+            }
+            let claimed_until_ms = row.claimed_until_ms.unwrap_or(0);
+            if claimed_until_ms > now_ms {
+                let remaining = u64::try_from(claimed_until_ms - now_ms).unwrap_or(0);
+                return Ok(ClaimOutcome::InFlight {
+                    remaining: Duration::from_millis(remaining),
+                });
+            }
+            let _writer = self.backend.exclusive_writer().await;
+            if B::Db::take_over_key(&self.pool, request, &token_text, now_ms, until_ms).await? {
+                return Ok(claimed());
+            }
+        }
+        // The key kept changing hands: someone is working on it.
+        Ok(ClaimOutcome::InFlight {
+            remaining: Duration::from_secs(1),
+        })
+    }
+
+    async fn release(&self, claim: &KeyClaim) -> Result<(), StoreError> {
+        let _writer = self.backend.exclusive_writer().await;
+        B::Db::delete_claimed_key(&self.pool, claim).await
+    }
+
+    async fn purge(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let _writer = self.backend.exclusive_writer().await;
+        B::Db::purge_keys(&self.pool, before.timestamp_millis()).await
+    }
+}
