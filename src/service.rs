@@ -45,6 +45,10 @@ pub enum ServiceError {
     /// Another attempt with the request's idempotency key is running.
     #[error("another request with the same idempotency key is in progress")]
     KeyInFlight { retry_after: Duration },
+    /// The store was lost while the command's transaction committed: it may or may not
+    /// have been recorded.
+    #[error("the outcome of the commit is unknown")]
+    OutcomeUnknown(BoxError),
     /// The store cannot be reached right now: worth retrying.
     #[error("store unavailable")]
     Unavailable(BoxError),
@@ -271,6 +275,7 @@ impl JobService {
             Err(ServiceError::PreconditionFailed) => "precondition-failed",
             Err(ServiceError::KeyInFlight { .. }) => "key-taken-over",
             Err(ServiceError::Unavailable(_)) => "unavailable",
+            Err(ServiceError::OutcomeUnknown(_)) => "outcome-unknown",
             Err(_) => "error",
         };
         metrics::counter!("jobs_commands_total", "command" => name, "outcome" => outcome)
@@ -374,6 +379,9 @@ impl JobService {
             Err(AppendError::ClaimLost) => Err(ServiceError::KeyInFlight {
                 retry_after: Duration::from_secs(1),
             }),
+            Err(AppendError::OutcomeUnknown(error)) => {
+                Err(ServiceError::OutcomeUnknown(Box::new(error)))
+            }
             Err(AppendError::Store(error)) => Err(error.into()),
         }
     }

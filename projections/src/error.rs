@@ -72,19 +72,27 @@ pub fn store_unavailable(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// The classification itself: the connection or the pool failed; or PostgreSQL reports a
+/// The classification itself: the connection, its protocol or the pool failed; PostgreSQL reports a
 /// connection exception (08…), that the database is gone (3D000), or that the server is
-/// shutting down (57P01–57P03).
+/// shutting down (57P01–57P03); or SQLite's write lock stayed taken past the busy timeout
+/// (another process holds it: for our callers the store is as good as gone, for now).
 pub(crate) fn database_unavailable(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
+        // The conversation with the server broke off, e.g. a connection closed during the
+        // TLS negotiation ("unexpected response from SSLRequest"): sqlx drops such a
+        // connection, and the next one may well work.
+        | sqlx::Error::Protocol(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            code.starts_with("08") || code == "3D000" || code.starts_with("57P0")
-        }),
+        sqlx::Error::Database(db) => {
+            sqlite_busy(db.as_ref())
+                || db.code().is_some_and(|code| {
+                    code.starts_with("08") || code == "3D000" || code.starts_with("57P0")
+                })
+        }
         _ => false,
     }
 }
@@ -93,7 +101,7 @@ pub(crate) fn database_unavailable(error: &sqlx::Error) -> bool {
 const POSTGRES_LOCK_NOT_AVAILABLE: &str = "55P03";
 
 /// SQLite's "database is locked" and "table is locked": its busy timeout ran out.
-pub(crate) fn sqlite_busy(error: &dyn sqlx::error::DatabaseError) -> bool {
+fn sqlite_busy(error: &dyn sqlx::error::DatabaseError) -> bool {
     matches!(error.code().as_deref(), Some("5" | "6"))
 }
 

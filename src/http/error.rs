@@ -104,6 +104,9 @@ pub enum ApiError {
     /// The store cannot be reached (503); the cause, if known, goes to the log.
     #[error("store unavailable")]
     Unavailable(Option<BoxError>),
+    /// The store was lost during the commit (503): the change may or may not be recorded.
+    #[error("commit outcome unknown")]
+    OutcomeUnknown(BoxError),
     /// Too much work queued (the token endpoint's password hashing): 503, retry shortly.
     #[error("overloaded")]
     Overloaded,
@@ -145,7 +148,9 @@ impl ApiError {
             ApiError::PreconditionFailed => ProblemType::PreconditionFailed,
             ApiError::KeyReused => ProblemType::IdempotencyKeyReused,
             ApiError::KeyInFlight { .. } => ProblemType::IdempotencyKeyInFlight,
-            ApiError::Unavailable(_) | ApiError::Overloaded => ProblemType::ServiceUnavailable,
+            ApiError::Unavailable(_) | ApiError::OutcomeUnknown(_) | ApiError::Overloaded => {
+                ProblemType::ServiceUnavailable
+            }
             ApiError::Internal(_) => ProblemType::Internal,
         }
     }
@@ -180,6 +185,10 @@ impl ApiError {
                 progress; retry after it has been answered"
                 .into(),
             ApiError::Unavailable(_) => "the store is not reachable; retry later".into(),
+            ApiError::OutcomeUnknown(_) => "the store was lost while the change was being \
+                committed, so it may or may not have been recorded: retry with the same \
+                Idempotency-Key to learn which (without one, read the job before retrying)"
+                .into(),
             ApiError::Overloaded => {
                 "too many token requests are being checked right now; retry shortly".into()
             }
@@ -233,9 +242,9 @@ impl ApiError {
     /// The cause chain for the request log, for answers that hide it from the client.
     fn report(&self) -> Option<String> {
         match self {
-            ApiError::Unavailable(Some(cause)) | ApiError::Internal(cause) => {
-                Some(report(cause.as_ref()))
-            }
+            ApiError::Unavailable(Some(cause))
+            | ApiError::OutcomeUnknown(cause)
+            | ApiError::Internal(cause) => Some(report(cause.as_ref())),
             _ => None,
         }
     }
@@ -284,6 +293,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::KeyReused => ApiError::KeyReused,
             ServiceError::KeyInFlight { retry_after } => ApiError::KeyInFlight { retry_after },
             ServiceError::Unavailable(cause) => ApiError::Unavailable(Some(cause)),
+            ServiceError::OutcomeUnknown(cause) => ApiError::OutcomeUnknown(cause),
             ServiceError::Internal(cause) => ApiError::Internal(cause),
         }
     }

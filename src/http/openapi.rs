@@ -105,10 +105,18 @@ pub fn document() -> utoipa::openapi::OpenApi {
             "The request's id: the caller's own when it sent a usable one, else generated",
         ))
         .build();
+    let retry_after = HeaderBuilder::new()
+        .schema(Some(ObjectBuilder::new().schema_type(Type::Integer)))
+        .description(Some("Seconds to wait before retrying"))
+        .build();
     let unavailable = problem(
         "The store is unreachable or the request timed out \
-         (`/problems/service-unavailable`); retry later",
+         (`/problems/service-unavailable`); nothing was recorded, retry after `Retry-After`. \
+         Should the store have been lost during the commit itself, the `detail` says the \
+         change may or may not have been recorded: a retry with the same `Idempotency-Key` \
+         tells which",
     )
+    .header("Retry-After", retry_after)
     .build();
     for (path, item) in doc.paths.paths.iter_mut() {
         let operations = [

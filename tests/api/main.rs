@@ -15,6 +15,7 @@ mod lifecycle;
 mod listing;
 mod metrics;
 mod openapi;
+mod outages;
 mod rebuild;
 mod server;
 mod snapshots;

@@ -7,7 +7,7 @@
 use super::backend::{Backend, Store};
 use super::rows::ProjectionTables;
 use super::sql::{Connection, JobSql, KeySql};
-use crate::error::{sqlite_busy, StoreError};
+use crate::error::{database_unavailable, StoreError};
 use crate::idempotency::{KeyClaim, StoredAnswer};
 use crate::model::fold::{fold_events, unseen_jobs, EventRow};
 use crate::model::metadata::EventMetadata;
@@ -43,13 +43,15 @@ pub struct Commit<'a> {
 /// Why a commit recorded nothing.
 #[derive(Debug, thiserror::Error)]
 pub enum AppendError {
-    /// Another writer appended to the job first (or SQLite's lock was not had in time):
-    /// decide again on the new version.
+    /// Another writer appended to the job first: decide again on the new version.
     #[error("another writer changed the job first")]
     Conflict,
     /// The idempotency key's claim ran out and another attempt took the key over.
     #[error("another attempt took over the request's idempotency key")]
     ClaimLost,
+    /// The database was lost while committing: the commit may or may not have happened.
+    #[error("the outcome of the commit is unknown: {0}")]
+    OutcomeUnknown(#[source] StoreError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -146,7 +148,13 @@ impl<B: Backend> CommandStore for Store<B> {
                 return Err(AppendError::ClaimLost);
             }
         }
-        tx.commit().await.map_err(append_error)
+        tx.commit().await.map_err(|error| {
+            if database_unavailable(&error) {
+                AppendError::OutcomeUnknown(StoreError::Database(error))
+            } else {
+                append_error(error)
+            }
+        })
     }
 }
 
@@ -179,14 +187,14 @@ pub(super) async fn project_into<DB: JobSql>(
     DB::upsert_summaries(connection, tables, &summaries).await
 }
 
-/// Sorts a database error of the write path. A unique violation on the events key means
-/// another writer appended this sequence first (optimistic concurrency); SQLite's "database
-/// is locked" is likewise a lost race. Both are worth deciding again.
+/// Sorts a database error of the write path before the commit. A unique violation on the
+/// events key means another writer appended this sequence first (optimistic concurrency):
+/// worth deciding again. Anything else is the store's error, sorted as every other (SQLite's
+/// lock still taken after its busy timeout counts as the store being unavailable: what
+/// holds it for that long is not a racing command).
 fn append_error(error: sqlx::Error) -> AppendError {
     match &error {
-        sqlx::Error::Database(db) if db.is_unique_violation() || sqlite_busy(db.as_ref()) => {
-            AppendError::Conflict
-        }
+        sqlx::Error::Database(db) if db.is_unique_violation() => AppendError::Conflict,
         _ => AppendError::Store(StoreError::Database(error)),
     }
 }

@@ -2,6 +2,7 @@
 //! [`TestStore`], the [`Fixture`]s a `backend_tests!` body receives, and the token and
 //! client helpers (a default client per customer, token requests, token ids).
 
+use super::proxy::TcpProxy;
 use super::store::{Backend, Cleanup, TestClient, TestStore};
 use clap::Parser;
 use jobs_service::auth::Scope;
@@ -108,13 +109,50 @@ impl TestApp {
         Self::serve(self.store.clone()).await
     }
 
+    /// Another instance on the same PostgreSQL store that reaches its database through a
+    /// [`TcpProxy`] the test controls, negotiating TLS as it would without one.
+    pub async fn behind_proxy(&self) -> (TestApp, TcpProxy) {
+        self.proxied("prefer").await
+    }
+
+    /// The same, in clear text, so that the proxy can see (and lose) a `COMMIT`.
+    pub async fn behind_proxy_in_clear(&self) -> (TestApp, TcpProxy) {
+        self.proxied("disable").await
+    }
+
+    async fn proxied(&self, sslmode: &str) -> (TestApp, TcpProxy) {
+        let url = &self.store.database_url;
+        let (scheme_and_user, rest) = url.split_once('@').expect("a postgres URL with a user");
+        let (host_port, database) = rest
+            .split_once('/')
+            .expect("a postgres URL with a database");
+        let upstream = tokio::net::lookup_host(host_port)
+            .await
+            .ok()
+            .and_then(|mut addresses| addresses.next())
+            .expect("the PostgreSQL server's address");
+        let proxy = TcpProxy::start(upstream).await;
+        let separator = if database.contains('?') { '&' } else { '?' };
+        let proxied = format!(
+            "{scheme_and_user}@{}/{database}{separator}sslmode={sslmode}",
+            proxy.address
+        );
+        (Self::serve_from(self.store.clone(), &proxied).await, proxy)
+    }
+
     async fn serve(store: std::sync::Arc<TestStore>) -> TestApp {
+        let url = store.database_url.clone();
+        Self::serve_from(store, &url).await
+    }
+
+    /// The application over `store`, connecting to it at `database_url`.
+    async fn serve_from(store: std::sync::Arc<TestStore>, database_url: &str) -> TestApp {
         let args: [std::ffi::OsString; 7] = [
             "jobs-server".into(),
             "--listen".into(),
             "127.0.0.1:0".into(),
             "--database-url".into(),
-            store.database_url.clone().into(),
+            database_url.into(),
             "--data-dir".into(),
             store.data_dir.clone().into(),
         ];

@@ -9,17 +9,21 @@
 //!   `form`.
 //! - [`requests`]: the request methods of `TestApp` (`request`, `build`, `send`, `get`,
 //!   `post`, `command`, `create_job`, `job`, `events`, `bring_to`, ...).
+//! - [`proxy`]: `TcpProxy`, a TCP proxy to PostgreSQL a test can cut, restore, or have lose
+//!   the answer to a `COMMIT`.
 //! - [`reply`]: `Reply` and its assertions, command output (`stdout`, `stderr`,
 //!   `succeeded`), `timestamp`, `fold_events`.
 //!
 //! The test files import everything from `crate::support` itself.
 
 mod app;
+mod proxy;
 mod reply;
 mod requests;
 mod store;
 
 pub use app::{form, request_token, test_token_options, token_for_customer, Fixture, TestApp};
+pub use proxy::TcpProxy;
 pub use reply::{fold_events, stderr, stdout, succeeded, timestamp, Reply};
 pub use store::{postgres_admin_url, Backend, TestClient, TestStore};
 
