@@ -8,6 +8,7 @@ mod auth;
 mod cancel;
 mod concurrency;
 mod conditional;
+mod crash;
 mod edge_inputs;
 mod event_log;
 mod idempotency;

@@ -9,6 +9,8 @@
 //!   `form`.
 //! - [`requests`]: the request methods of `TestApp` (`request`, `build`, `send`, `get`,
 //!   `post`, `command`, `create_job`, `job`, `events`, `bring_to`, ...).
+//! - [`process`]: the `jobs-server` binary as a process (`server_command`, `launch`,
+//!   `start`, `terminate`, `kill`).
 //! - [`proxy`]: `TcpProxy`, a TCP proxy to PostgreSQL a test can cut, restore, or have lose
 //!   the answer to a `COMMIT`.
 //! - [`reply`]: `Reply` and its assertions, command output (`stdout`, `stderr`,
@@ -17,12 +19,14 @@
 //! The test files import everything from `crate::support` itself.
 
 mod app;
+mod process;
 mod proxy;
 mod reply;
 mod requests;
 mod store;
 
 pub use app::{form, request_token, test_token_options, token_for_customer, Fixture, TestApp};
+pub use process::{base_url, kill, launch, server_command, start, terminate, BINARY, PATIENCE};
 pub use proxy::TcpProxy;
 pub use reply::{fold_events, stderr, stdout, succeeded, timestamp, Reply};
 pub use store::{postgres_admin_url, Backend, TestClient, TestStore};
