@@ -21,6 +21,11 @@ pub enum StartError {
     SigningKey(#[from] KeyError),
     #[error("cannot prepare password hashing: {0}")]
     Hasher(#[from] HashError),
+    #[error("cannot check the event log: {0}")]
+    LogCheck(#[source] projections::StoreError),
+    /// A restored log whose order new events would break (see `jobs-admin repair-log`).
+    #[error("{0}")]
+    LogAhead(projections::log::TransactionsAhead),
     #[error("cannot listen on {address}: {source}")]
     Listen {
         address: SocketAddr,
@@ -45,6 +50,16 @@ impl Application {
     /// binds the listener; port 0 picks a free port (see [`Application::local_addr`]).
     pub async fn build(settings: &Settings) -> Result<Self, StartError> {
         let store = settings.store.open().await?;
+        // A log restored from another PostgreSQL cluster must be repaired before anything
+        // is written to it, or new events would sort before restored ones.
+        if let Some(ahead) = store
+            .log()
+            .transactions_ahead()
+            .await
+            .map_err(StartError::LogCheck)?
+        {
+            return Err(StartError::LogAhead(ahead));
+        }
         let key = settings
             .tokens
             .key_source(&settings.store.data_dir)

@@ -9,6 +9,11 @@
 //! oldest one still running (`pg_snapshot_xmin(pg_current_snapshot())`): those are final, and
 //! nothing can later commit before them. SQLite has one writer at a time, so its position
 //! (rowid) order is commit order.
+//!
+//! Transaction ids are the PostgreSQL cluster's: a log restored into another cluster may
+//! hold ids ahead of the ones it hands out ([`TransactionsAhead`]). The store then refuses
+//! to be read or written in log order until `jobs-admin repair-log` shifts the ids new
+//! events record past the restored ones.
 
 use crate::error::StoreError;
 use crate::model::fold::EventRow;
@@ -154,6 +159,36 @@ pub trait EventLog: Send + Sync {
 
     /// How many events the log holds.
     async fn event_count(&self) -> Result<i64, StoreError>;
+
+    /// Whether stored transaction ids run ahead of the database's (after a restore).
+    async fn transactions_ahead(&self) -> Result<Option<TransactionsAhead>, StoreError>;
+
+    /// Makes the log's order right again after a restore: new events sort after every
+    /// stored one. Returns what was ahead, if anything was.
+    async fn repair_transaction_order(&self) -> Result<Option<TransactionsAhead>, StoreError>;
+}
+
+/// A log whose stored transaction ids run ahead of those the database hands out: new events
+/// would sort before restored ones, and restored ones would never count as final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransactionsAhead {
+    /// The highest transaction id stored.
+    pub highest_stored: i64,
+    /// The lowest id a transaction beginning now records.
+    pub next: i64,
+}
+
+impl std::fmt::Display for TransactionsAhead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the event log holds transaction ids up to {}, ahead of the next this PostgreSQL \
+             server hands out ({}): it was restored from another cluster, and new events \
+             would sort before restored ones; run `jobs-admin repair-log` once to put that \
+             right",
+            self.highest_stored, self.next
+        )
+    }
 }
 
 /// How often a reader waiting for an open transaction looks again.

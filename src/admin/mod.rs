@@ -57,6 +57,9 @@ pub enum AdminCommand {
     Rebuild,
     /// Compare every job's projection rows with its events; exit 1 on any difference.
     Verify,
+    /// After a PostgreSQL dump was restored into another cluster: make events written from
+    /// now on sort after the restored ones (the server refuses to start until then).
+    RepairLog,
     /// Delete the idempotency keys older than the retention now (the server also does this
     /// every hour), and say how many.
     PurgeKeys {
@@ -121,6 +124,8 @@ pub enum AdminError {
     UnknownPosition(i64),
     #[error("{0} difference(s) between the projection and the events")]
     Differences(u64),
+    #[error("{0}")]
+    LogAhead(projections::log::TransactionsAhead),
     #[error("interrupted; the live projection is unchanged")]
     Interrupted,
 }
@@ -142,6 +147,15 @@ pub async fn run(cli: AdminCli, out: &mut impl Write) -> Result<(), AdminError> 
         AdminCommand::Migrate => cli.store.open_unmigrated().await?,
         _ => cli.store.open().await?,
     };
+    // What reads the log in order cannot be trusted on a log restored from another cluster.
+    if matches!(
+        cli.command,
+        AdminCommand::Export { .. } | AdminCommand::Rebuild | AdminCommand::Verify
+    ) {
+        if let Some(ahead) = store.log().transactions_ahead().await? {
+            return Err(AdminError::LogAhead(ahead));
+        }
+    }
     match cli.command {
         AdminCommand::Clients(command) => clients::run(&store, command, out).await,
         AdminCommand::Migrate => projection::migrate(&store, out).await,
@@ -154,6 +168,21 @@ pub async fn run(cli: AdminCli, out: &mut impl Write) -> Result<(), AdminError> 
         } => events::export(store.log().as_ref(), from_position, customer, out).await,
         AdminCommand::Rebuild => projection::rebuild(&store, out).await,
         AdminCommand::Verify => projection::verify(&store, out).await,
+        AdminCommand::RepairLog => match store.log().repair_transaction_order().await? {
+            Some(ahead) => {
+                writeln!(
+                    out,
+                    "repaired: stored transaction ids reached {}, past the server's next ({}); \
+                     new events now sort after them",
+                    ahead.highest_stored, ahead.next
+                )?;
+                Ok(())
+            }
+            None => {
+                writeln!(out, "nothing to repair: the log's order is sound")?;
+                Ok(())
+            }
+        },
         AdminCommand::PurgeKeys { retention } => {
             let before = domain::now() - chrono::Duration::hours(retention.hours.into());
             let purged = store.idempotency_keys().purge(before).await?;

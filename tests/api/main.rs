@@ -18,5 +18,6 @@ mod metrics;
 mod openapi;
 mod outages;
 mod rebuild;
+mod restore;
 mod server;
 mod snapshots;

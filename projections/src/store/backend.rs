@@ -8,7 +8,7 @@
 use super::rows::ProjectionTables;
 use super::sql::{Connection, JobSql, MigrationApplied, Sql};
 use crate::error::StoreError;
-use crate::log::{LogCursor, LogFilter, LoggedEvent};
+use crate::log::{LogCursor, LogFilter, LoggedEvent, TransactionsAhead};
 use crate::model::view::{StatusHistoryEntry, SummaryDocument};
 use crate::rebuild::RebuildLease;
 use async_trait::async_trait;
@@ -61,6 +61,18 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// (queueing here replaces the busy handler's growing sleeps); `None` where writers
     /// run side by side.
     async fn exclusive_writer(&self) -> Option<tokio::sync::MutexGuard<'_, ()>>;
+
+    /// Whether the log holds transaction ids ahead of those the database hands out now (it
+    /// was restored into another cluster); never on SQLite, whose log order is its rowids'.
+    async fn transactions_ahead(
+        pool: &Pool<Self::Db>,
+    ) -> Result<Option<TransactionsAhead>, StoreError>;
+
+    /// Makes new events sort after every stored one again; returns what it found ahead
+    /// (`None`: nothing was).
+    async fn repair_transaction_order(
+        pool: &Pool<Self::Db>,
+    ) -> Result<Option<TransactionsAhead>, StoreError>;
 
     /// Runs a log query (`READ_LOG` or `READ_COMMITTED`).
     async fn read_log(

@@ -1,5 +1,6 @@
-//! The PostgreSQL backend (production): log order by writing transaction, advisory-lock
-//! leases, `COPY` for a rebuild's rows, and index renames in the swap.
+//! The PostgreSQL backend (production): log order by writing transaction (shifted past a
+//! restored log's ids when needed), advisory-lock leases, `COPY` for a rebuild's rows, and
+//! index renames in the swap.
 
 use super::backend::{Backend, Store};
 use super::rows::{
@@ -8,7 +9,7 @@ use super::rows::{
 };
 use super::sql::LogSql;
 use crate::error::StoreError;
-use crate::log::{LogCursor, LogFilter, LoggedEvent};
+use crate::log::{LogCursor, LogFilter, LoggedEvent, TransactionsAhead};
 use crate::model::view::{StatusHistoryEntry, SummaryDocument};
 use crate::rebuild::RebuildLease;
 use async_trait::async_trait;
@@ -58,6 +59,21 @@ macro_rules! log_query {
     };
 }
 
+async fn transactions_ahead(
+    connection: &mut PgConnection,
+) -> Result<Option<TransactionsAhead>, StoreError> {
+    let (highest, next): (Option<i64>, i64) =
+        sqlx::query_as("SELECT (SELECT max(transaction_id)::text::bigint FROM events), log_end()")
+            .fetch_one(connection)
+            .await?;
+    Ok(highest
+        .filter(|highest| *highest >= next)
+        .map(|highest_stored| TransactionsAhead {
+            highest_stored,
+            next,
+        }))
+}
+
 /// The advisory lock one rebuild at a time holds on a database ("jobs rebuild" in ASCII).
 const REBUILD_LOCK: i64 = 0x6a6f_6273_7265_6275;
 
@@ -74,18 +90,16 @@ impl Backend for PostgresBackend {
 
     /// Only events of transactions older than every running one: nothing can commit before
     /// them any more.
-    const READ_LOG: &'static str =
-        log_query!("AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())");
+    const READ_LOG: &'static str = log_query!("AND transaction_id < log_horizon()");
     const READ_COMMITTED: &'static str = log_query!("");
     /// Transactions from this id on began after the call.
-    const LOG_END: &'static str = "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint";
+    const LOG_END: &'static str = "SELECT log_end()";
     const HELD_BACK: &'static str = "SELECT count(*) FROM (SELECT 1 FROM events \
          WHERE (transaction_id, position) > ($1::bigint::text::xid8, $2) \
          AND transaction_id < $4::bigint::text::xid8 \
          AND ($3::text IS NULL OR metadata->>'customerId' = $3) LIMIT 1000) AS waiting";
     const CURSOR_AT: &'static str = "SELECT transaction_id::text::bigint, position, \
-         transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-         FROM events WHERE position = $1";
+         transaction_id < log_horizon() FROM events WHERE position = $1";
     const TRANSACTION: &'static str = "transaction_id::text::bigint";
 
     const WRITE_BEGIN: &'static str = "BEGIN";
@@ -98,6 +112,40 @@ impl Backend for PostgresBackend {
     async fn exclusive_writer(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
         // PostgreSQL runs writers side by side; its row locks order them.
         None
+    }
+
+    /// The highest stored id against `log_end()`, the lowest a new transaction records.
+    async fn transactions_ahead(pool: &PgPool) -> Result<Option<TransactionsAhead>, StoreError> {
+        transactions_ahead(&mut *pool.acquire().await?).await
+    }
+
+    /// Raises the offset new events add to their transaction ids (see the migration
+    /// `restore_safe_log_order`) so they record ids past every stored one, and the horizon
+    /// past the restored events. Writers are held back meanwhile, so no event is inserted
+    /// with the old offset after it.
+    async fn repair_transaction_order(
+        pool: &PgPool,
+    ) -> Result<Option<TransactionsAhead>, StoreError> {
+        let mut tx = pool.begin().await?;
+        sqlx::query("LOCK TABLE events IN EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("SELECT transaction_offset FROM log_clock FOR UPDATE")
+            .execute(&mut *tx)
+            .await?;
+        let ahead = transactions_ahead(&mut tx).await?;
+        if let Some(ahead) = &ahead {
+            // Every transaction still to write began at or after the oldest running one.
+            sqlx::query(
+                "UPDATE log_clock SET transaction_offset = $1 + 1 \
+                 - pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+            )
+            .bind(ahead.highest_stored)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(ahead)
     }
 
     async fn read_log(

@@ -7,7 +7,7 @@ use super::rows::ProjectionTables;
 use super::sql::{Connection, JobSql, LogSql};
 use super::write::project_into;
 use crate::error::StoreError;
-use crate::log::{job_rows, EventLog, LogCursor, LogFilter, LoggedEvent};
+use crate::log::{job_rows, EventLog, LogCursor, LogFilter, LoggedEvent, TransactionsAhead};
 use crate::model::view::{JobView, StatusHistoryEntry, SummaryDocument};
 use crate::rebuild::{ProjectionRebuild, RebuildLease, REBUILD_BATCH};
 use crate::verify::{ProjectionCheck, VerifyGroup};
@@ -15,6 +15,14 @@ use async_trait::async_trait;
 
 #[async_trait]
 impl<B: Backend> EventLog for Store<B> {
+    async fn transactions_ahead(&self) -> Result<Option<TransactionsAhead>, StoreError> {
+        B::transactions_ahead(&self.pool).await
+    }
+
+    async fn repair_transaction_order(&self) -> Result<Option<TransactionsAhead>, StoreError> {
+        B::repair_transaction_order(&self.pool).await
+    }
+
     async fn read_after(
         &self,
         after: LogCursor,

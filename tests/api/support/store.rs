@@ -124,6 +124,12 @@ impl TestStore {
         }
     }
 
+    /// Forgets the test's own connection to the store, for a test that replaced the
+    /// database behind it (a SQLite file restored from a copy).
+    pub fn reopen(&mut self) {
+        self.opened = tokio::sync::OnceCell::new();
+    }
+
     pub async fn open(&self) -> &projections::JobStore {
         self.opened
             .get_or_init(|| async {

@@ -10,7 +10,7 @@ use super::rows::{
     HISTORY_COLUMNS, SUMMARY_COLUMNS,
 };
 use crate::error::StoreError;
-use crate::log::{LogCursor, LogFilter, LoggedEvent};
+use crate::log::{LogCursor, LogFilter, LoggedEvent, TransactionsAhead};
 use crate::model::view::{StatusHistoryEntry, SummaryDocument};
 use crate::rebuild::RebuildLease;
 use async_trait::async_trait;
@@ -128,6 +128,19 @@ impl Backend for SqliteBackend {
 
     async fn exclusive_writer(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
         Some(self.writer.lock().await)
+    }
+
+    /// Rowid order is commit order, on a copy of the file too.
+    async fn transactions_ahead(
+        _pool: &SqlitePool,
+    ) -> Result<Option<TransactionsAhead>, StoreError> {
+        Ok(None)
+    }
+
+    async fn repair_transaction_order(
+        _pool: &SqlitePool,
+    ) -> Result<Option<TransactionsAhead>, StoreError> {
+        Ok(None)
     }
 
     async fn read_log(
