@@ -12,7 +12,9 @@ use crate::http::extract::{
 };
 use crate::http::idempotency::{answer_response, under_key, IdempotencyKeyHeader, RequestKey};
 use crate::http::problem::Problem;
-use crate::http::query::{HistorySortBy, JobSortBy, Paging, QueryParams, SortDirection};
+use crate::http::query::{
+    EventCursor, EventPaging, HistorySortBy, JobSortBy, Paging, QueryParams, SortDirection,
+};
 use crate::http::requests::*;
 use crate::http::AppState;
 use crate::service::{Answering, JobVersion, VersionCondition};
@@ -469,8 +471,12 @@ pub async fn status_history(
 
 /// A job's raw event history from the event store, in sequence order: the audit trail of
 /// who did what, when and why.
+///
+/// A page holds at most `pageSize` events and stops before they pass 1 MiB (at least one
+/// event, however large), so it may hold fewer than `pageSize` while more follow
+/// (`hasMore`). Follow `nextCursor` (pass it as `cursor`) to read every event once.
 #[utoipa::path(get, path = "/v1/jobs/{jobId}/events", tag = "jobs",
-    params(CustomerIdHeader, JobIdPath, Paging),
+    params(CustomerIdHeader, JobIdPath, EventPaging),
     responses(
         (status = 200, description = "A page of stored events", body = Page<StoredEvent>),
         ReadResponses,
@@ -482,12 +488,19 @@ pub async fn job_events(
     QueryPairs(pairs): QueryPairs,
 ) -> Result<Json<Page<StoredEvent>>, ApiError> {
     let mut params = QueryParams::new(pairs);
-    let page = params.paging()?;
+    let page = params.event_paging()?;
     params.finish()?;
-    app.service
+    let mut events = app
+        .service
         .queries()
         .events(access.customer.get(), job_id, page)
         .await?
-        .map(Json)
-        .ok_or(ApiError::JobNotFound)
+        .ok_or(ApiError::JobNotFound)?;
+    if events.has_more {
+        events.next_cursor = events
+            .items
+            .last()
+            .map(|event| EventCursor::after(event.sequence));
+    }
+    Ok(Json(events))
 }

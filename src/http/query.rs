@@ -5,7 +5,7 @@
 
 use crate::http::error::ApiError;
 use crate::http::problem::{excerpt, ProblemType};
-use projections::{Direction, JobFilter, JobSort, PageRequest};
+use projections::{Direction, EventPageRequest, JobFilter, JobSort, PageRequest};
 use utoipa::{IntoParams, ToSchema};
 
 pub struct QueryParams(Vec<(String, String)>);
@@ -158,6 +158,30 @@ impl QueryParams {
         })
     }
 
+    /// The paging of a job's events: `pageNumber`/`pageSize` as for every list, or a
+    /// `cursor` from an earlier page's `nextCursor` (with `pageSize`, without
+    /// `pageNumber`).
+    pub fn event_paging(&mut self) -> Result<EventPageRequest, ApiError> {
+        let has_number = self.0.iter().any(|(name, _)| name == "pageNumber");
+        let page = self.paging()?;
+        let after_sequence = self.take_parsed(
+            "cursor",
+            ProblemType::InvalidPaging,
+            "the nextCursor of an earlier page",
+            EventCursor::read,
+        )?;
+        if after_sequence.is_some() && has_number {
+            return Err(ApiError::bad_request(
+                ProblemType::InvalidPaging,
+                "give cursor or pageNumber, not both",
+            ));
+        }
+        Ok(EventPageRequest {
+            page,
+            after_sequence,
+        })
+    }
+
     /// Refuses whatever parameter is left unread.
     pub fn finish(self) -> Result<(), ApiError> {
         match self.0.first() {
@@ -181,6 +205,53 @@ pub struct Paging {
     /// 1…1000, default 100.
     #[param(minimum = 1, maximum = 1000)]
     page_size: Option<u32>,
+}
+
+/// The opaque `nextCursor` of a page of a job's events: where the next page starts. The
+/// wrapping keeps clients from building cursors of their own, so what one holds may change.
+pub struct EventCursor;
+
+impl EventCursor {
+    const PREFIX: &'static str = "events-after:";
+
+    /// The cursor of the page after the event `sequence`.
+    pub fn after(sequence: i64) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(format!("{}{sequence}", Self::PREFIX))
+    }
+
+    /// The sequence a cursor continues after.
+    fn read(cursor: &str) -> Option<i64> {
+        use base64::Engine;
+        let text = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(cursor)
+            .ok()?;
+        std::str::from_utf8(&text)
+            .ok()?
+            .strip_prefix(Self::PREFIX)?
+            .parse()
+            .ok()
+            .filter(|sequence| *sequence >= 0)
+    }
+}
+
+/// The OpenAPI description of the paging parameters of a job's events.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query, rename_all = "camelCase")]
+#[allow(dead_code)] // documentation only: read by `QueryParams::event_paging`
+pub struct EventPaging {
+    /// 1…2147483, default 1; not with `cursor`.
+    #[param(minimum = 1, maximum = 2147483)]
+    page_number: Option<u32>,
+    /// 1…1000, default 100: the most events a page holds. A page also stops before its
+    /// events pass 1 MiB (it holds at least one), so it may hold fewer with more to come.
+    #[param(minimum = 1, maximum = 1000)]
+    page_size: Option<u32>,
+    /// The `nextCursor` of the previous page: the page starts after its last event. Follow
+    /// `nextCursor` to read every event exactly once; page numbers count `pageSize` events
+    /// per page, so after a page cut short by its byte bound they skip events.
+    cursor: Option<String>,
 }
 
 /// The orders a job list can have (documentation of `sortBy`; parsed by `QueryParams`).

@@ -328,6 +328,55 @@ backend_tests! {
             .assert_problem(400, "/problems/invalid-customer-id");
     }
 
+    async fn event_pages_are_bounded_in_bytes_and_cursors_read_each_event_once(app: TestApp) {
+        // 24 updates of ~58 KB each: about 1.4 MB of history, more than one page holds.
+        let id = app.create_job(CUSTOMER).await;
+        for n in 0..24 {
+            let fields: Vec<Value> = (1..=30)
+                .map(|field| json!({"definitionId": field, "value": format!("{n:02}").repeat(950)}))
+                .collect();
+            app.patch(&format!("/v1/jobs/{id}"), CUSTOMER, json!({"customFields": fields}))
+                .await
+                .assert_status(204);
+        }
+        let path = format!("/v1/jobs/{id}/events");
+        let first = app.get(&format!("{path}?pageSize=1000"), CUSTOMER).await;
+        first.assert_status(200);
+        assert!(first.text.len() < 1_100_000, "a page stays near 1 MiB: {}", first.text.len());
+        let first = first.json();
+        assert_eq!(first["hasMore"], true, "cut short by bytes, not by count");
+        assert!(first["pageItemCount"].as_u64().unwrap() < 25);
+
+        // Following the cursors reads every event exactly once, in order.
+        let mut sequences = field(&first, "sequence");
+        let mut cursor = first["nextCursor"].as_str().expect("a cursor").to_owned();
+        loop {
+            let next = app.get(&format!("{path}?pageSize=1000&cursor={cursor}"), CUSTOMER).await;
+            next.assert_status(200);
+            assert!(next.text.len() < 1_100_000);
+            let next = next.json();
+            sequences.extend(field(&next, "sequence"));
+            match next["nextCursor"].as_str() {
+                Some(more) => cursor = more.to_owned(),
+                None => {
+                    assert_eq!(next["hasMore"], false);
+                    break;
+                }
+            }
+        }
+        assert_eq!(sequences, (1..=25).map(Value::from).collect::<Vec<_>>());
+
+        // Small pages by count, by cursor; and what a cursor cannot be.
+        let two = page(&app, CUSTOMER, &format!("{path}?pageSize=2")).await;
+        let cursor = two["nextCursor"].as_str().expect("a cursor");
+        let after = page(&app, CUSTOMER, &format!("{path}?pageSize=2&cursor={cursor}")).await;
+        assert_eq!(field(&after, "sequence"), vec![json!(3), json!(4)]);
+        for query in [format!("cursor={cursor}&pageNumber=2"), "cursor=nonsense".into(), "cursor=".into()] {
+            app.get(&format!("{path}?{query}"), CUSTOMER).await
+                .assert_problem(400, "/problems/invalid-paging");
+        }
+    }
+
     async fn health_probes_answer_ok(app: TestApp) {
         for path in ["/health/live", "/health/ready"] {
             // No Customer-Id needed.

@@ -35,7 +35,44 @@ impl PageRequest {
             page_number: self.number,
             page_size: self.size,
             has_more,
+            next_cursor: None,
         }
+    }
+}
+
+/// A page of one job's events: a page number or a place after a sequence (what a cursor
+/// holds), at most `page.size` events, and at most [`Self::MAX_BYTES`] of them (at least
+/// one event, however large), so that neither the answer nor the server's memory grows
+/// with the events' size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventPageRequest {
+    pub page: PageRequest,
+    /// Only events after this sequence (then the page number is 1).
+    pub after_sequence: Option<i64>,
+}
+
+impl EventPageRequest {
+    /// The stored payload and metadata a page holds at most, in bytes.
+    pub const MAX_BYTES: usize = 1024 * 1024;
+
+    /// Events with sequences above this one, skipping `offset()` of them.
+    pub fn after(self) -> i64 {
+        self.after_sequence.unwrap_or(0)
+    }
+
+    pub fn offset(self) -> i64 {
+        match self.after_sequence {
+            Some(_) => 0,
+            None => self.page.offset(),
+        }
+    }
+
+    /// Turns the events read into a page: `cut` when the byte bound stopped the read, so
+    /// more follow whatever the count says.
+    pub fn into_page<T>(self, rows: Vec<T>, cut: bool) -> Page<T> {
+        let mut page = self.page.into_page(rows);
+        page.has_more |= cut;
+        page
     }
 }
 
@@ -57,6 +94,10 @@ pub struct Page<T> {
     pub page_size: u32,
     pub page_item_count: u32,
     pub has_more: bool,
+    /// Where the next page starts, for endpoints that page by cursor: pass it as `cursor`.
+    /// Absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

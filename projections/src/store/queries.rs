@@ -3,7 +3,7 @@
 
 use crate::error::StoreError;
 use crate::log::LoggedEvent;
-use crate::model::paging::{Direction, JobFilter, Page, PageRequest};
+use crate::model::paging::{Direction, EventPageRequest, JobFilter, Page, PageRequest};
 use crate::model::view::{JobView, StatusHistoryEntry};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -61,11 +61,12 @@ pub trait JobQueries: Send + Sync {
         page: PageRequest,
     ) -> Result<Option<Page<StatusHistoryEntry>>, StoreError>;
 
+    /// A page of the job's events, bounded in count and in bytes.
     async fn events(
         &self,
         customer_id: i64,
         job_id: Uuid,
-        page: PageRequest,
+        page: EventPageRequest,
     ) -> Result<Option<Page<StoredEvent>>, StoreError>;
 
     /// Answers when the store does.

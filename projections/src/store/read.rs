@@ -7,7 +7,7 @@ use super::clients::{ClientRecord, ClientRegistry};
 use super::queries::{JobQueries, StoredEvent};
 use super::sql::{ClientSql, JobSql, LogSql};
 use crate::error::StoreError;
-use crate::model::paging::{Direction, JobFilter, Page, PageRequest};
+use crate::model::paging::{Direction, EventPageRequest, JobFilter, Page, PageRequest};
 use crate::model::view::{JobView, StatusHistoryEntry};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -48,27 +48,24 @@ impl<B: Backend> JobQueries for Store<B> {
         &self,
         customer_id: i64,
         job_id: Uuid,
-        page: PageRequest,
+        page: EventPageRequest,
     ) -> Result<Option<Page<StoredEvent>>, StoreError> {
         if self.job(customer_id, job_id).await?.is_none() {
             return Ok(None);
         }
-        let job_id = job_id.to_string();
-        let (limit, offset) = (page.fetch_limit(), page.offset());
-        let aggregate_type = domain::AGGREGATE_TYPE;
-        let events = B::Db::aggregate_events(
+        let (events, cut) = B::Db::aggregate_events(
             &self.pool,
             B::TRANSACTION,
-            aggregate_type,
-            &job_id,
-            limit,
-            offset,
+            domain::AGGREGATE_TYPE,
+            &job_id.to_string(),
+            page.after(),
+            page.page.fetch_limit(),
+            page.offset(),
+            EventPageRequest::MAX_BYTES,
         )
-        .await?
-        .iter()
-        .map(StoredEvent::from_logged)
-        .collect();
-        Ok(Some(page.into_page(events)))
+        .await?;
+        let events = events.iter().map(StoredEvent::from_logged).collect();
+        Ok(Some(page.into_page(events, cut)))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -55,16 +55,20 @@ impl<B: Backend> EventLog for Store<B> {
         aggregate_type: &str,
         aggregate_id: &str,
     ) -> Result<Vec<LoggedEvent>, StoreError> {
-        let (limit, offset) = (i64::MAX, 0);
-        B::Db::aggregate_events(
+        // The whole history, whatever its size: `jobs-admin history` prints it all.
+        let (after, limit, offset) = (0, i64::MAX, 0);
+        let (events, _) = B::Db::aggregate_events(
             &self.pool,
             B::TRANSACTION,
             aggregate_type,
             aggregate_id,
+            after,
             limit,
             offset,
+            usize::MAX,
         )
-        .await
+        .await?;
+        Ok(events)
     }
 
     async fn event_count(&self) -> Result<i64, StoreError> {

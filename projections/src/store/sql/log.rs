@@ -9,6 +9,7 @@ use crate::store::rows::{select_list, HISTORY_COLUMNS, SUMMARY_COLUMNS};
 use crate::verify::{HistoryRow, SummaryRow, VerifyGroup};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 
 /// The event columns every log query selects after the transaction expression.
@@ -48,14 +49,21 @@ pub trait LogSql: Database {
     ) -> Result<Option<(LogCursor, bool)>, StoreError>;
 
     /// An aggregate's events in sequence order: at most `limit`, after skipping `offset`.
+    /// Up to `limit` events of one aggregate with sequences above `after`, skipping
+    /// `offset`, in sequence order — and no more than fit in `max_bytes` of payload and
+    /// metadata (at least one). The rows are read one by one, so memory holds the page,
+    /// never more. Returns the events and whether the byte bound cut the read short.
+    #[allow(clippy::too_many_arguments)]
     async fn aggregate_events(
         pool: &Pool<Self>,
         transaction: &str,
         aggregate_type: &str,
         aggregate_id: &str,
+        after: i64,
         limit: i64,
         offset: i64,
-    ) -> Result<Vec<LoggedEvent>, StoreError>;
+        max_bytes: usize,
+    ) -> Result<(Vec<LoggedEvent>, bool), StoreError>;
 
     async fn event_count(pool: &Pool<Self>) -> Result<i64, StoreError>;
 
@@ -170,24 +178,34 @@ where
         transaction: &str,
         aggregate_type: &str,
         aggregate_id: &str,
+        after: i64,
         limit: i64,
         offset: i64,
-    ) -> Result<Vec<LoggedEvent>, StoreError> {
+        max_bytes: usize,
+    ) -> Result<(Vec<LoggedEvent>, bool), StoreError> {
         let sql = format!(
             "SELECT {transaction} AS \"transaction\", {EVENT_COLUMNS} FROM events \
-             WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence LIMIT $3 OFFSET $4"
+             WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 \
+             ORDER BY sequence LIMIT $4 OFFSET $5"
         );
-        let rows = sqlx::query(&sql)
+        let mut rows = sqlx::query(&sql)
             .bind(aggregate_type)
             .bind(aggregate_id)
+            .bind(after)
             .bind(limit)
             .bind(offset)
-            .fetch_all(pool)
-            .await?;
-        Ok(rows
-            .iter()
-            .map(Self::logged_event)
-            .collect::<Result<_, _>>()?)
+            .fetch(pool);
+        let (mut events, mut bytes) = (Vec::new(), 0);
+        while let Some(row) = rows.try_next().await? {
+            let event = Self::logged_event(&row)?;
+            let size = event.payload.len() + event.metadata.len();
+            if !events.is_empty() && bytes + size > max_bytes {
+                return Ok((events, true));
+            }
+            bytes += size;
+            events.push(event);
+        }
+        Ok((events, false))
     }
 
     async fn event_count(pool: &Pool<Self>) -> Result<i64, StoreError> {
