@@ -128,9 +128,9 @@ pub enum KeyUse {
 
 /// How long a claim on an idempotency key lasts. Should the server running the request die,
 /// a retry runs it afresh once this has passed; until then a retry hears "in flight". A
-/// request still running when its claim runs out loses the key to such a retry and records
-/// nothing (the claim is checked in the transaction of its events), so it is safe for this
-/// to be shorter than the request timeout.
+/// request still running when its claim has run out and a retry has taken the key over
+/// records nothing (the claim is checked in the transaction of its events), so it is safe
+/// for this to be shorter than the request timeout.
 pub const KEY_LEASE: Duration = Duration::from_secs(15);
 
 /// A job as a command is decided on.
@@ -222,11 +222,29 @@ impl JobService {
     }
 
     /// Gives up a claimed key after a request that stored no answer (it was refused or
-    /// failed), so that a retry runs afresh. A claim that has an answer stays as it is; one
-    /// that cannot be released now runs out on its own.
-    pub async fn release_key(&self, claim: &KeyClaim) {
-        if let Err(error) = self.keys.release(claim).await {
-            tracing::warn!(key = %claim.key, %error, "could not release an idempotency key; its claim runs out by itself");
+    /// failed), so that a retry runs afresh. A claim that has an answer stays as it is.
+    /// Returns whether the store could be told.
+    pub async fn release_key(&self, claim: &KeyClaim) -> bool {
+        match self.keys.release(claim).await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(key = %claim.key, %error, "could not release an idempotency key yet");
+                false
+            }
+        }
+    }
+
+    /// Keeps trying to release a claimed key while its claim lasts (after that, a retry
+    /// takes the key over anyway).
+    pub async fn release_key_eventually(&self, claim: KeyClaim) {
+        let deadline = tokio::time::Instant::now() + KEY_LEASE;
+        let mut attempt = 0;
+        while tokio::time::Instant::now() < deadline {
+            attempt += 1;
+            tokio::time::sleep(backoff(attempt.min(9))).await;
+            if self.release_key(&claim).await {
+                return;
+            }
         }
     }
 

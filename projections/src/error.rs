@@ -72,42 +72,63 @@ pub fn store_unavailable(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// The classification itself: the connection, its protocol or the pool failed; PostgreSQL reports a
-/// connection exception (08…), that the database is gone (3D000), or that the server is
-/// shutting down (57P01–57P03); or SQLite's write lock stayed taken past the busy timeout
-/// (another process holds it: for our callers the store is as good as gone, for now).
+/// The classification itself: the connection or the pool failed, or broke off while the
+/// connection was being set up; PostgreSQL reports a connection exception (08…), that the
+/// database is gone (3D000), out of connections (53300), read-only (25006: a standby, during
+/// a failover) or shutting down (57P01–57P03); or SQLite's write lock stayed taken past the
+/// busy timeout (another process holds it: for our callers the store is as good as gone,
+/// for now). Anything else — a malformed statement, a worker that panicked — is a bug.
 pub(crate) fn database_unavailable(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
-        // The conversation with the server broke off, e.g. a connection closed during the
-        // TLS negotiation ("unexpected response from SSLRequest"): sqlx drops such a
-        // connection, and the next one may well work.
-        | sqlx::Error::Protocol(_)
         | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => true,
+        | sqlx::Error::PoolClosed => true,
+        sqlx::Error::Protocol(message) => connection_set_up_broke_off(message),
         sqlx::Error::Database(db) => {
             sqlite_busy(db.as_ref())
                 || db.code().is_some_and(|code| {
-                    code.starts_with("08") || code == "3D000" || code.starts_with("57P0")
+                    code.starts_with("08")
+                        || code.starts_with("57P0")
+                        || ["3D000", "53300", "25006"].contains(&code.as_ref())
                 })
         }
         _ => false,
     }
 }
 
+/// sqlx's protocol error for a connection that closed while it asked for TLS (it reads the
+/// missing answer as a zero byte): a server going away, not a bug.
+fn connection_set_up_broke_off(message: &str) -> bool {
+    message.starts_with("unexpected response from SSLRequest")
+}
+
 /// PostgreSQL's `lock_not_available` (a `lock_timeout` ran out).
 const POSTGRES_LOCK_NOT_AVAILABLE: &str = "55P03";
 
-/// SQLite's "database is locked" and "table is locked": its busy timeout ran out.
+/// SQLite's busy family (`SQLITE_BUSY` and its extended codes, which sqlx reports): its
+/// busy timeout ran out, or a lock could not be had at all.
 fn sqlite_busy(error: &dyn sqlx::error::DatabaseError) -> bool {
-    matches!(error.code().as_deref(), Some("5" | "6"))
+    sqlite_primary_code(error) == Some(5)
+}
+
+/// The primary result code (the low byte) of a SQLite error; `None` for PostgreSQL's.
+fn sqlite_primary_code(error: &dyn sqlx::error::DatabaseError) -> Option<i64> {
+    error.try_downcast_ref::<sqlx::sqlite::SqliteError>()?;
+    let code: i64 = error.code()?.parse().ok()?;
+    Some(code & 0xff)
+}
+
+/// SQLite's "table is locked" (`SQLITE_LOCKED`), which a rebuild's swap may meet.
+fn sqlite_locked(error: &dyn sqlx::error::DatabaseError) -> bool {
+    sqlite_primary_code(error) == Some(6)
 }
 
 /// Whether a database error means a lock was not had in time, on either backend.
 fn gave_up_waiting(error: &dyn sqlx::error::DatabaseError) -> bool {
-    sqlite_busy(error) || error.code().as_deref() == Some(POSTGRES_LOCK_NOT_AVAILABLE)
+    sqlite_busy(error)
+        || sqlite_locked(error)
+        || error.code().as_deref() == Some(POSTGRES_LOCK_NOT_AVAILABLE)
 }
 
 #[cfg(test)]

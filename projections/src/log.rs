@@ -11,9 +11,9 @@
 //! (rowid) order is commit order.
 //!
 //! Transaction ids are the PostgreSQL cluster's: a log restored into another cluster may
-//! hold ids ahead of the ones it hands out ([`TransactionsAhead`]). The store then refuses
-//! to be read or written in log order until `jobs-admin repair-log` shifts the ids new
-//! events record past the restored ones.
+//! hold ids ahead of the ones it hands out ([`TransactionsAhead`]). The server then refuses
+//! to start, and export, rebuild and verify to run, until `jobs-admin repair-log` shifts
+//! the ids new events record past the restored ones.
 
 use crate::error::StoreError;
 use crate::model::fold::EventRow;

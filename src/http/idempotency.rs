@@ -20,6 +20,7 @@ use axum::response::Response;
 use projections::idempotency::{KeyClaim, KeyedRequest, StoredAnswer};
 use sha2::{Digest, Sha256};
 use std::future::Future;
+use std::sync::Arc;
 use utoipa::IntoParams;
 
 pub static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
@@ -97,8 +98,8 @@ pub struct IdempotencyKeyHeader(
     /// sent again with a corrected request.
     #[param(
         min_length = 1,
-        max_length = 257,
-        pattern = r#"^("[ !#-\[\]-~]{1,255}"|[!-~][ -~]{0,254})$"#
+        max_length = 512,
+        pattern = r#"^("([ !#-\[\]-~]|\\["\\]){1,255}"|[!#-~][ -~]{0,254})$"#
     )]
     Option<String>,
 );
@@ -198,16 +199,22 @@ fn write_canonical(value: &serde_json::Value, out: &mut Vec<u8>) {
 
 /// Runs a write under its idempotency key, if it has one: claims the key, and either
 /// answers again what the key was answered before, or runs `write` with the claim (which
-/// the write hands to the service, to store its answer with its events). A write that ends
-/// without storing an answer releases the key.
+/// the write hands to the service, to store its answer with its events).
+///
+/// A keyed write runs in a task of its own, so it ends — committing and storing its answer,
+/// or releasing the key — even when the client gives up or the request times out: the
+/// client's retry then finds the answer or a free key, not a claim held by a write nobody
+/// waits for. A write that ends without storing an answer releases the key; if the store
+/// cannot be reached to do so, a background task keeps trying for as long as the claim
+/// would last.
 pub async fn under_key<F, Fut>(
-    service: &JobService,
+    service: &Arc<JobService>,
     request: Option<KeyedRequest>,
     write: F,
 ) -> Result<Response, ApiError>
 where
     F: FnOnce(Option<KeyClaim>) -> Fut,
-    Fut: Future<Output = Result<Response, ApiError>>,
+    Fut: Future<Output = Result<Response, ApiError>> + Send + 'static,
 {
     let Some(request) = request else {
         return write(None).await;
@@ -219,13 +226,20 @@ where
         }
         KeyUse::Run(claim) => claim,
     };
-    let result = write(Some(claim.clone())).await;
-    if result.is_err() {
-        // Nothing to keep, unless the answer was committed and the failure came after it:
-        // releasing spares an answered key, so either way the key tells the truth.
-        service.release_key(&claim).await;
-    }
-    result
+    let running = write(Some(claim.clone()));
+    let service = service.clone();
+    let finished = tokio::spawn(async move {
+        let result = running.await;
+        if result.is_err() {
+            // Nothing to keep, unless the answer was committed and the failure came after
+            // it: a release spares an answered key, so either way the key tells the truth.
+            if !service.release_key(&claim).await {
+                tokio::spawn(async move { service.release_key_eventually(claim).await });
+            }
+        }
+        result
+    });
+    finished.await.map_err(ApiError::internal)?
 }
 
 /// The response for an answer, given first or again (`replayed`).

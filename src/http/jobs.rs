@@ -120,9 +120,9 @@ pub async fn create_job(
     RequestKey(key): RequestKey,
     JsonBody(body, raw): JsonBody<CreateJobRequest>,
 ) -> Result<Response, ApiError> {
-    let app = &app;
     let keyed = key.map(|key| key.request(&access, &raw));
-    under_key(&app.service, keyed, |claim| async move {
+    let service = app.service.clone();
+    under_key(&service, keyed, |claim| async move {
         let command = body.into_command(access.customer)?;
         let answering = claim.as_ref().map(|claim| Answering {
             claim,
@@ -267,7 +267,8 @@ async fn change(
         key: RequestKey(key),
     } = write;
     let keyed = key.map(|key| key.request(&access, &body));
-    under_key(&app.service, keyed, |claim| async move {
+    let app = app.clone();
+    under_key(&app.service.clone(), keyed, |claim| async move {
         let job = app.service.require_job(access.customer, job_id).await?;
         if condition
             .as_ref()

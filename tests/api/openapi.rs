@@ -59,7 +59,7 @@ const OPERATIONS: &[(&str, &str, Kind, &[&str])] = &[
         "get",
         "/v1/jobs/{jobId}/events",
         Kind::Read,
-        &["pageNumber", "pageSize"],
+        &["pageNumber", "pageSize", "cursor"],
     ),
 ];
 

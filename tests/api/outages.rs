@@ -142,9 +142,10 @@ backend_tests! {
         const WRITERS: usize = 6;
         const JOBS_EACH: usize = 5;
         let unavailable = std::sync::atomic::AtomicUsize::new(0);
+        let acknowledged = std::sync::atomic::AtomicUsize::new(0);
 
         let writer = |writer: usize| {
-            let unavailable = &unavailable;
+            let (unavailable, acknowledged) = (&unavailable, &acknowledged);
             async move {
                 let mut created = BTreeMap::new();
                 for job in 0..JOBS_EACH {
@@ -166,13 +167,17 @@ backend_tests! {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     };
                     created.insert(key, id);
+                    acknowledged.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 created
             }
         };
         let outage_window = async {
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            // Mid-load: some jobs are in, most are still to come.
+            while acknowledged.load(std::sync::atomic::Ordering::SeqCst) < WRITERS {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
             outage.begin().await;
             tokio::time::sleep(outage.felt_after()).await;
             outage.end().await;

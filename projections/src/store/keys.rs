@@ -47,19 +47,25 @@ impl<B: Backend> IdempotencyKeys for Store<B> {
             let Some(row) = B::Db::select_key(&self.pool, request).await? else {
                 continue; // purged between the two statements
             };
-            if row.fingerprint != request.fingerprint {
-                return Ok(ClaimOutcome::Reused);
-            }
+            let same_request = row.fingerprint == request.fingerprint;
             if let Some(answer) = row.answer {
-                return Ok(ClaimOutcome::Answered(answer));
+                return Ok(match same_request {
+                    true => ClaimOutcome::Answered(answer),
+                    false => ClaimOutcome::Reused,
+                });
             }
             let claimed_until_ms = row.claimed_until_ms.unwrap_or(0);
             if claimed_until_ms > now_ms {
+                if !same_request {
+                    return Ok(ClaimOutcome::Reused);
+                }
                 let remaining = u64::try_from(claimed_until_ms - now_ms).unwrap_or(0);
                 return Ok(ClaimOutcome::InFlight {
                     remaining: Duration::from_millis(remaining),
                 });
             }
+            // A claim that ran out without an answer is as good as no claim: the key is
+            // free, for this request or (corrected) another.
             let _writer = self.backend.exclusive_writer().await;
             if B::Db::take_over_key(&self.pool, request, &token_text, now_ms, until_ms).await? {
                 return Ok(claimed());

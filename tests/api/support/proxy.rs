@@ -96,6 +96,7 @@ async fn relay(client: TcpStream, state: Arc<ProxyState>) {
     let (mut from_client, mut to_client) = client.into_split();
     let (mut from_server, mut to_server) = server.into_split();
     let answers_lost = AtomicBool::new(false);
+    let answered = tokio::sync::Notify::new();
     let upstream = async {
         let mut buffer = vec![0; 64 * 1024];
         loop {
@@ -116,8 +117,9 @@ async fn relay(client: TcpStream, state: Arc<ProxyState>) {
                 return;
             }
             if losing {
-                // Time for the database to commit, then the connection goes.
-                tokio::time::sleep(Duration::from_millis(300)).await;
+                // The database has committed once it answers; then the connection goes,
+                // the answer with it.
+                let _ = tokio::time::timeout(Duration::from_secs(10), answered.notified()).await;
                 return;
             }
         }
@@ -130,6 +132,7 @@ async fn relay(client: TcpStream, state: Arc<ProxyState>) {
                 return;
             }
             if answers_lost.load(Ordering::SeqCst) {
+                answered.notify_one();
                 continue;
             }
             if to_client.write_all(&buffer[..read]).await.is_err() {

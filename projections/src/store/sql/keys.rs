@@ -52,7 +52,8 @@ pub trait KeySql: Database {
         request: &KeyedRequest,
     ) -> Result<Option<KeyRow>, StoreError>;
 
-    /// Claims an unanswered key whose claim ran out by `now_ms`; `false` if it has none.
+    /// Claims an unanswered key whose claim ran out by `now_ms`, for `request` (which may
+    /// differ from the one that claimed it before); `false` if there is no such claim.
     async fn take_over_key(
         pool: &Pool<Self>,
         request: &KeyedRequest,
@@ -164,7 +165,8 @@ where
         until_ms: i64,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(&format!(
-            "UPDATE idempotency_keys SET claim_token = $4, claimed_until_ms = $5 \
+            "UPDATE idempotency_keys SET claim_token = $4, claimed_until_ms = $5, \
+             created_at_ms = $6, fingerprint = $7 \
              WHERE {THE_KEY} AND status IS NULL AND claimed_until_ms <= $6"
         ))
         .bind(request.customer_id)
@@ -173,6 +175,7 @@ where
         .bind(token)
         .bind(until_ms)
         .bind(now_ms)
+        .bind(request.fingerprint.as_str())
         .execute(pool)
         .await?;
         Ok(done.rows_affected() == 1)
