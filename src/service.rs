@@ -210,7 +210,7 @@ impl JobService {
     /// answer again. [`ServiceError::KeyReused`] if the key came with another request,
     /// [`ServiceError::KeyInFlight`] while another attempt with it runs.
     pub async fn claim_key(&self, request: &KeyedRequest) -> Result<KeyUse, ServiceError> {
-        let outcome = self.keys.claim(request, domain::now(), KEY_LEASE).await?;
+        let outcome = self.keys.claim(request, KEY_LEASE).await?;
         match outcome {
             ClaimOutcome::Claimed(claim) => Ok(KeyUse::Run(claim)),
             ClaimOutcome::Answered(answer) => Ok(KeyUse::Replay(answer)),

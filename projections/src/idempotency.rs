@@ -56,11 +56,11 @@ pub enum ClaimOutcome {
 
 #[async_trait]
 pub trait IdempotencyKeys: Send + Sync {
-    /// Claims `request`'s key at `now` for `lease`, or says why not.
+    /// Claims `request`'s key for `lease` (timed by the database's clock, which every
+    /// server sharing it reads alike), or says why not.
     async fn claim(
         &self,
         request: &KeyedRequest,
-        now: DateTime<Utc>,
         lease: Duration,
     ) -> Result<ClaimOutcome, StoreError>;
 

@@ -48,6 +48,9 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// The expression of a row's writing transaction, as a log cursor holds it.
     const TRANSACTION: &'static str;
 
+    /// The database's clock, in Unix milliseconds (an SQL expression).
+    const NOW_MS: &'static str;
+
     // Transactions.
 
     /// Begins a write transaction (taking the write lock at once where that matters).

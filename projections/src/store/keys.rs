@@ -1,6 +1,6 @@
 //! [`IdempotencyKeys`] for both stores. A claim is a lease: a row inserted (or taken over)
-//! with a token and an expiry, in its own short statement, so it is visible to every server
-//! sharing the database while the request runs. The answer replaces the claim in the
+//! with a token and an expiry on the database's clock, in its own short statement, so it is
+//! visible to every server sharing the database while the request runs. The answer replaces the claim in the
 //! transaction of the request's events (`write.rs`).
 
 use super::backend::{Backend, Store};
@@ -21,12 +21,9 @@ impl<B: Backend> IdempotencyKeys for Store<B> {
     async fn claim(
         &self,
         request: &KeyedRequest,
-        now: DateTime<Utc>,
         lease: Duration,
     ) -> Result<ClaimOutcome, StoreError> {
-        let now_ms = now.timestamp_millis();
-        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
-        let until_ms = now_ms.saturating_add(lease_ms);
+        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
         let token = Uuid::now_v7();
         let claimed = || {
             ClaimOutcome::Claimed(KeyClaim {
@@ -40,11 +37,11 @@ impl<B: Backend> IdempotencyKeys for Store<B> {
         for _ in 0..CLAIM_ROUNDS {
             {
                 let _writer = self.backend.exclusive_writer().await;
-                if B::Db::insert_key(&self.pool, request, &token_text, now_ms, until_ms).await? {
+                if B::Db::insert_key(&self.pool, request, &token_text, B::NOW_MS, lease_ms).await? {
                     return Ok(claimed());
                 }
             }
-            let Some(row) = B::Db::select_key(&self.pool, request).await? else {
+            let Some(row) = B::Db::select_key(&self.pool, request, B::NOW_MS).await? else {
                 continue; // purged between the two statements
             };
             let same_request = row.fingerprint == request.fingerprint;
@@ -55,11 +52,11 @@ impl<B: Backend> IdempotencyKeys for Store<B> {
                 });
             }
             let claimed_until_ms = row.claimed_until_ms.unwrap_or(0);
-            if claimed_until_ms > now_ms {
+            if claimed_until_ms > row.now_ms {
                 if !same_request {
                     return Ok(ClaimOutcome::Reused);
                 }
-                let remaining = u64::try_from(claimed_until_ms - now_ms).unwrap_or(0);
+                let remaining = u64::try_from(claimed_until_ms - row.now_ms).unwrap_or(0);
                 return Ok(ClaimOutcome::InFlight {
                     remaining: Duration::from_millis(remaining),
                 });
@@ -67,7 +64,7 @@ impl<B: Backend> IdempotencyKeys for Store<B> {
             // A claim that ran out without an answer is as good as no claim: the key is
             // free, for this request or (corrected) another.
             let _writer = self.backend.exclusive_writer().await;
-            if B::Db::take_over_key(&self.pool, request, &token_text, now_ms, until_ms).await? {
+            if B::Db::take_over_key(&self.pool, request, &token_text, B::NOW_MS, lease_ms).await? {
                 return Ok(claimed());
             }
         }

@@ -102,6 +102,8 @@ impl Backend for PostgresBackend {
          transaction_id < log_horizon() FROM events WHERE position = $1";
     const TRANSACTION: &'static str = "transaction_id::text::bigint";
 
+    const NOW_MS: &'static str = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
+
     const WRITE_BEGIN: &'static str = "BEGIN";
     const SNAPSHOT_BEGIN: &'static str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
     /// Taken before the snapshot: a rebuild's swap renames new tables into the projection's

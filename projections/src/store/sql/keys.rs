@@ -1,5 +1,7 @@
 //! Statements on idempotency keys (`idempotency_keys`). Every change names the claim it
-//! expects, so two servers racing for one key never both win it.
+//! expects, so two servers racing for one key never both win it. Claims are timed by the
+//! database's clock (the `now` expression each backend gives), so servers whose clocks
+//! disagree still agree on when a claim runs out.
 
 use super::Connection;
 use crate::error::StoreError;
@@ -30,6 +32,8 @@ impl RowsAffected for sqlx::sqlite::SqliteQueryResult {
 pub struct KeyRow {
     pub fingerprint: String,
     pub claimed_until_ms: Option<i64>,
+    /// The database's clock when the row was read.
+    pub now_ms: i64,
     pub answer: Option<StoredAnswer>,
 }
 
@@ -38,28 +42,32 @@ const THE_KEY: &str = "customer_id = $1 AND client_id = $2 AND idempotency_key =
 
 #[async_trait]
 pub trait KeySql: Database {
-    /// Records a new key claimed by `token` until `until_ms`; `false` if the key exists.
+    /// Records a new key claimed by `token` for `lease_ms` from the database's `now`
+    /// (an SQL expression of the time in Unix milliseconds); `false` if the key exists.
     async fn insert_key(
         pool: &Pool<Self>,
         request: &KeyedRequest,
         token: &str,
-        now_ms: i64,
-        until_ms: i64,
+        now: &str,
+        lease_ms: i64,
     ) -> Result<bool, StoreError>;
 
+    /// The key's row, with the database's `now` beside it.
     async fn select_key(
         pool: &Pool<Self>,
         request: &KeyedRequest,
+        now: &str,
     ) -> Result<Option<KeyRow>, StoreError>;
 
-    /// Claims an unanswered key whose claim ran out by `now_ms`, for `request` (which may
-    /// differ from the one that claimed it before); `false` if there is no such claim.
+    /// Claims an unanswered key whose claim has run out, for `request` (which may differ
+    /// from the one that claimed it before), for `lease_ms`; `false` if there is no such
+    /// claim.
     async fn take_over_key(
         pool: &Pool<Self>,
         request: &KeyedRequest,
         token: &str,
-        now_ms: i64,
-        until_ms: i64,
+        now: &str,
+        lease_ms: i64,
     ) -> Result<bool, StoreError>;
 
     /// Deletes the key if `claim` still holds it unanswered.
@@ -98,21 +106,20 @@ where
         pool: &Pool<Self>,
         request: &KeyedRequest,
         token: &str,
-        now_ms: i64,
-        until_ms: i64,
+        now: &str,
+        lease_ms: i64,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
+        let done = sqlx::query(&format!(
             "INSERT INTO idempotency_keys (customer_id, client_id, idempotency_key, \
              fingerprint, created_at_ms, claim_token, claimed_until_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-        )
+             VALUES ($1, $2, $3, $4, {now}, $5, {now} + $6) ON CONFLICT DO NOTHING",
+        ))
         .bind(request.customer_id)
         .bind(request.client_id.as_str())
         .bind(request.key.as_str())
         .bind(request.fingerprint.as_str())
-        .bind(now_ms)
         .bind(token)
-        .bind(until_ms)
+        .bind(lease_ms)
         .execute(pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -121,9 +128,10 @@ where
     async fn select_key(
         pool: &Pool<Self>,
         request: &KeyedRequest,
+        now: &str,
     ) -> Result<Option<KeyRow>, StoreError> {
         let row = sqlx::query(&format!(
-            "SELECT fingerprint, claimed_until_ms, status, headers, body \
+            "SELECT fingerprint, claimed_until_ms, status, headers, body, {now} AS now_ms \
              FROM idempotency_keys WHERE {THE_KEY}"
         ))
         .bind(request.customer_id)
@@ -153,6 +161,7 @@ where
         Ok(Some(KeyRow {
             fingerprint: row.try_get("fingerprint")?,
             claimed_until_ms: row.try_get("claimed_until_ms")?,
+            now_ms: row.try_get("now_ms")?,
             answer,
         }))
     }
@@ -161,20 +170,19 @@ where
         pool: &Pool<Self>,
         request: &KeyedRequest,
         token: &str,
-        now_ms: i64,
-        until_ms: i64,
+        now: &str,
+        lease_ms: i64,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(&format!(
-            "UPDATE idempotency_keys SET claim_token = $4, claimed_until_ms = $5, \
-             created_at_ms = $6, fingerprint = $7 \
-             WHERE {THE_KEY} AND status IS NULL AND claimed_until_ms <= $6"
+            "UPDATE idempotency_keys SET claim_token = $4, claimed_until_ms = {now} + $5, \
+             created_at_ms = {now}, fingerprint = $6 \
+             WHERE {THE_KEY} AND status IS NULL AND claimed_until_ms <= {now}"
         ))
         .bind(request.customer_id)
         .bind(request.client_id.as_str())
         .bind(request.key.as_str())
         .bind(token)
-        .bind(until_ms)
-        .bind(now_ms)
+        .bind(lease_ms)
         .bind(request.fingerprint.as_str())
         .execute(pool)
         .await?;

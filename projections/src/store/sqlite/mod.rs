@@ -120,6 +120,8 @@ impl Backend for SqliteBackend {
     const TRANSACTION: &'static str = "CAST(0 AS BIGINT)";
     /// Takes the write lock first: a deferred transaction that reads and then writes can
     /// fail at once (not after the busy timeout) when another connection wrote in between.
+    const NOW_MS: &'static str = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
+
     const WRITE_BEGIN: &'static str = "BEGIN IMMEDIATE";
     /// In WAL mode a read transaction sees one snapshot from its first read to its end.
     const SNAPSHOT_BEGIN: &'static str = "BEGIN";
