@@ -29,6 +29,9 @@ pub static IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent
 /// The longest key accepted, in characters (the draft leaves the bound to the server).
 pub const MAX_KEY_LENGTH: usize = 255;
 
+/// How long a failed write's answer waits for its key to be released.
+const INLINE_RELEASE: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// A request's `Idempotency-Key`, with the request line its fingerprint covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyKey {
@@ -233,7 +236,10 @@ where
         if result.is_err() {
             // Nothing to keep, unless the answer was committed and the failure came after
             // it: a release spares an answered key, so either way the key tells the truth.
-            if !service.release_key(&claim).await {
+            // Tried once before answering, briefly: a store that cannot be reached is
+            // retried in the background rather than holding the answer back.
+            let released = tokio::time::timeout(INLINE_RELEASE, service.release_key(&claim));
+            if !released.await.unwrap_or(false) {
                 tokio::spawn(async move { service.release_key_eventually(claim).await });
             }
         }
