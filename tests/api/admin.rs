@@ -67,9 +67,12 @@ backend_tests! {
         };
         list_jobs().await.assert_status(200);
 
-        // Revoked: the token stops working, no new one is issued, the list says so.
+        // Revoked: the token stops working (once what the server remembers of the
+        // registry, at most half a second old, is gone), no new one is issued, the list
+        // says so.
         let revoked = succeeded(&admin(&app, &["clients", "revoke", &id.to_string()]).await);
         assert!(revoked.contains("revoked"), "{revoked}");
+        tokio::time::sleep(jobs_service::auth::recent::FRESH_FOR + std::time::Duration::from_millis(300)).await;
         list_jobs().await.assert_problem(401, "/problems/unauthorized");
         let response = request_token(&app.client, &app.address, &client, None).await;
         assert_eq!(response.status(), 401);

@@ -1,0 +1,76 @@
+//! What the registry said of a client lately, so that a busy client's requests do not each
+//! read its row. An answer serves for at most [`FRESH_FOR`]: a revocation — by `jobs-admin`
+//! or any server sharing the database — takes effect on every server within that, with no
+//! channel between them to fail.
+
+use projections::{ClientRegistry, StoreError};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// How long a registry answer is trusted (issue 12: revocation within 1 s everywhere).
+pub const FRESH_FOR: Duration = Duration::from_millis(500);
+
+/// Beyond this many clients, answers that are no longer fresh are dropped; should all be
+/// fresh, all are (only validly signed tokens get this far, so these are real clients).
+const MOST_CLIENTS: usize = 10_000;
+
+/// Where a client stands in the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    Active,
+    Revoked,
+    Unknown,
+}
+
+#[derive(Default)]
+pub struct RecentClients {
+    answers: Mutex<HashMap<Uuid, (Instant, Standing)>>,
+}
+
+impl RecentClients {
+    /// The client's standing: as the registry said it less than [`FRESH_FOR`] ago, or as it
+    /// says now.
+    pub async fn standing(
+        &self,
+        registry: &dyn ClientRegistry,
+        id: Uuid,
+    ) -> Result<Standing, StoreError> {
+        if let Some(standing) = self.fresh(id) {
+            return Ok(standing);
+        }
+        let standing = match registry.client(id).await? {
+            Some(client) if client.is_revoked() => Standing::Revoked,
+            Some(_) => Standing::Active,
+            None => Standing::Unknown,
+        };
+        self.remember(id, standing);
+        Ok(standing)
+    }
+
+    fn fresh(&self, id: Uuid) -> Option<Standing> {
+        let answers = self
+            .answers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        answers
+            .get(&id)
+            .filter(|(read, _)| read.elapsed() < FRESH_FOR)
+            .map(|(_, standing)| *standing)
+    }
+
+    fn remember(&self, id: Uuid, standing: Standing) {
+        let mut answers = self
+            .answers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if answers.len() >= MOST_CLIENTS {
+            answers.retain(|_, (read, _)| read.elapsed() < FRESH_FOR);
+            if answers.len() >= MOST_CLIENTS {
+                answers.clear();
+            }
+        }
+        answers.insert(id, (Instant::now(), standing));
+    }
+}
