@@ -133,6 +133,17 @@ pub enum KeyUse {
 /// for this to be shorter than the request timeout.
 pub const KEY_LEASE: Duration = Duration::from_secs(15);
 
+/// Where a command's job comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Loading {
+    /// From the store: its snapshot and the events after it.
+    Stored,
+    /// Nowhere: the id was made for this command (a create), so the store has nothing of
+    /// it and reading would cost two round trips for nothing. Should it somehow have
+    /// something, the append meets it and the retry reads it.
+    FreshId,
+}
+
 /// A job as a command is decided on.
 struct LoadedJob {
     state: Job,
@@ -263,7 +274,9 @@ impl JobService {
         answering: Option<Answering<'_>>,
     ) -> Result<(Uuid, JobVersion), ServiceError> {
         let job_id = Uuid::now_v7();
-        let version = self.run(job_id, command, None, metadata, answering).await?;
+        let version = self
+            .counted(job_id, command, None, metadata, answering, Loading::FreshId)
+            .await?;
         Ok((job_id, version))
     }
 
@@ -282,9 +295,29 @@ impl JobService {
         metadata: &EventMetadata,
         answering: Option<Answering<'_>>,
     ) -> Result<JobVersion, ServiceError> {
+        self.counted(
+            job_id,
+            command,
+            condition,
+            metadata,
+            answering,
+            Loading::Stored,
+        )
+        .await
+    }
+
+    async fn counted(
+        &self,
+        job_id: Uuid,
+        command: JobCommand,
+        condition: Option<&VersionCondition>,
+        metadata: &EventMetadata,
+        answering: Option<Answering<'_>>,
+        loading: Loading,
+    ) -> Result<JobVersion, ServiceError> {
         let name = command.name();
         let result = self
-            .run_with_retries(job_id, command, condition, metadata, answering)
+            .run_with_retries(job_id, command, condition, metadata, answering, loading)
             .await;
         let outcome = match &result {
             Ok(_) => "accepted",
@@ -308,6 +341,7 @@ impl JobService {
         condition: Option<&VersionCondition>,
         metadata: &EventMetadata,
         answering: Option<Answering<'_>>,
+        mut loading: Loading,
     ) -> Result<JobVersion, ServiceError> {
         let metadata = serde_json::to_value(metadata.to_map())
             .map_err(|error| ServiceError::Internal(Box::new(error)))?;
@@ -317,8 +351,17 @@ impl JobService {
         loop {
             attempt += 1;
             let outcome = self
-                .attempt(job_id, command.clone(), condition, &metadata, answering)
+                .attempt(
+                    job_id,
+                    command.clone(),
+                    condition,
+                    &metadata,
+                    answering,
+                    loading,
+                )
                 .await?;
+            // Whatever raced this attempt is in the store now: read it.
+            loading = Loading::Stored;
             match outcome {
                 Attempt::Done { version } => return Ok(version),
                 Attempt::Stale => return Err(ServiceError::PreconditionFailed),
@@ -346,13 +389,21 @@ impl JobService {
         condition: Option<&VersionCondition>,
         metadata: &serde_json::Value,
         answering: Option<Answering<'_>>,
+        loading: Loading,
     ) -> Result<Attempt, ServiceError> {
         let id = job_id.to_string();
         let LoadedJob {
             mut state,
             version,
             snapshots,
-        } = self.load(&id).await?;
+        } = match loading {
+            Loading::Stored => self.load(&id).await?,
+            Loading::FreshId => LoadedJob {
+                state: Job::default(),
+                version: 0,
+                snapshots: 0,
+            },
+        };
         if condition.is_some_and(|condition| !condition.admits(version)) {
             return Ok(Attempt::Stale);
         }
