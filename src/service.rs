@@ -44,7 +44,7 @@ pub enum ServiceError {
     KeyReused,
     /// Another attempt with the request's idempotency key is running.
     #[error("another request with the same idempotency key is in progress")]
-    KeyInFlight { retry_after: Duration },
+    KeyInFlight,
     /// The store was lost while the command's transaction committed: it may or may not
     /// have been recorded.
     #[error("the outcome of the commit is unknown")]
@@ -226,9 +226,7 @@ impl JobService {
             ClaimOutcome::Claimed(claim) => Ok(KeyUse::Run(claim)),
             ClaimOutcome::Answered(answer) => Ok(KeyUse::Replay(answer)),
             ClaimOutcome::Reused => Err(ServiceError::KeyReused),
-            ClaimOutcome::InFlight { remaining } => Err(ServiceError::KeyInFlight {
-                retry_after: remaining.min(Duration::from_secs(1)),
-            }),
+            ClaimOutcome::InFlight => Err(ServiceError::KeyInFlight),
         }
     }
 
@@ -252,7 +250,7 @@ impl JobService {
         let mut attempt = 0;
         while tokio::time::Instant::now() < deadline {
             attempt += 1;
-            tokio::time::sleep(backoff(attempt.min(9))).await;
+            tokio::time::sleep(backoff(attempt)).await;
             if self.release_key(&claim).await {
                 return;
             }
@@ -261,9 +259,7 @@ impl JobService {
 
     /// Deletes the idempotency keys first seen more than `retention` ago; returns how many.
     pub async fn purge_keys(&self, retention: Duration) -> Result<u64, ServiceError> {
-        let retention = chrono::Duration::from_std(retention)
-            .map_err(|error| ServiceError::Internal(Box::new(error)))?;
-        Ok(self.keys.purge(domain::now() - retention).await?)
+        Ok(self.keys.purge(retention).await?)
     }
 
     /// Creates a job with a fresh (time-ordered) id; returns it and the job's version.
@@ -324,7 +320,7 @@ impl JobService {
             Err(ServiceError::Rule(_)) => "refused",
             Err(ServiceError::Conflict) => "conflict",
             Err(ServiceError::PreconditionFailed) => "precondition-failed",
-            Err(ServiceError::KeyInFlight { .. }) => "key-taken-over",
+            Err(ServiceError::KeyInFlight) => "key-taken-over",
             Err(ServiceError::Unavailable(_)) => "unavailable",
             Err(ServiceError::OutcomeUnknown(_)) => "outcome-unknown",
             Err(_) => "error",
@@ -445,9 +441,7 @@ impl JobService {
                 version: new_version,
             }),
             Err(AppendError::Conflict) => Ok(Attempt::Raced),
-            Err(AppendError::ClaimLost) => Err(ServiceError::KeyInFlight {
-                retry_after: Duration::from_secs(1),
-            }),
+            Err(AppendError::ClaimLost) => Err(ServiceError::KeyInFlight),
             Err(AppendError::OutcomeUnknown(error)) => {
                 Err(ServiceError::OutcomeUnknown(Box::new(error)))
             }

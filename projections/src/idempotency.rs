@@ -6,7 +6,6 @@
 
 use crate::error::StoreError;
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use uuid::Uuid;
@@ -50,8 +49,8 @@ pub enum ClaimOutcome {
     Answered(StoredAnswer),
     /// The key was first sent with another request.
     Reused,
-    /// Another attempt with this key is running (its claim lasts `remaining` more).
-    InFlight { remaining: Duration },
+    /// Another attempt with this key is running.
+    InFlight,
 }
 
 #[async_trait]
@@ -68,6 +67,7 @@ pub trait IdempotencyKeys: Send + Sync {
     /// Nothing happens if the claim is no longer current.
     async fn release(&self, claim: &KeyClaim) -> Result<(), StoreError>;
 
-    /// Deletes the keys first seen before `before`; returns how many.
-    async fn purge(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// Deletes the keys first seen more than `older_than` ago (by the database's clock,
+    /// which also dated them); returns how many.
+    async fn purge(&self, older_than: Duration) -> Result<u64, StoreError>;
 }

@@ -184,11 +184,11 @@ pub async fn run(cli: AdminCli, out: &mut impl Write) -> Result<(), AdminError> 
             }
         },
         AdminCommand::PurgeKeys { retention } => {
-            let before = domain::now() - chrono::Duration::hours(retention.hours.into());
-            let purged = store.idempotency_keys().purge(before).await?;
+            let purged = store.idempotency_keys().purge(retention.duration()).await?;
             writeln!(
                 out,
-                "purged {purged} idempotency key(s) first seen before {before}"
+                "purged {purged} idempotency key(s) first seen more than {} hours ago",
+                retention.hours
             )?;
             Ok(())
         }

@@ -100,7 +100,7 @@ pub enum ApiError {
     KeyReused,
     /// Another request with the same `Idempotency-Key` is running (409, `Retry-After`).
     #[error("idempotency key in flight")]
-    KeyInFlight { retry_after: std::time::Duration },
+    KeyInFlight,
     /// The store cannot be reached (503); the cause, if known, goes to the log.
     #[error("store unavailable")]
     Unavailable(Option<BoxError>),
@@ -147,7 +147,7 @@ impl ApiError {
             ApiError::Conflict => ProblemType::Conflict,
             ApiError::PreconditionFailed => ProblemType::PreconditionFailed,
             ApiError::KeyReused => ProblemType::IdempotencyKeyReused,
-            ApiError::KeyInFlight { .. } => ProblemType::IdempotencyKeyInFlight,
+            ApiError::KeyInFlight => ProblemType::IdempotencyKeyInFlight,
             ApiError::Unavailable(_) | ApiError::OutcomeUnknown(_) | ApiError::Overloaded => {
                 ProblemType::ServiceUnavailable
             }
@@ -181,7 +181,7 @@ impl ApiError {
             ApiError::KeyReused => "this Idempotency-Key was first sent with another request \
                 (method, path or body differ); use a new key for a new request"
                 .into(),
-            ApiError::KeyInFlight { .. } => "a request with this Idempotency-Key is still in \
+            ApiError::KeyInFlight => "a request with this Idempotency-Key is still in \
                 progress; retry after it has been answered"
                 .into(),
             ApiError::Unavailable(_) => "the store is not reachable; retry later".into(),
@@ -228,12 +228,12 @@ impl ApiError {
     }
 
     /// When to retry, in whole seconds: every 503 we raise ourselves is worth retrying
-    /// soon, and so is a key whose first request is still running.
+    /// soon, and so is a key whose first request is still running (it usually ends in
+    /// moments; one whose server died frees its key within the claim's 15 s, and asking
+    /// again each second meanwhile is cheap).
     fn retry_after(&self) -> Option<u64> {
         match self {
-            ApiError::KeyInFlight { retry_after } => {
-                Some(retry_after.as_secs_f64().ceil().max(1.0) as u64)
-            }
+            ApiError::KeyInFlight => Some(1),
             _ if self.status() == StatusCode::SERVICE_UNAVAILABLE => Some(1),
             _ => None,
         }
@@ -291,7 +291,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Conflict => ApiError::Conflict,
             ServiceError::PreconditionFailed => ApiError::PreconditionFailed,
             ServiceError::KeyReused => ApiError::KeyReused,
-            ServiceError::KeyInFlight { retry_after } => ApiError::KeyInFlight { retry_after },
+            ServiceError::KeyInFlight => ApiError::KeyInFlight,
             ServiceError::Unavailable(cause) => ApiError::Unavailable(Some(cause)),
             ServiceError::OutcomeUnknown(cause) => ApiError::OutcomeUnknown(cause),
             ServiceError::Internal(cause) => ApiError::Internal(cause),

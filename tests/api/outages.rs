@@ -90,15 +90,10 @@ fn assert_unavailable(reply: &Reply) {
 }
 
 async fn create(server: &TestApp, key: &str) -> Reply {
-    let request = server
-        .build(
-            Method::POST,
-            "/v1/jobs",
-            Some(CUSTOMER),
-            Some(&json!({"typeId": 1, "contactId": 2})),
-        )
-        .header("Idempotency-Key", key);
-    server.send(request).await
+    let job = json!({"typeId": 1, "contactId": 2});
+    server
+        .keyed(Method::POST, "/v1/jobs", CUSTOMER, key, &job)
+        .await
 }
 
 async fn job_count(app: &TestApp) -> usize {

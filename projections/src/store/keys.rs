@@ -8,7 +8,6 @@ use super::sql::KeySql;
 use crate::error::StoreError;
 use crate::idempotency::{ClaimOutcome, IdempotencyKeys, KeyClaim, KeyedRequest};
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -56,10 +55,7 @@ impl<B: Backend> IdempotencyKeys for Store<B> {
                 if !same_request {
                     return Ok(ClaimOutcome::Reused);
                 }
-                let remaining = u64::try_from(claimed_until_ms - row.now_ms).unwrap_or(0);
-                return Ok(ClaimOutcome::InFlight {
-                    remaining: Duration::from_millis(remaining),
-                });
+                return Ok(ClaimOutcome::InFlight);
             }
             // A claim that ran out without an answer is as good as no claim: the key is
             // free, for this request or (corrected) another.
@@ -69,9 +65,7 @@ impl<B: Backend> IdempotencyKeys for Store<B> {
             }
         }
         // The key kept changing hands: someone is working on it.
-        Ok(ClaimOutcome::InFlight {
-            remaining: Duration::from_secs(1),
-        })
+        Ok(ClaimOutcome::InFlight)
     }
 
     async fn release(&self, claim: &KeyClaim) -> Result<(), StoreError> {
@@ -79,8 +73,9 @@ impl<B: Backend> IdempotencyKeys for Store<B> {
         B::Db::delete_claimed_key(&self.pool, claim).await
     }
 
-    async fn purge(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+    async fn purge(&self, older_than: Duration) -> Result<u64, StoreError> {
         let _writer = self.backend.exclusive_writer().await;
-        B::Db::purge_keys(&self.pool, before.timestamp_millis()).await
+        let age_ms = i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX / 2);
+        B::Db::purge_keys(&self.pool, B::NOW_MS, age_ms).await
     }
 }

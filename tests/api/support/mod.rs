@@ -7,7 +7,7 @@
 //! - [`app`]: `TestApp` (launch, second instance, default clients, token ids), `Fixture`,
 //!   and the token helpers `test_token_options`, `request_token`, `token_for_customer`,
 //!   `form`.
-//! - [`requests`]: the request methods of `TestApp` (`request`, `build`, `send`, `get`,
+//! - [`requests`]: the request methods of `TestApp` (`request`, `build`, `send`, `keyed`, `get`,
 //!   `post`, `command`, `create_job`, `job`, `events`, `bring_to`, ...).
 //! - [`process`]: the `jobs-server` binary as a process (`server_command`, `launch`,
 //!   `start`, `terminate`, `kill`).

@@ -97,6 +97,21 @@ impl TestApp {
             .await
     }
 
+    /// A request with a JSON body and `Idempotency-Key: key`.
+    pub async fn keyed(
+        &self,
+        method: Method,
+        path: &str,
+        customer: i64,
+        key: &str,
+        body: &Value,
+    ) -> Reply {
+        let request = self
+            .build(method, path, Some(customer), Some(body))
+            .header("Idempotency-Key", key);
+        self.send(request).await
+    }
+
     /// `PUT /v1/jobs/{id}/{action}` with a JSON body.
     pub async fn command(&self, customer: i64, id: Uuid, action: &str, body: Value) -> Reply {
         self.request(

@@ -80,8 +80,9 @@ pub trait KeySql: Database {
         answer: &StoredAnswer,
     ) -> Result<bool, sqlx::Error>;
 
-    /// Deletes the keys created before `before_ms`; returns how many.
-    async fn purge_keys(pool: &Pool<Self>, before_ms: i64) -> Result<u64, StoreError>;
+    /// Deletes the keys created more than `age_ms` before the database's `now`; returns
+    /// how many.
+    async fn purge_keys(pool: &Pool<Self>, now: &str, age_ms: i64) -> Result<u64, StoreError>;
 }
 
 #[async_trait]
@@ -226,11 +227,13 @@ where
         Ok(done.rows_affected() == 1)
     }
 
-    async fn purge_keys(pool: &Pool<Self>, before_ms: i64) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at_ms < $1")
-            .bind(before_ms)
-            .execute(pool)
-            .await?;
+    async fn purge_keys(pool: &Pool<Self>, now: &str, age_ms: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query(&format!(
+            "DELETE FROM idempotency_keys WHERE created_at_ms < {now} - $1"
+        ))
+        .bind(age_ms)
+        .execute(pool)
+        .await?;
         Ok(done.rows_affected())
     }
 }

@@ -48,7 +48,6 @@ pub trait LogSql: Database {
         position: i64,
     ) -> Result<Option<(LogCursor, bool)>, StoreError>;
 
-    /// An aggregate's events in sequence order: at most `limit`, after skipping `offset`.
     /// Up to `limit` events of one aggregate with sequences above `after`, skipping
     /// `offset`, in sequence order — and no more than fit in `max_bytes` of payload and
     /// metadata (at least one). The rows are read one by one, so memory holds the page,
