@@ -427,14 +427,17 @@ impl JobService {
         } else {
             None
         };
-        let answer = answering.map(|answering| (answering.answer)(job_id, new_version));
+        let answer = answering.map(|answering| {
+            (
+                answering.claim.clone(),
+                (answering.answer)(job_id, new_version),
+            )
+        });
         let commit = Commit {
-            job_id: &id,
-            events: &serialized,
+            job_id: id,
+            events: serialized,
             snapshot,
-            answer: answering
-                .map(|answering| answering.claim)
-                .zip(answer.as_ref()),
+            answer,
         };
         match self.commands.append(commit).await {
             Ok(()) => Ok(Attempt::Done {

@@ -16,8 +16,11 @@ pub enum StoreError {
     RebuildRunning,
     #[error("interrupted")]
     Interrupted,
-    #[error("a task of the rebuild failed: {0}")]
+    #[error("a background task failed: {0}")]
     Task(String),
+    /// One failure of a group commit, reported to each command of the group.
+    #[error(transparent)]
+    Shared(std::sync::Arc<StoreError>),
     #[error("database error: {0}")]
     Sqlite(String),
     #[error("cannot take the rebuild lock: {0}")]
@@ -41,6 +44,7 @@ impl StoreError {
     pub fn is_lock_timeout(&self) -> bool {
         match self {
             StoreError::Database(sqlx::Error::Database(error)) => gave_up_waiting(error.as_ref()),
+            StoreError::Shared(error) => error.is_lock_timeout(),
             _ => false,
         }
     }
@@ -50,6 +54,7 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             StoreError::Database(error) => database_unavailable(error),
+            StoreError::Shared(error) => error.is_unavailable(),
             _ => false,
         }
     }

@@ -6,8 +6,9 @@
 //! database, and are purged after their retention.
 
 use crate::backend_tests;
-use crate::support::{succeeded, token_for_customer, Backend, Reply, TestApp, TestStore};
-use cqrs_es::persist::SerializedEvent;
+use crate::support::{
+    created_event, succeeded, token_for_customer, Backend, Reply, TestApp, TestStore,
+};
 use jobs_service::http::idempotency::fingerprint;
 use projections::idempotency::{ClaimOutcome, KeyedRequest, StoredAnswer};
 use projections::store::{AppendError, Commit};
@@ -77,24 +78,6 @@ fn assert_replays(first: &Reply, replay: &Reply) {
     assert_eq!(replay.text, first.text);
 }
 
-/// A job's first event, as the service would append it.
-fn creation(job_id: &str) -> SerializedEvent {
-    let payload = json!({"JobCreated": {
-        "customerId": CUSTOMER, "typeId": 1, "contactId": 2, "customFields": [],
-        "occurredAt": "2026-11-29T10:00:00Z",
-    }});
-    let event: domain::JobEvent = serde_json::from_value(payload.clone()).expect("a job event");
-    SerializedEvent {
-        aggregate_id: job_id.to_owned(),
-        sequence: 1,
-        aggregate_type: domain::AGGREGATE_TYPE.to_owned(),
-        event_type: cqrs_es::DomainEvent::event_type(&event),
-        event_version: "1.0".into(),
-        payload,
-        metadata: json!({}),
-    }
-}
-
 backend_tests! {
     /// The race a claim's lease opens: a write still running when its claim runs out and
     /// another attempt takes the key over records nothing, and cannot free the key.
@@ -118,7 +101,8 @@ backend_tests! {
         let answer = StoredAnswer { status: 201, headers: vec![], body: Some("{}".into()) };
         let job = Uuid::now_v7().to_string();
         let late = commands.append(Commit {
-            job_id: &job, events: &[creation(&job)], snapshot: None, answer: Some((&slow, &answer)),
+            job_id: job.clone(), events: vec![created_event(&job, CUSTOMER)], snapshot: None,
+            answer: Some((slow.clone(), answer.clone())),
         }).await;
         assert!(matches!(late, Err(AppendError::ClaimLost)), "{late:?}");
         assert_eq!(opened.log().event_count().await.unwrap(), 0, "nothing recorded");
@@ -127,7 +111,8 @@ backend_tests! {
         assert!(busy == ClaimOutcome::InFlight, "the retry still holds it: {busy:?}");
 
         commands.append(Commit {
-            job_id: &job, events: &[creation(&job)], snapshot: None, answer: Some((&retry, &answer)),
+            job_id: job.clone(), events: vec![created_event(&job, CUSTOMER)], snapshot: None,
+            answer: Some((retry, answer.clone())),
         }).await.unwrap();
         let replay = keys.claim(&request, lease).await.unwrap();
         assert_eq!(replay, ClaimOutcome::Answered(answer));

@@ -11,6 +11,7 @@ mod conditional;
 mod crash;
 mod edge_inputs;
 mod event_log;
+mod group_commit;
 mod idempotency;
 mod lifecycle;
 mod listing;

@@ -5,6 +5,7 @@
 //! in. The shared write, read, rebuild and verify code in `write.rs`, `read.rs` and
 //! `upkeep.rs` is generic over it, and the SQL both run as written is in `sql/`.
 
+use super::group::CommitQueue;
 use super::rows::ProjectionTables;
 use super::sql::{Connection, JobSql, MigrationApplied, Sql};
 use crate::error::StoreError;
@@ -47,6 +48,11 @@ pub trait Backend: Clone + Send + Sync + 'static {
     const CURSOR_AT: &'static str;
     /// The expression of a row's writing transaction, as a log cursor holds it.
     const TRANSACTION: &'static str;
+
+    /// How many group commits may be written at once: one where the database has one
+    /// writer at a time; more where a second group's statements can run while the first
+    /// one's commit waits for the disk.
+    const COMMITTERS: usize;
 
     /// The database's clock, in Unix milliseconds (an SQL expression).
     const NOW_MS: &'static str;
@@ -139,6 +145,8 @@ pub struct Store<B: Backend> {
     /// cqrs-es's own repository on the same pool, for event reads.
     pub(super) events: Arc<B::Events>,
     pub(super) backend: B,
+    /// Commits waiting to be written as a group (see `group.rs`).
+    pub(super) commits: Arc<CommitQueue>,
 }
 
 impl<B: Backend> Clone for Store<B> {
@@ -147,11 +155,21 @@ impl<B: Backend> Clone for Store<B> {
             pool: self.pool.clone(),
             events: self.events.clone(),
             backend: self.backend.clone(),
+            commits: self.commits.clone(),
         }
     }
 }
 
 impl<B: Backend> Store<B> {
+    pub(super) fn new(pool: sqlx::Pool<B::Db>, events: B::Events, backend: B) -> Self {
+        Store {
+            pool,
+            events: Arc::new(events),
+            backend,
+            commits: Arc::new(CommitQueue::new(B::COMMITTERS)),
+        }
+    }
+
     /// Applies the migrations the database has not seen yet; returns those.
     pub async fn migrate(&self) -> Result<Vec<MigrationApplied>, StoreError> {
         <B::Db as JobSql>::migrate(&self.pool, B::migrator()).await

@@ -17,6 +17,7 @@
 
 mod backend;
 mod clients;
+mod group;
 mod keys;
 pub mod postgres;
 mod queries;

@@ -15,7 +15,6 @@ use crate::rebuild::RebuildLease;
 use async_trait::async_trait;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::PgConnection;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// The PostgreSQL backend; it keeps no state beside the pool.
@@ -33,11 +32,8 @@ impl Store<PostgresBackend> {
             .acquire_timeout(Duration::from_secs(5))
             .connect(database_url)
             .await?;
-        Ok(Self {
-            events: Arc::new(postgres_es::PostgresEventRepository::new(pool.clone())),
-            pool,
-            backend: PostgresBackend,
-        })
+        let events = postgres_es::PostgresEventRepository::new(pool.clone());
+        Ok(Self::new(pool, events, PostgresBackend))
     }
 }
 
@@ -102,6 +98,7 @@ impl Backend for PostgresBackend {
          transaction_id < log_horizon() FROM events WHERE position = $1";
     const TRANSACTION: &'static str = "transaction_id::text::bigint";
 
+    const COMMITTERS: usize = 2;
     const NOW_MS: &'static str = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
 
     const WRITE_BEGIN: &'static str = "BEGIN";

@@ -125,7 +125,13 @@ impl<B: Backend> Store<B> {
             after = last.cursor;
             applied += events.len() as u64;
             let rows = job_rows(&events)?;
-            project_into::<B::Db>(&mut *connection, ProjectionTables::REBUILD, &rows).await?;
+            project_into::<B::Db>(
+                &mut *connection,
+                ProjectionTables::REBUILD,
+                &rows,
+                &Default::default(),
+            )
+            .await?;
         }
     }
 }

@@ -2,19 +2,25 @@
 //! on a job (its latest snapshot and the events after it) and to record the decision — the
 //! command's events, the job's projection rows, its new snapshot, and the answer kept for
 //! the request's idempotency key — in one transaction: either the command happened, every
-//! read shows it and a retry of it gets its answer, or none of that.
+//! read shows it and a retry of it gets its answer, or none of that. Commands that arrive
+//! together share that transaction (group commit, see `group.rs`): each is still decided
+//! alone and succeeds or fails alone — one whose job moved on, or whose key was taken over,
+//! is left out of the group, which is written again without it.
 
 use super::backend::{Backend, Store};
+use super::group::Waiting;
 use super::rows::ProjectionTables;
 use super::sql::{Connection, JobSql, KeySql};
-use crate::error::{database_unavailable, StoreError};
+use crate::error::StoreError;
 use crate::idempotency::{KeyClaim, StoredAnswer};
 use crate::model::fold::{fold_events, unseen_jobs, EventRow};
 use crate::model::metadata::EventMetadata;
 use crate::model::view::{JobView, SummaryDocument};
 use async_trait::async_trait;
 use cqrs_es::persist::{PersistedEventRepository, PersistenceError, SerializedEvent};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use tokio::sync::oneshot;
 
 /// A job's state as of one of its events, stored so that loading the job reads it and the
 /// events after it instead of its whole history.
@@ -28,16 +34,23 @@ pub struct JobSnapshot {
 }
 
 /// One decided command, to record atomically.
-pub struct Commit<'a> {
-    pub job_id: &'a str,
+#[derive(Debug)]
+pub struct Commit {
+    pub job_id: String,
     /// The command's events, numbered on from the job's version it was decided on (none
     /// for a command that changed nothing).
-    pub events: &'a [SerializedEvent],
+    pub events: Vec<SerializedEvent>,
     /// The job's state after the events, when it is time for a new snapshot.
     pub snapshot: Option<JobSnapshot>,
     /// The answer to keep for the request's idempotency key, which the claim must still
     /// hold.
-    pub answer: Option<(&'a KeyClaim, &'a StoredAnswer)>,
+    pub answer: Option<(KeyClaim, StoredAnswer)>,
+}
+
+impl Commit {
+    fn writes_nothing(&self) -> bool {
+        self.events.is_empty() && self.answer.is_none()
+    }
 }
 
 /// Why a commit recorded nothing.
@@ -69,8 +82,10 @@ pub trait CommandStore: Send + Sync {
         sequence: i64,
     ) -> Result<Vec<SerializedEvent>, StoreError>;
 
-    /// Records a decided command, all or nothing.
-    async fn append(&self, commit: Commit<'_>) -> Result<(), AppendError>;
+    /// Records a decided command, all or nothing, and returns once it is durable. Commits
+    /// that arrive together share a transaction (group commit); each still succeeds or
+    /// fails on its own.
+    async fn append(&self, commit: Commit) -> Result<(), AppendError>;
 }
 
 #[async_trait]
@@ -98,31 +113,201 @@ impl<B: Backend> CommandStore for Store<B> {
             .map_err(from_persistence)
     }
 
-    async fn append(&self, commit: Commit<'_>) -> Result<(), AppendError> {
-        if commit.events.is_empty() && commit.answer.is_none() {
+    async fn append(&self, commit: Commit) -> Result<(), AppendError> {
+        if commit.writes_nothing() {
             return Ok(());
         }
+        let (outcome, receiver) = oneshot::channel();
+        if self.commits.push(Waiting { commit, outcome }) {
+            start_committer(self.clone());
+        }
+        receiver.await.unwrap_or_else(|_| {
+            Err(AppendError::OutcomeUnknown(StoreError::Task(
+                "the task committing the command stopped".into(),
+            )))
+        })
+    }
+}
+
+/// Starts a committer: it writes groups while commits wait.
+fn start_committer<B: Backend>(store: Store<B>) {
+    tokio::spawn(async move {
+        let mut running = RunningCommitter {
+            store: &store,
+            stopped: false,
+        };
+        while let Some(group) = store.commits.next_group() {
+            store.commit_group(group).await;
+        }
+        running.stopped = true;
+    });
+}
+
+/// A committer between start and stop; should it stop otherwise (a panic), another starts
+/// in its place for the commits still waiting.
+struct RunningCommitter<'a, B: Backend> {
+    store: &'a Store<B>,
+    stopped: bool,
+}
+
+impl<B: Backend> Drop for RunningCommitter<'_, B> {
+    fn drop(&mut self) {
+        if !self.stopped && self.store.commits.committer_lost() {
+            start_committer(self.store.clone());
+        }
+    }
+}
+
+/// How writing one group's transaction ended, short of a failure.
+enum GroupWritten {
+    Committed,
+    /// Nothing was committed: these commits cannot be (their job moved on, or their key's
+    /// claim was taken over); the others can be tried again without them.
+    Refused(Vec<(usize, AppendError)>),
+}
+
+/// Why a group's transaction failed, and whether it had got as far as committing.
+enum GroupFailed {
+    BeforeCommit(StoreError),
+    AtCommit(StoreError),
+}
+
+impl GroupFailed {
+    /// The error each commit of the group hears: the outcome is unknown when the database
+    /// was lost while committing.
+    fn for_each_commit(self) -> impl Fn() -> AppendError {
+        let (error, at_commit) = match self {
+            GroupFailed::BeforeCommit(error) => (error, false),
+            GroupFailed::AtCommit(error) => (error, true),
+        };
+        let unknown = at_commit && error.is_unavailable();
+        let error = Arc::new(error);
+        move || {
+            let error = StoreError::Shared(error.clone());
+            if unknown {
+                AppendError::OutcomeUnknown(error)
+            } else {
+                AppendError::Store(error)
+            }
+        }
+    }
+}
+
+impl<B: Backend> Store<B> {
+    /// Writes a group and tells each commit its own outcome. Commits that cannot be made
+    /// (a conflict, a lost claim) are left out and the rest written again. Should the group
+    /// fail for another reason, it is split in halves and each written on its own, down to
+    /// the one commit that fails — so one bad commit fails only itself, and the others
+    /// still share transactions. A database that is unavailable fails them all at once.
+    async fn commit_group(&self, group: Vec<Waiting>) {
+        let (commits, outcomes): (Vec<Commit>, Vec<_>) = group
+            .into_iter()
+            .map(|waiting| (waiting.commit, waiting.outcome))
+            .unzip();
+        metrics::histogram!("jobs_group_commit_size").record(commits.len() as f64);
+        let mut results: Vec<Option<Result<(), AppendError>>> =
+            commits.iter().map(|_| None).collect();
+        let mut groups = vec![(0..commits.len()).collect::<Vec<usize>>()];
+        while let Some(mut pending) = groups.pop() {
+            while !pending.is_empty() {
+                match self.write_group(&commits, &pending).await {
+                    Ok(GroupWritten::Committed) => {
+                        for index in pending.drain(..) {
+                            results[index] = Some(Ok(()));
+                        }
+                    }
+                    Ok(GroupWritten::Refused(refused)) => {
+                        for (index, error) in refused {
+                            pending.retain(|&pending| pending != index);
+                            results[index] = Some(Err(error));
+                        }
+                    }
+                    Err(GroupFailed::BeforeCommit(error))
+                        if pending.len() > 1 && !error.is_unavailable() =>
+                    {
+                        tracing::warn!(%error, commits = pending.len(), "a group commit failed; writing it in halves");
+                        let second = pending.split_off(pending.len() / 2);
+                        groups.push(second);
+                        groups.push(std::mem::take(&mut pending));
+                    }
+                    Err(failed) => {
+                        let error = failed.for_each_commit();
+                        for index in pending.drain(..) {
+                            results[index] = Some(Err(error()));
+                        }
+                    }
+                }
+            }
+        }
+        for (outcome, result) in outcomes.into_iter().zip(results) {
+            // A request that stopped waiting (its client left) hears nothing; the commit
+            // stands as it is.
+            let _ = outcome.send(result.unwrap_or(Ok(())));
+        }
+    }
+
+    /// One transaction for the commits `indexes` of `commits`: their events (each only
+    /// where its sequence is still free), the answers for their keys (each only where its
+    /// claim still holds), their snapshots and their projection rows. A commit whose event
+    /// or answer could not be written refuses the whole transaction before it commits.
+    async fn write_group(
+        &self,
+        commits: &[Commit],
+        indexes: &[usize],
+    ) -> Result<GroupWritten, GroupFailed> {
+        use GroupFailed::BeforeCommit;
+        let group = || indexes.iter().map(|&index| (index, &commits[index]));
         let _writer = self.backend.exclusive_writer().await;
-        let mut tx = self.pool.begin().await.map_err(append_error)?;
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| BeforeCommit(e.into()))?;
         // Events first: on SQLite this takes the write lock before any read, so two writers
         // queue on the busy timeout instead of deadlocking on an upgrade.
-        B::Db::insert_events(&mut tx, commit.events, domain::now())
-            .await
-            .map_err(append_error)?;
-        if let Some(snapshot) = &commit.snapshot {
-            B::Db::replace_snapshot(
-                &mut tx,
-                domain::AGGREGATE_TYPE,
-                commit.job_id,
-                snapshot.last_sequence,
-                snapshot.number,
-                &snapshot.state,
-            )
-            .await
-            .map_err(append_error)?;
+        let events: Vec<&SerializedEvent> =
+            group().flat_map(|(_, commit)| &commit.events).collect();
+        let inserted: HashSet<(String, i64)> =
+            B::Db::insert_events(&mut tx, &events, domain::now())
+                .await
+                .map_err(|e| BeforeCommit(e.into()))?
+                .into_iter()
+                .collect();
+        let mut refused = Vec::new();
+        for (index, commit) in group() {
+            let raced = commit.events.iter().any(|event| {
+                !inserted.contains(&(event.aggregate_id.clone(), event.sequence as i64))
+            });
+            if raced {
+                refused.push((index, AppendError::Conflict));
+            } else if let Some((claim, answer)) = &commit.answer {
+                let answered = B::Db::answer_key(&mut tx, claim, answer)
+                    .await
+                    .map_err(|e| BeforeCommit(e.into()))?;
+                if !answered {
+                    refused.push((index, AppendError::ClaimLost));
+                }
+            }
         }
-        let rows = commit
-            .events
+        if !refused.is_empty() {
+            // Dropping the transaction rolls it back.
+            return Ok(GroupWritten::Refused(refused));
+        }
+        for (_, commit) in group() {
+            if let Some(snapshot) = &commit.snapshot {
+                B::Db::replace_snapshot(
+                    &mut tx,
+                    domain::AGGREGATE_TYPE,
+                    &commit.job_id,
+                    snapshot.last_sequence,
+                    snapshot.number,
+                    &snapshot.state,
+                )
+                .await
+                .map_err(|e| BeforeCommit(e.into()))?;
+            }
+        }
+        let rows = events
             .iter()
             .map(|event| {
                 Ok(EventRow {
@@ -133,28 +318,22 @@ impl<B: Backend> CommandStore for Store<B> {
                 })
             })
             .collect::<Result<Vec<_>, serde_json::Error>>()
-            .map_err(|error| StoreError::Corrupt(format!("an event to append: {error}")))?;
-        project_into::<B::Db>(&mut tx, ProjectionTables::LIVE, &rows)
-            .await
-            .map_err(|error| match error {
-                StoreError::Database(error) => append_error(error),
-                other => AppendError::Store(other),
+            .map_err(|error| {
+                BeforeCommit(StoreError::Corrupt(format!("an event to append: {error}")))
             })?;
-        if let Some((claim, answer)) = commit.answer {
-            if !B::Db::answer_key(&mut tx, claim, answer)
-                .await
-                .map_err(append_error)?
-            {
-                return Err(AppendError::ClaimLost);
-            }
-        }
-        tx.commit().await.map_err(|error| {
-            if database_unavailable(&error) {
-                AppendError::OutcomeUnknown(StoreError::Database(error))
-            } else {
-                append_error(error)
-            }
-        })
+        // A job whose first event was just appended has no projection rows to read.
+        let new_jobs: HashSet<&str> = rows
+            .iter()
+            .filter(|row| row.sequence == 1)
+            .map(|row| row.job_id)
+            .collect();
+        project_into::<B::Db>(&mut tx, ProjectionTables::LIVE, &rows, &new_jobs)
+            .await
+            .map_err(BeforeCommit)?;
+        tx.commit()
+            .await
+            .map_err(|error| GroupFailed::AtCommit(error.into()))?;
+        Ok(GroupWritten::Committed)
     }
 }
 
@@ -165,14 +344,19 @@ pub const SNAPSHOT_EVERY: usize = 100;
 /// Applies job events to the projection `tables`: folds each job's summary from its current
 /// row, adds a status-history row per status change, and writes each touched summary once.
 /// Events the projection has already seen change nothing, so applying a batch twice is
-/// harmless. The live write path and a rebuild's final catch-up share this, so both derive
+/// harmless. Jobs in `new_jobs` are known to have no rows yet (their creation is among the
+/// events), so none are read for them. The live write path and a rebuild's final catch-up share this, so both derive
 /// identical rows.
 pub(super) async fn project_into<DB: JobSql>(
     connection: &mut Connection<DB>,
     tables: ProjectionTables,
     events: &[EventRow<'_>],
+    new_jobs: &HashSet<&str>,
 ) -> Result<(), StoreError> {
     let mut views: HashMap<String, Option<JobView>> = HashMap::new();
+    for job_id in new_jobs {
+        views.insert((*job_id).to_owned(), None);
+    }
     let ids = unseen_jobs(&views, events);
     for view in DB::load_views(&mut *connection, tables, &ids).await? {
         views.insert(view.id.to_string(), Some(view));
@@ -185,18 +369,6 @@ pub(super) async fn project_into<DB: JobSql>(
         .map(SummaryDocument::new)
         .collect::<Result<Vec<_>, _>>()?;
     DB::upsert_summaries(connection, tables, &summaries).await
-}
-
-/// Sorts a database error of the write path before the commit. A unique violation on the
-/// events key means another writer appended this sequence first (optimistic concurrency):
-/// worth deciding again. Anything else is the store's error, sorted as every other (SQLite's
-/// lock still taken after its busy timeout counts as the store being unavailable: what
-/// holds it for that long is not a racing command).
-fn append_error(error: sqlx::Error) -> AppendError {
-    match &error {
-        sqlx::Error::Database(db) if db.is_unique_violation() => AppendError::Conflict,
-        _ => AppendError::Store(StoreError::Database(error)),
-    }
 }
 
 /// cqrs-es's repositories box the sqlx error they met; unbox it, so it is classified like

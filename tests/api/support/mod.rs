@@ -3,7 +3,7 @@
 //! PostgreSQL (a uniquely named database, dropped afterwards).
 //!
 //! - [`store`]: `Backend`, `TestStore` (creation, cleanup, client registration, raw SQL,
-//!   `jobs-admin`), `TestClient`, `postgres_admin_url`.
+//!   `jobs-admin`), `TestClient`, `postgres_admin_url`, `created_event`.
 //! - [`app`]: `TestApp` (launch, second instance, default clients, token ids), `Fixture`,
 //!   and the token helpers `test_token_options`, `request_token`, `token_for_customer`,
 //!   `form`.
@@ -29,7 +29,7 @@ pub use app::{form, request_token, test_token_options, token_for_customer, Fixtu
 pub use process::{base_url, kill, launch, server_command, start, terminate, BINARY, PATIENCE};
 pub use proxy::TcpProxy;
 pub use reply::{fold_events, stderr, stdout, succeeded, timestamp, Reply};
-pub use store::{postgres_admin_url, Backend, TestClient, TestStore};
+pub use store::{created_event, postgres_admin_url, Backend, TestClient, TestStore};
 
 /// Runs each test body on both backends: `mod name { fn sqlite(); fn postgres(); }`. The
 /// body's argument is any [`Fixture`]: a running `TestApp`, or just a `TestStore`.

@@ -168,6 +168,29 @@ impl TestStore {
         }
     }
 
+    /// The one integer a query such as `SELECT count(*) …` answers, read behind the
+    /// application's back.
+    pub async fn count(&self, sql: &str) -> i64 {
+        use sqlx::Connection;
+        if self.is_postgres() {
+            let mut connection = sqlx::PgConnection::connect(&self.database_url)
+                .await
+                .expect("connect");
+            sqlx::query_scalar(sql)
+                .fetch_one(&mut connection)
+                .await
+                .expect("a count")
+        } else {
+            let mut connection = sqlx::SqliteConnection::connect(&self.database_url)
+                .await
+                .expect("connect");
+            sqlx::query_scalar(sql)
+                .fetch_one(&mut connection)
+                .await
+                .expect("a count")
+        }
+    }
+
     /// The names of the tables and indexes the database holds, sorted.
     pub async fn schema_names(&self) -> Vec<String> {
         use sqlx::Connection;
@@ -297,4 +320,23 @@ async fn create_database(admin_url: &str, name: &str) {
         .execute(&mut admin)
         .await
         .expect("create the test database");
+}
+
+/// The event that creates job `job_id` for `customer`, as the service would store it: for
+/// tests that append to the store directly.
+pub fn created_event(job_id: &str, customer: i64) -> cqrs_es::persist::SerializedEvent {
+    let payload = serde_json::json!({"JobCreated": {
+        "customerId": customer, "typeId": 1, "contactId": 2, "customFields": [],
+        "occurredAt": "2026-11-29T10:00:00Z",
+    }});
+    let event: domain::JobEvent = serde_json::from_value(payload.clone()).expect("a job event");
+    cqrs_es::persist::SerializedEvent {
+        aggregate_id: job_id.to_owned(),
+        sequence: 1,
+        aggregate_type: domain::AGGREGATE_TYPE.to_owned(),
+        event_type: cqrs_es::DomainEvent::event_type(&event),
+        event_version: "1.0".into(),
+        payload,
+        metadata: serde_json::json!({}),
+    }
 }

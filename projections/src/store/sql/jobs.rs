@@ -29,12 +29,14 @@ pub struct MigrationApplied {
 /// Statements on jobs (see the module doc).
 #[async_trait]
 pub trait JobSql: Database {
-    /// Appends events; the store's own columns (position, transaction id) take defaults.
+    /// Appends the events whose job and sequence are free, and returns which those were
+    /// (job id, sequence): an event missing from the answer lost the race for its sequence
+    /// to another writer. The store's own columns (position, transaction id) take defaults.
     async fn insert_events(
         connection: &mut Connection<Self>,
-        events: &[SerializedEvent],
+        events: &[&SerializedEvent],
         recorded_at: DateTime<Utc>,
-    ) -> Result<(), sqlx::Error>;
+    ) -> Result<Vec<(String, i64)>, sqlx::Error>;
 
     /// The summaries of the jobs `ids` that have a row in `tables`.
     async fn load_views(
@@ -111,9 +113,17 @@ pub trait JobSql: Database {
     async fn drop_tables(pool: &Pool<Self>, tables: ProjectionTables) -> Result<(), StoreError>;
 }
 
-const INSERT_EVENT: &str = "INSERT INTO events \
-     (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+/// The columns an appended event fills.
+const EVENT_COLUMNS: [&str; 8] = [
+    "aggregate_type",
+    "aggregate_id",
+    "sequence",
+    "event_type",
+    "event_version",
+    "payload",
+    "metadata",
+    "recorded_at",
+];
 
 /// Inserts projection rows (each `N` values in `columns` order) into `table`: one
 /// multi-row statement per [`ROWS_PER_STATEMENT`] rows, each ending in `conflict` (what
@@ -180,23 +190,33 @@ where
 {
     async fn insert_events(
         connection: &mut Connection<Self>,
-        events: &[SerializedEvent],
+        events: &[&SerializedEvent],
         recorded_at: DateTime<Utc>,
-    ) -> Result<(), sqlx::Error> {
-        for event in events {
-            sqlx::query(INSERT_EVENT)
-                .bind(event.aggregate_type.as_str())
-                .bind(event.aggregate_id.as_str())
-                .bind(event.sequence as i64)
-                .bind(event.event_type.as_str())
-                .bind(event.event_version.as_str())
-                .bind(&event.payload)
-                .bind(&event.metadata)
-                .bind(recorded_at)
-                .execute(&mut *connection)
-                .await?;
+    ) -> Result<Vec<(String, i64)>, sqlx::Error> {
+        let mut inserted = Vec::with_capacity(events.len());
+        for events in events.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO events {} {} ON CONFLICT DO NOTHING RETURNING aggregate_id, sequence",
+                column_list(&EVENT_COLUMNS),
+                values_rows(events.len(), EVENT_COLUMNS.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for event in events {
+                query = query
+                    .bind(event.aggregate_type.as_str())
+                    .bind(event.aggregate_id.as_str())
+                    .bind(event.sequence as i64)
+                    .bind(event.event_type.as_str())
+                    .bind(event.event_version.as_str())
+                    .bind(&event.payload)
+                    .bind(&event.metadata)
+                    .bind(recorded_at);
+            }
+            for row in query.fetch_all(&mut *connection).await? {
+                inserted.push((row.try_get(0)?, row.try_get(1)?));
+            }
         }
-        Ok(())
+        Ok(inserted)
     }
 
     async fn load_views(

@@ -80,15 +80,13 @@ impl Store<SqliteBackend> {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await?;
-        Ok(Self {
-            events: Arc::new(sqlite_es::SqliteEventRepository::new(pool.clone())),
-            pool,
-            backend: SqliteBackend {
-                writer: Arc::new(tokio::sync::Mutex::new(())),
-                rebuild_lock,
-                checkpointing: Arc::default(),
-            },
-        })
+        let events = sqlite_es::SqliteEventRepository::new(pool.clone());
+        let backend = SqliteBackend {
+            writer: Arc::new(tokio::sync::Mutex::new(())),
+            rebuild_lock,
+            checkpointing: Arc::default(),
+        };
+        Ok(Self::new(pool, events, backend))
     }
 }
 
@@ -120,6 +118,7 @@ impl Backend for SqliteBackend {
     const TRANSACTION: &'static str = "CAST(0 AS BIGINT)";
     /// Takes the write lock first: a deferred transaction that reads and then writes can
     /// fail at once (not after the busy timeout) when another connection wrote in between.
+    const COMMITTERS: usize = 1;
     const NOW_MS: &'static str = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
 
     const WRITE_BEGIN: &'static str = "BEGIN IMMEDIATE";
