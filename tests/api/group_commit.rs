@@ -1,7 +1,8 @@
-//! Group commit: commands that reach the store together are written in one transaction,
-//! yet each succeeds or fails on its own — a conflicting one, one whose idempotency claim
-//! was taken over, or one the store cannot take never fails the others, and each is
-//! acknowledged only once its own transaction has committed.
+//! Work that reaches the store together is done together. Group commit: commands are
+//! written in one transaction, yet each succeeds or fails on its own — a conflicting one,
+//! one whose idempotency claim was taken over, or one the store cannot take never fails the
+//! others, and each is acknowledged only once its own transaction has committed. Grouped
+//! lookups: one query answers many, and each caller still sees only its customer's job.
 
 use crate::backend_tests;
 use crate::support::{created_event, Backend, TestApp, TestStore};
@@ -85,6 +86,34 @@ backend_tests! {
             transactions < (CREATES / 2) as i64,
             "{CREATES} commits arriving together took {transactions} transactions"
         );
+    }
+
+    async fn lookups_answered_together_each_see_only_their_customers_job(store: TestStore) {
+        let opened = store.open().await;
+        let (commands, queries) = (opened.commands(), opened.queries());
+        let mine = Uuid::now_v7();
+        let theirs = Uuid::now_v7();
+        commands.append(creating(&mine.to_string())).await.unwrap();
+        let mut other_customers = creating(&theirs.to_string());
+        other_customers.events[0] = created_event(&theirs.to_string(), CUSTOMER + 1);
+        commands.append(other_customers).await.unwrap();
+
+        let asked = [
+            (CUSTOMER, mine, true),
+            (CUSTOMER + 1, mine, false),
+            (CUSTOMER + 1, theirs, true),
+            (CUSTOMER, theirs, false),
+            (CUSTOMER, Uuid::now_v7(), false),
+        ];
+        let lookups = asked.iter().cycle().take(50);
+        let answers = join_all(lookups.clone().map(|(customer, id, _)| queries.job(*customer, *id))).await;
+        for ((customer, id, found), answer) in lookups.zip(answers) {
+            let view = answer.unwrap();
+            assert_eq!(view.is_some(), *found, "customer {customer} asking for {id}");
+            if let Some(view) = view {
+                assert_eq!((view.id, view.customer_id), (*id, *customer));
+            }
+        }
     }
 
     async fn racing_http_commands_each_get_their_own_answer(app: TestApp) {

@@ -5,9 +5,11 @@
 //! in. The shared write, read, rebuild and verify code in `write.rs`, `read.rs` and
 //! `upkeep.rs` is generic over it, and the SQL both run as written is in `sql/`.
 
-use super::group::CommitQueue;
+use super::group::GroupQueue;
+use super::read::{lookup_queue, Lookup};
 use super::rows::ProjectionTables;
 use super::sql::{Connection, JobSql, MigrationApplied, Sql};
+use super::write::{commit_queue, Waiting};
 use crate::error::StoreError;
 use crate::log::{LogCursor, LogFilter, LoggedEvent, TransactionsAhead};
 use crate::model::view::{StatusHistoryEntry, SummaryDocument};
@@ -49,9 +51,7 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// The expression of a row's writing transaction, as a log cursor holds it.
     const TRANSACTION: &'static str;
 
-    /// How many group commits may be written at once: one where the database has one
-    /// writer at a time; more where a second group's statements can run while the first
-    /// one's commit waits for the disk.
+    /// How many group commits may be written at once (see `write.rs`).
     const COMMITTERS: usize;
 
     /// The database's clock, in Unix milliseconds (an SQL expression).
@@ -146,7 +146,9 @@ pub struct Store<B: Backend> {
     pub(super) events: Arc<B::Events>,
     pub(super) backend: B,
     /// Commits waiting to be written as a group (see `group.rs`).
-    pub(super) commits: Arc<CommitQueue>,
+    pub(super) commits: Arc<GroupQueue<Waiting>>,
+    /// Job lookups waiting to be answered as a group.
+    pub(super) lookups: Arc<GroupQueue<Lookup>>,
 }
 
 impl<B: Backend> Clone for Store<B> {
@@ -156,6 +158,7 @@ impl<B: Backend> Clone for Store<B> {
             events: self.events.clone(),
             backend: self.backend.clone(),
             commits: self.commits.clone(),
+            lookups: self.lookups.clone(),
         }
     }
 }
@@ -166,7 +169,8 @@ impl<B: Backend> Store<B> {
             pool,
             events: Arc::new(events),
             backend,
-            commits: Arc::new(CommitQueue::new(B::COMMITTERS)),
+            commits: Arc::new(commit_queue::<B>()),
+            lookups: Arc::new(lookup_queue()),
         }
     }
 

@@ -1,78 +1,85 @@
-//! Group commit's waiting room. Each command is decided on its own (`JobService`), then its
-//! [`Commit`] waits here; a committer task takes everything waiting as one group and writes
-//! it in one transaction (`write.rs`), then takes the next group. Nothing waits on purpose:
-//! a command that arrives while no group is being written is committed at once, alone; the
-//! ones arriving while a group commits form the next group. So under load a transaction —
-//! and its round trips and its flush to disk — carries many commands, and at rest each
-//! command costs what it did on its own.
+//! Work that arrives together, done together: the waiting room of group commit and of
+//! grouped lookups. Each item (a decided command's commit, a job lookup) waits here; a
+//! worker task takes everything waiting as one group and does it at once — one transaction
+//! for commits (`write.rs`), one query for lookups (`read.rs`) — then takes the next group.
+//! Nothing waits on purpose: an item that arrives while no worker is busy is done at once,
+//! alone; the ones arriving while a group is being done form the next group. So under load
+//! one round trip (and, for commits, one flush to disk) serves many requests, and at rest
+//! each request costs what it did on its own.
 //!
-//! Committers are tasks of their own, not the requests' tasks: a request that is dropped
-//! (its client hung up) cannot take the group it was writing down with it.
+//! Workers are tasks of their own, not the requests' tasks: a request that is dropped (its
+//! client hung up) cannot take the group it was serving down with it.
 
-use super::write::{AppendError, Commit};
 use std::collections::VecDeque;
-use std::sync::{Mutex, MutexGuard};
-use tokio::sync::oneshot;
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
 
-/// A commit waiting for its group, and where its outcome goes.
-pub(super) struct Waiting {
-    pub commit: Commit,
-    pub outcome: oneshot::Sender<Result<(), AppendError>>,
+/// The items waiting for a worker, and how many workers run.
+pub(super) struct GroupQueue<T> {
+    state: Mutex<QueueState<T>>,
+    /// How many groups may be worked on at once.
+    workers: usize,
+    /// The most items one group holds.
+    max_group: usize,
 }
 
-/// The commits waiting for a committer, and how many committers run.
-pub(super) struct CommitQueue {
-    state: Mutex<QueueState>,
-    /// How many groups may be written at once.
-    committers: usize,
-}
-
-#[derive(Default)]
-struct QueueState {
-    waiting: VecDeque<Waiting>,
+struct QueueState<T> {
+    waiting: VecDeque<T>,
     running: usize,
 }
 
-/// The most commits one transaction carries: enough to amortise it, few enough that a
-/// group's statements stay well within the databases' parameter limits.
-pub(super) const MAX_GROUP: usize = 128;
-
-impl CommitQueue {
-    pub fn new(committers: usize) -> Self {
+impl<T: Send + 'static> GroupQueue<T> {
+    pub fn new(workers: usize, max_group: usize) -> Self {
         Self {
-            state: Mutex::default(),
-            committers: committers.max(1),
+            state: Mutex::new(QueueState {
+                waiting: VecDeque::new(),
+                running: 0,
+            }),
+            workers: workers.max(1),
+            max_group: max_group.max(1),
         }
     }
 
-    /// Queues a commit; returns whether the caller must start a committer (none was free).
+    /// Queues `item`; starts a worker doing `work` on groups if one may start. `work` must
+    /// answer every item of each group it is given.
+    pub fn submit<W, F>(self: &Arc<Self>, item: T, work: W)
+    where
+        W: Fn(Vec<T>) -> F + Send + Sync + 'static,
+        F: Future<Output = ()> + Send + 'static,
+    {
+        if self.push(item) {
+            start_worker(self.clone(), Arc::new(work));
+        }
+    }
+
+    /// Queues an item; returns whether the caller must start a worker (none was free).
     #[must_use]
-    pub fn push(&self, waiting: Waiting) -> bool {
+    fn push(&self, item: T) -> bool {
         let mut state = self.lock();
-        state.waiting.push_back(waiting);
-        let start = state.running < self.committers;
+        state.waiting.push_back(item);
+        let start = state.running < self.workers;
         if start {
             state.running += 1;
         }
         start
     }
 
-    /// The next group for a running committer, oldest first; `None` when nothing waits, and
-    /// the committer has stopped counting as running (decided under the same lock as
-    /// [`Self::push`], so no commit is left waiting without a committer).
-    pub fn next_group(&self) -> Option<Vec<Waiting>> {
+    /// The next group for a running worker, oldest first; `None` when nothing waits, and
+    /// the worker has stopped counting as running (decided under the same lock as
+    /// [`Self::push`], so no item is left waiting without a worker).
+    fn next_group(&self) -> Option<Vec<T>> {
         let mut state = self.lock();
         if state.waiting.is_empty() {
             state.running -= 1;
             return None;
         }
-        let take = state.waiting.len().min(MAX_GROUP);
+        let take = state.waiting.len().min(self.max_group);
         Some(state.waiting.drain(..take).collect())
     }
 
-    /// A committer stopped without [`Self::next_group`] saying so (it panicked); returns
-    /// whether commits are waiting, so a committer must start in its place.
-    pub fn committer_lost(&self) -> bool {
+    /// A worker stopped without [`Self::next_group`] saying so (it panicked); returns
+    /// whether items are waiting, so a worker must start in its place.
+    fn worker_lost(&self) -> bool {
         let mut state = self.lock();
         state.running -= 1;
         let replace = !state.waiting.is_empty();
@@ -84,87 +91,146 @@ impl CommitQueue {
 
     /// The state is a queue and a count, each left whole by every critical section, so a
     /// panic elsewhere while the lock was held cannot have broken it.
-    fn lock(&self) -> MutexGuard<'_, QueueState> {
+    fn lock(&self) -> MutexGuard<'_, QueueState<T>> {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
+/// Starts a worker: it works on groups while items wait.
+fn start_worker<T, W, F>(queue: Arc<GroupQueue<T>>, work: Arc<W>)
+where
+    T: Send + 'static,
+    W: Fn(Vec<T>) -> F + Send + Sync + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut running = RunningWorker {
+            queue: &queue,
+            work: &work,
+            stopped: false,
+        };
+        while let Some(group) = queue.next_group() {
+            work(group).await;
+        }
+        running.stopped = true;
+    });
+}
+
+/// A worker between start and stop; should it stop otherwise (a panic), another starts in
+/// its place for the items still waiting.
+struct RunningWorker<'a, T: Send + 'static, W, F>
+where
+    W: Fn(Vec<T>) -> F + Send + Sync + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
+    queue: &'a Arc<GroupQueue<T>>,
+    work: &'a Arc<W>,
+    stopped: bool,
+}
+
+impl<T, W, F> Drop for RunningWorker<'_, T, W, F>
+where
+    T: Send + 'static,
+    W: Fn(Vec<T>) -> F + Send + Sync + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
+    fn drop(&mut self) {
+        if !self.stopped && self.queue.worker_lost() {
+            start_worker(self.queue.clone(), self.work.clone());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::sync::oneshot;
 
-    fn waiting(job_id: &str) -> (Waiting, oneshot::Receiver<Result<(), AppendError>>) {
-        let (outcome, receiver) = oneshot::channel();
-        let commit = Commit {
-            job_id: job_id.to_owned(),
-            events: Vec::new(),
-            snapshot: None,
-            answer: None,
-        };
-        (Waiting { commit, outcome }, receiver)
-    }
+    const MAX: usize = 128;
 
-    fn ids(group: &[Waiting]) -> Vec<&str> {
-        group.iter().map(|w| w.commit.job_id.as_str()).collect()
+    fn ids(group: &[&'static str]) -> Vec<&'static str> {
+        group.to_vec()
     }
 
     #[test]
-    fn commits_arriving_while_a_group_is_written_form_the_next_group() {
-        let queue = CommitQueue::new(1);
-        assert!(
-            queue.push(waiting("a").0),
-            "the first commit starts a committer"
-        );
-        let first = queue.next_group().unwrap();
-        assert_eq!(ids(&first), ["a"]);
-        assert!(!queue.push(waiting("b").0), "one committer runs already");
-        assert!(!queue.push(waiting("c").0));
+    fn items_arriving_while_a_group_is_worked_on_form_the_next_group() {
+        let queue = GroupQueue::new(1, MAX);
+        assert!(queue.push("a"), "the first item starts a worker");
+        assert_eq!(ids(&queue.next_group().unwrap()), ["a"]);
+        assert!(!queue.push("b"), "one worker runs already");
+        assert!(!queue.push("c"));
         assert_eq!(ids(&queue.next_group().unwrap()), ["b", "c"]);
         assert!(
             queue.next_group().is_none(),
-            "nothing waits: the committer stops"
+            "nothing waits: the worker stops"
         );
-        assert!(
-            queue.push(waiting("d").0),
-            "so the next commit starts one again"
-        );
+        assert!(queue.push("d"), "so the next item starts one again");
     }
 
     #[test]
-    fn as_many_committers_run_as_allowed_and_a_group_is_bounded() {
-        let queue = CommitQueue::new(2);
-        assert!(queue.push(waiting("a").0));
-        assert!(queue.push(waiting("b").0));
-        for n in 0..MAX_GROUP + 5 {
-            assert!(!queue.push(waiting(&n.to_string()).0));
+    fn as_many_workers_run_as_allowed_and_a_group_is_bounded() {
+        let queue = GroupQueue::new(2, MAX);
+        assert!(queue.push("a".to_owned()));
+        assert!(queue.push("b".to_owned()));
+        for n in 0..MAX + 5 {
+            assert!(!queue.push(n.to_string()));
         }
-        assert_eq!(queue.next_group().unwrap().len(), MAX_GROUP);
+        assert_eq!(queue.next_group().unwrap().len(), MAX);
         assert_eq!(queue.next_group().unwrap().len(), 7);
-        assert!(queue.next_group().is_none(), "one committer stops");
-        assert!(queue.push(waiting("c").0), "so another may start");
-        assert!(!queue.push(waiting("d").0), "but not a third");
+        assert!(queue.next_group().is_none(), "one worker stops");
+        assert!(queue.push("c".to_owned()), "so another may start");
+        assert!(!queue.push("d".to_owned()), "but not a third");
     }
 
     #[test]
-    fn a_lost_committer_is_replaced_while_commits_wait() {
-        let queue = CommitQueue::new(1);
-        assert!(queue.push(waiting("a").0));
+    fn a_lost_worker_is_replaced_while_items_wait() {
+        let queue = GroupQueue::new(1, MAX);
+        assert!(queue.push("a"));
         let _group = queue.next_group().unwrap();
-        assert!(!queue.push(waiting("b").0));
-        assert!(
-            queue.committer_lost(),
-            "b waits: a new committer must start"
-        );
+        assert!(!queue.push("b"));
+        assert!(queue.worker_lost(), "b waits: a new worker must start");
         assert_eq!(ids(&queue.next_group().unwrap()), ["b"]);
         assert!(queue.next_group().is_none());
-        assert!(queue.push(waiting("c").0));
+        assert!(queue.push("c"));
         let _group = queue.next_group().unwrap();
-        assert!(!queue.committer_lost(), "nothing waits");
-        assert!(
-            queue.push(waiting("d").0),
-            "and no committer counts as running"
-        );
+        assert!(!queue.worker_lost(), "nothing waits");
+        assert!(queue.push("d"), "and no worker counts as running");
+    }
+
+    #[tokio::test]
+    async fn a_worker_that_panics_is_replaced_and_every_item_is_answered() {
+        let queue = Arc::new(GroupQueue::new(1, 2));
+        let groups = Arc::new(AtomicUsize::new(0));
+        let mut answers = Vec::new();
+        for n in 0..6 {
+            let (answer, heard) = oneshot::channel::<usize>();
+            answers.push(heard);
+            let groups = groups.clone();
+            queue.submit(
+                (n, answer),
+                move |group: Vec<(usize, oneshot::Sender<usize>)>| {
+                    let groups = groups.clone();
+                    async move {
+                        // The first group's worker dies before answering.
+                        if groups.fetch_add(1, Ordering::SeqCst) == 0 {
+                            panic!("a worker fails");
+                        }
+                        for (n, answer) in group {
+                            let _ = answer.send(n);
+                        }
+                    }
+                },
+            );
+        }
+        let mut heard = Vec::new();
+        for answer in answers {
+            heard.push(answer.await.ok());
+        }
+        // The failed group's items hear nothing (their senders were dropped): they learn
+        // their outcome is unknown; every later item is answered by a replacement worker.
+        assert_eq!(heard, [None, None, Some(2), Some(3), Some(4), Some(5)]);
     }
 }

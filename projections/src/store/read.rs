@@ -1,22 +1,95 @@
 //! The read side and the client registry (its writes too, which queue like the write
-//! path's), generic over the backend: each lookup is one of
-//! the shared statements in `sql/`, scoped to the caller's customer.
+//! path's), generic over the backend: each lookup is one of the shared statements in
+//! `sql/`, scoped to the caller's customer. Lookups of one job by id — every GET of a job
+//! and every command's 404 check — arriving together share one query.
 
 use super::backend::{Backend, Store};
 use super::clients::{ClientRecord, ClientRegistry};
+use super::group::GroupQueue;
 use super::queries::{JobQueries, StoredEvent};
+use super::rows::ProjectionTables;
 use super::sql::{ClientSql, JobSql, LogSql};
 use crate::error::StoreError;
 use crate::model::paging::{Direction, EventPageRequest, JobFilter, Page, PageRequest};
 use crate::model::view::{JobView, StatusHistoryEntry};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use tokio::sync::oneshot;
 use uuid::Uuid;
+
+/// A job lookup waiting for its group, and where its answer goes.
+pub(super) struct Lookup {
+    customer_id: i64,
+    job_id: Uuid,
+    answer: oneshot::Sender<Result<Option<JobView>, StoreError>>,
+}
+
+/// Grouped lookups' queue: a few groups at once, each one query on a connection of its own.
+pub(super) fn lookup_queue() -> GroupQueue<Lookup> {
+    GroupQueue::new(4, 256)
+}
+
+impl<B: Backend> Store<B> {
+    /// Answers a group of lookups with one query for the jobs they name; each sees its job
+    /// only if it is its customer's.
+    async fn look_up_group(&self, group: Vec<Lookup>) {
+        let ids: Vec<String> = group
+            .iter()
+            .map(|lookup| lookup.job_id.to_string())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let found = match self.pool.acquire().await {
+            Ok(mut connection) => {
+                B::Db::load_views(&mut connection, ProjectionTables::LIVE, &ids).await
+            }
+            Err(error) => Err(error.into()),
+        };
+        match found {
+            Ok(views) => {
+                let views: HashMap<Uuid, JobView> =
+                    views.into_iter().map(|view| (view.id, view)).collect();
+                for lookup in group {
+                    let view = views
+                        .get(&lookup.job_id)
+                        .filter(|view| view.customer_id == lookup.customer_id)
+                        .cloned();
+                    let _ = lookup.answer.send(Ok(view));
+                }
+            }
+            Err(error) => {
+                let error = Arc::new(error);
+                for lookup in group {
+                    let _ = lookup.answer.send(Err(StoreError::Shared(error.clone())));
+                }
+            }
+        }
+    }
+}
 
 #[async_trait]
 impl<B: Backend> JobQueries for Store<B> {
+    /// Lookups that arrive together are answered by one query (see `group.rs`).
     async fn job(&self, customer_id: i64, job_id: Uuid) -> Result<Option<JobView>, StoreError> {
-        B::Db::job(&self.pool, customer_id, &job_id.to_string()).await
+        let (answer, receiver) = oneshot::channel();
+        let store = self.clone();
+        let lookup = Lookup {
+            customer_id,
+            job_id,
+            answer,
+        };
+        self.lookups.submit(lookup, move |group| {
+            let store = store.clone();
+            async move { store.look_up_group(group).await }
+        });
+        receiver.await.unwrap_or_else(|_| {
+            Err(StoreError::Task(
+                "the task looking the job up stopped".into(),
+            ))
+        })
     }
 
     async fn list_jobs(

@@ -8,7 +8,7 @@
 //! is left out of the group, which is written again without it.
 
 use super::backend::{Backend, Store};
-use super::group::Waiting;
+use super::group::GroupQueue;
 use super::rows::ProjectionTables;
 use super::sql::{Connection, JobSql, KeySql};
 use crate::error::StoreError;
@@ -118,9 +118,12 @@ impl<B: Backend> CommandStore for Store<B> {
             return Ok(());
         }
         let (outcome, receiver) = oneshot::channel();
-        if self.commits.push(Waiting { commit, outcome }) {
-            start_committer(self.clone());
-        }
+        let store = self.clone();
+        self.commits
+            .submit(Waiting { commit, outcome }, move |group| {
+                let store = store.clone();
+                async move { store.commit_group(group).await }
+            });
         receiver.await.unwrap_or_else(|_| {
             Err(AppendError::OutcomeUnknown(StoreError::Task(
                 "the task committing the command stopped".into(),
@@ -129,33 +132,18 @@ impl<B: Backend> CommandStore for Store<B> {
     }
 }
 
-/// Starts a committer: it writes groups while commits wait.
-fn start_committer<B: Backend>(store: Store<B>) {
-    tokio::spawn(async move {
-        let mut running = RunningCommitter {
-            store: &store,
-            stopped: false,
-        };
-        while let Some(group) = store.commits.next_group() {
-            store.commit_group(group).await;
-        }
-        running.stopped = true;
-    });
+/// A commit waiting for its group, and where its outcome goes.
+pub(super) struct Waiting {
+    commit: Commit,
+    outcome: oneshot::Sender<Result<(), AppendError>>,
 }
 
-/// A committer between start and stop; should it stop otherwise (a panic), another starts
-/// in its place for the commits still waiting.
-struct RunningCommitter<'a, B: Backend> {
-    store: &'a Store<B>,
-    stopped: bool,
-}
-
-impl<B: Backend> Drop for RunningCommitter<'_, B> {
-    fn drop(&mut self) {
-        if !self.stopped && self.store.commits.committer_lost() {
-            start_committer(self.store.clone());
-        }
-    }
+/// Group commit's queue: one committer where the database has one writer at a time, more
+/// where a second group's statements can run while the first one's commit waits for the
+/// disk; at most 128 commits a transaction, enough to amortise it and well within the
+/// databases' parameter limits.
+pub(super) fn commit_queue<B: Backend>() -> GroupQueue<Waiting> {
+    GroupQueue::new(B::COMMITTERS, 128)
 }
 
 /// How writing one group's transaction ended, short of a failure.

@@ -61,13 +61,6 @@ pub trait JobSql: Database {
 
     // The read side.
 
-    /// A job's summary, if the customer has that job.
-    async fn job(
-        pool: &Pool<Self>,
-        customer_id: i64,
-        job_id: &str,
-    ) -> Result<Option<JobView>, StoreError>;
-
     /// One page of the customer's jobs that pass `filter`.
     async fn list_jobs(
         pool: &Pool<Self>,
@@ -278,21 +271,6 @@ where
         )
         .await?;
         Ok(())
-    }
-
-    async fn job(
-        pool: &Pool<Self>,
-        customer_id: i64,
-        job_id: &str,
-    ) -> Result<Option<JobView>, StoreError> {
-        let document: Option<Json<JobView>> = sqlx::query_scalar(
-            "SELECT document FROM job_summary WHERE job_id = $1 AND customer_id = $2",
-        )
-        .bind(job_id)
-        .bind(customer_id)
-        .fetch_optional(pool)
-        .await?;
-        Ok(document.map(|json| json.0))
     }
 
     async fn list_jobs(
