@@ -456,28 +456,37 @@ impl JobService {
     /// reads as a job (an older release's shape) is replayed around, never trusted; the next
     /// snapshot replaces it.
     async fn load(&self, job_id: &str) -> Result<LoadedJob, ServiceError> {
-        let (mut state, mut version, snapshots) = match self.commands.snapshot(job_id).await? {
+        let stored = self.commands.load(job_id).await?;
+        let (mut state, mut version, snapshots, events) = match stored.snapshot {
             Some(snapshot) => match serde_json::from_value::<Job>(snapshot.state) {
-                Ok(state) => (state, snapshot.last_sequence, snapshot.number),
+                Ok(state) => (
+                    state,
+                    snapshot.last_sequence,
+                    snapshot.number,
+                    stored.events,
+                ),
                 Err(error) => {
                     tracing::warn!(%job_id, %error, "a snapshot that no longer reads; replaying the job's events");
-                    (Job::default(), 0, snapshot.number)
+                    let events = self
+                        .commands
+                        .events_after(job_id, 0)
+                        .await?
+                        .into_iter()
+                        .map(|event| (event.sequence as i64, event.payload))
+                        .collect();
+                    (Job::default(), 0, snapshot.number, events)
                 }
             },
-            None => (Job::default(), 0, 0),
+            None => (Job::default(), 0, 0, stored.events),
         };
-        for event in self.commands.events_after(job_id, version).await? {
-            let payload: JobEvent = serde_json::from_value(event.payload).map_err(|error| {
+        for (sequence, payload) in events {
+            let payload: JobEvent = serde_json::from_value(payload).map_err(|error| {
                 ServiceError::Internal(
-                    format!(
-                        "event {} of job {job_id} does not read: {error}",
-                        event.sequence
-                    )
-                    .into(),
+                    format!("event {sequence} of job {job_id} does not read: {error}").into(),
                 )
             })?;
             state.apply(payload);
-            version = JobVersion::try_from(event.sequence).unwrap_or(JobVersion::MAX);
+            version = sequence;
         }
         Ok(LoadedJob {
             state,

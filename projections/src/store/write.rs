@@ -33,6 +33,14 @@ pub struct JobSnapshot {
     pub state: serde_json::Value,
 }
 
+/// A job as stored: its latest snapshot, if any, and its events after it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StoredJob {
+    pub snapshot: Option<JobSnapshot>,
+    /// Each event's sequence and payload, in order.
+    pub events: Vec<(i64, serde_json::Value)>,
+}
+
 /// One decided command, to record atomically.
 #[derive(Debug)]
 pub struct Commit {
@@ -72,10 +80,11 @@ pub enum AppendError {
 /// What the command side needs of a store.
 #[async_trait]
 pub trait CommandStore: Send + Sync {
-    /// The job's latest snapshot, if it has one.
-    async fn snapshot(&self, job_id: &str) -> Result<Option<JobSnapshot>, StoreError>;
+    /// The job's latest snapshot and the events after it, in one round trip.
+    async fn load(&self, job_id: &str) -> Result<StoredJob, StoreError>;
 
-    /// The job's events after `sequence`, in order.
+    /// The job's events after `sequence`, in order (to replay around a snapshot that no
+    /// longer reads).
     async fn events_after(
         &self,
         job_id: &str,
@@ -90,14 +99,23 @@ pub trait CommandStore: Send + Sync {
 
 #[async_trait]
 impl<B: Backend> CommandStore for Store<B> {
-    /// The newest snapshot (one is kept per job; the newest wins should there be more).
-    async fn snapshot(&self, job_id: &str) -> Result<Option<JobSnapshot>, StoreError> {
-        let found = B::Db::select_snapshot(&self.pool, domain::AGGREGATE_TYPE, job_id).await?;
-        Ok(found.map(|(last_sequence, number, state)| JobSnapshot {
-            last_sequence,
-            number,
-            state,
-        }))
+    /// From the newest snapshot (one is kept per job; the newest wins should there be more).
+    async fn load(&self, job_id: &str) -> Result<StoredJob, StoreError> {
+        let rows = B::Db::select_aggregate(&self.pool, domain::AGGREGATE_TYPE, job_id).await?;
+        let mut job = StoredJob::default();
+        for (sequence, snapshot_number, payload) in rows {
+            match snapshot_number {
+                Some(number) => {
+                    job.snapshot = Some(JobSnapshot {
+                        last_sequence: sequence,
+                        number,
+                        state: payload,
+                    })
+                }
+                None => job.events.push((sequence, payload)),
+            }
+        }
+        Ok(job)
     }
 
     async fn events_after(

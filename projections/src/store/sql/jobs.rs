@@ -79,12 +79,14 @@ pub trait JobSql: Database {
 
     async fn ping(pool: &Pool<Self>) -> Result<(), StoreError>;
 
-    /// An aggregate's newest snapshot: the sequence it is at, its number, its state.
-    async fn select_snapshot(
+    /// An aggregate as stored, in one round trip: its newest snapshot, if any, as
+    /// `(last sequence, Some(number), state)`, then the events after it as
+    /// `(sequence, None, payload)`, in order.
+    async fn select_aggregate(
         pool: &Pool<Self>,
         aggregate_type: &str,
         aggregate_id: &str,
-    ) -> Result<Option<(i64, i64, serde_json::Value)>, sqlx::Error>;
+    ) -> Result<Vec<(i64, Option<i64>, serde_json::Value)>, sqlx::Error>;
 
     /// Replaces an aggregate's snapshot with its state at `last_sequence`.
     async fn replace_snapshot(
@@ -382,19 +384,27 @@ where
         Ok(())
     }
 
-    async fn select_snapshot(
+    async fn select_aggregate(
         pool: &Pool<Self>,
         aggregate_type: &str,
         aggregate_id: &str,
-    ) -> Result<Option<(i64, i64, serde_json::Value)>, sqlx::Error> {
+    ) -> Result<Vec<(i64, Option<i64>, serde_json::Value)>, sqlx::Error> {
+        // Every event's sequence is above its snapshot's, so one order serves both.
         sqlx::query_as(
-            "SELECT last_sequence, current_snapshot, payload FROM snapshots \
+            "WITH snapshot AS (\
+               SELECT last_sequence, current_snapshot, payload FROM snapshots \
+               WHERE aggregate_type = $1 AND aggregate_id = $2 \
+               ORDER BY last_sequence DESC LIMIT 1) \
+             SELECT last_sequence AS sequence, current_snapshot, payload FROM snapshot \
+             UNION ALL \
+             SELECT sequence, NULL, payload FROM events \
              WHERE aggregate_type = $1 AND aggregate_id = $2 \
-             ORDER BY last_sequence DESC LIMIT 1",
+               AND sequence > COALESCE((SELECT last_sequence FROM snapshot), 0) \
+             ORDER BY sequence",
         )
         .bind(aggregate_type)
         .bind(aggregate_id)
-        .fetch_optional(pool)
+        .fetch_all(pool)
         .await
     }
 
