@@ -100,16 +100,19 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then lets in-flight requests finish. Meanwhile
-    /// purges idempotency keys past their retention, at start and every hour.
+    /// purges idempotency keys past their retention, at start and every hour, and keeps
+    /// the metrics' histograms folded.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let purging = tokio::spawn(purge_keys(self.service, self.key_retention));
+        let folding = tokio::spawn(crate::telemetry::keep_metrics_folded());
         let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await;
         purging.abort();
+        folding.abort();
         served
     }
 }

@@ -36,3 +36,20 @@ pub fn metrics() -> Option<&'static PrometheusHandle> {
         })
         .as_ref()
 }
+
+/// How often histogram samples are folded into their buckets.
+const METRICS_UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Folds the recorder's histogram samples into their buckets every few seconds. Until
+/// folded, each sample is kept, and otherwise only a scrape of `/metrics` folds them: a
+/// server nobody scrapes would grow by every request's duration (about 90 MB an hour at
+/// 3 000 requests/s).
+pub async fn keep_metrics_folded() {
+    let Some(handle) = metrics() else { return };
+    let mut ticks = tokio::time::interval(METRICS_UPKEEP_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        handle.run_upkeep();
+    }
+}
