@@ -4,12 +4,6 @@ use clap::Parser;
 use jobs_service::{app::shutdown_signal, Application, Settings};
 use std::process::ExitCode;
 
-/// mimalloc instead of the system allocator: a request allocates many small, short-lived
-/// buffers across worker threads, which glibc's malloc serves with locks and
-/// consolidation (about a sixth of a create's CPU time, profiled under load).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> ExitCode {
     jobs_service::telemetry::init();
