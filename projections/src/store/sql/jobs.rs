@@ -13,11 +13,22 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cqrs_es::persist::SerializedEvent;
 use serde_json::value::RawValue;
+use sqlx::database::HasStatementCache;
 use sqlx::types::Json;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 
 /// Rows per multi-row statement: well below SQLite's 32766 bound parameters at ten columns.
 const ROWS_PER_STATEMENT: usize = 500;
+
+/// Whether statements whose text varies with their row count (multi-row inserts, `IN`
+/// lists) are kept prepared. On PostgreSQL preparing costs a round trip and the prepared
+/// statement lives in the server. On SQLite preparing is a local call, while each shape
+/// kept holds its compiled program in this process, per connection — a 128-row insert's is
+/// large, and group commit makes every size up to that: keeping them all cost a loaded
+/// server about 17 MiB, so there they are prepared afresh.
+fn keep_prepared<DB: Database>() -> bool {
+    DB::NAME != "SQLite"
+}
 
 /// A migration that `migrate` applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,7 +142,7 @@ async fn insert_rows<DB, const N: usize>(
     conflict: &str,
 ) -> Result<(), sqlx::Error>
 where
-    DB: Database,
+    DB: Database + HasStatementCache,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
     for<'q> i64: Encode<'q, DB> + Type<DB>,
@@ -146,7 +157,7 @@ where
             column_list(columns),
             values_rows(rows.len(), N)
         );
-        let mut query = sqlx::query(&sql);
+        let mut query = sqlx::query(&sql).persistent(keep_prepared::<DB>());
         for value in rows.iter().flatten() {
             query = match *value {
                 RowValue::Integer(value) => query.bind(value),
@@ -164,7 +175,7 @@ where
 #[async_trait]
 impl<DB> JobSql for DB
 where
-    DB: Database,
+    DB: Database + HasStatementCache,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
     DB::Connection: sqlx::migrate::Migrate,
@@ -195,7 +206,7 @@ where
                 column_list(&EVENT_COLUMNS),
                 values_rows(events.len(), EVENT_COLUMNS.len())
             );
-            let mut query = sqlx::query(&sql);
+            let mut query = sqlx::query(&sql).persistent(keep_prepared::<DB>());
             for event in events {
                 query = query
                     .bind(event.aggregate_type.as_str())
@@ -226,7 +237,7 @@ where
                 tables.summary,
                 numbered(1, ids.len())
             );
-            let mut query = sqlx::query_scalar(&sql);
+            let mut query = sqlx::query_scalar(&sql).persistent(keep_prepared::<DB>());
             for id in ids {
                 query = query.bind(*id);
             }
