@@ -30,6 +30,10 @@ impl Store<PostgresBackend> {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(5))
+            // sqlx pings a pooled connection before each use by default: a round trip per
+            // query. A connection that died meanwhile fails its query instead (503, and the
+            // pool drops it), which a ping could not prevent either — it can die just after.
+            .test_before_acquire(false)
             .connect(database_url)
             .await?;
         let events = postgres_es::PostgresEventRepository::new(pool.clone());

@@ -78,6 +78,9 @@ impl Store<SqliteBackend> {
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
+            // No ping before each use (sqlx's default): the file does not go away between
+            // queries, and the ping is a trip to the connection's worker thread each time.
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         let events = sqlite_es::SqliteEventRepository::new(pool.clone());
