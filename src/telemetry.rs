@@ -2,7 +2,7 @@
 //! (scraped at `GET /metrics`). What happens per request — request ids, the request log line,
 //! per-route metrics — is HTTP middleware, in `http::middleware`.
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 
 /// Logs to stderr; `RUST_LOG` overrides the default level (info).
@@ -15,6 +15,9 @@ pub fn init() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
+
+/// Commands per group commit: one at rest, up to the group's bound (128) under load.
+const GROUP_SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
 
 /// Seconds; from a fast lookup to the request timeout.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -30,6 +33,11 @@ pub fn metrics() -> Option<&'static PrometheusHandle> {
         .get_or_init(|| {
             PrometheusBuilder::new()
                 .set_buckets(LATENCY_BUCKETS)
+                .ok()?
+                .set_buckets_for_metric(
+                    Matcher::Full("jobs_group_commit_size".into()),
+                    GROUP_SIZE_BUCKETS,
+                )
                 .ok()?
                 .install_recorder()
                 .ok()
