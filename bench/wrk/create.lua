@@ -1,5 +1,5 @@
 -- wrk script: POST /v1/jobs with the minimal body, for customer 1, with the token in
--- JOBS_TOKEN. Shared by bench/load and bench/limits.
+-- JOBS_TOKEN. Shared by bench/load, bench/limits and bench/data.
 wrk.method = "POST"
 wrk.body = '{"typeId": 1, "contactId": 2, "reference": "bench"}'
 wrk.headers["Content-Type"] = "application/json"
