@@ -16,7 +16,7 @@ use domain::{Job, JobCommand, JobError, JobEvent, JobServices};
 use projections::idempotency::{
     ClaimOutcome, IdempotencyKeys, KeyClaim, KeyedRequest, StoredAnswer,
 };
-use projections::store::{AppendError, CommandStore, Commit, JobSnapshot, SNAPSHOT_EVERY};
+use projections::store::{AppendError, CommandStore, Commit, Held, JobSnapshot, SNAPSHOT_EVERY};
 use projections::{EventMetadata, JobQueries, JobStore, JobView, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -159,9 +159,13 @@ const RETRY_BUDGET: Duration = Duration::from_secs(5);
 
 /// Per-job mutual exclusion for the writers of this process, striped so memory stays fixed:
 /// two jobs may share a stripe (and briefly wait for each other), one job never has two.
-/// Without it, N concurrent writers of one job would each lose up to N−1 races.
+/// Without it, N concurrent writers of one job would each lose up to N−1 races. A lock is
+/// held from the load until the commit has an outcome, and travels with the commit: should
+/// the request stop waiting (its client hung up, its timeout fired), the commit still holds
+/// the job, so no second command on it is decided on the version that commit is about to
+/// replace.
 struct JobLocks {
-    stripes: Vec<tokio::sync::Mutex<()>>,
+    stripes: Vec<Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl JobLocks {
@@ -170,15 +174,15 @@ impl JobLocks {
     fn new() -> Self {
         Self {
             stripes: (0..Self::STRIPES)
-                .map(|_| tokio::sync::Mutex::new(()))
+                .map(|_| Arc::new(tokio::sync::Mutex::new(())))
                 .collect(),
         }
     }
 
-    async fn lock(&self, job_id: Uuid) -> tokio::sync::MutexGuard<'_, ()> {
+    async fn lock(&self, job_id: Uuid) -> tokio::sync::OwnedMutexGuard<()> {
         // The low bits of a v7 id are random, so they spread jobs evenly over the stripes.
         let stripe = (job_id.as_u128() % Self::STRIPES as u128) as usize;
-        self.stripes[stripe].lock().await
+        self.stripes[stripe].clone().lock_owned().await
     }
 }
 
@@ -341,7 +345,6 @@ impl JobService {
     ) -> Result<JobVersion, ServiceError> {
         let metadata = serde_json::to_value(metadata.to_map())
             .map_err(|error| ServiceError::Internal(Box::new(error)))?;
-        let _exclusive = self.locks.lock(job_id).await;
         let deadline = tokio::time::Instant::now() + RETRY_BUDGET;
         let mut attempt = 0;
         loop {
@@ -377,7 +380,8 @@ impl JobService {
 
     /// One attempt: load the job, check the condition against the version loaded, decide
     /// (cqrs-es's `Aggregate::handle`), and append — which succeeds only if that version is
-    /// still the job's last, so check and write are one decision.
+    /// still the job's last, so check and write are one decision. All under the job's lock in
+    /// this process.
     async fn attempt(
         &self,
         job_id: Uuid,
@@ -387,6 +391,8 @@ impl JobService {
         answering: Option<Answering<'_>>,
         loading: Loading,
     ) -> Result<Attempt, ServiceError> {
+        // Held until the commit has an outcome (it travels with the commit).
+        let exclusive = self.locks.lock(job_id).await;
         let id = job_id.to_string();
         let LoadedJob {
             mut state,
@@ -438,6 +444,7 @@ impl JobService {
             events: serialized,
             snapshot,
             answer,
+            held: Some(Held::new(exclusive)),
         };
         match self.commands.append(commit).await {
             Ok(()) => Ok(Attempt::Done {

@@ -22,6 +22,7 @@ fn creating(job_id: &str) -> Commit {
         events: vec![created_event(job_id, CUSTOMER)],
         snapshot: None,
         answer: None,
+        held: None,
     }
 }
 
@@ -58,13 +59,16 @@ backend_tests! {
         commits.insert(CREATES / 4, creating(&existing));
         commits.insert(CREATES / 2, lost_claim);
         commits.insert(3 * CREATES / 4, unreadable);
+        // Decided twice on the same version (a second command on a job whose first one is
+        // still waiting): one of the two is made, never both.
+        commits.push(creating(&created[0]));
         let outcomes = join_all(commits.into_iter().map(|commit| commands.append(commit))).await;
 
         let conflicts = outcomes.iter().filter(|o| matches!(o, Err(AppendError::Conflict))).count();
         let lost = outcomes.iter().filter(|o| matches!(o, Err(AppendError::ClaimLost))).count();
         let failed = outcomes.iter().filter(|o| matches!(o, Err(AppendError::Store(_)))).count();
         let succeeded = outcomes.iter().filter(|o| o.is_ok()).count();
-        assert_eq!((succeeded, conflicts, lost, failed), (CREATES, 1, 1, 1), "{outcomes:?}");
+        assert_eq!((succeeded, conflicts, lost, failed), (CREATES, 2, 1, 1), "{outcomes:?}");
 
         // Every acknowledged commit is there, events and projection alike; nothing else is.
         for id in &created {
@@ -112,6 +116,29 @@ backend_tests! {
             assert_eq!(view.is_some(), *found, "customer {customer} asking for {id}");
             if let Some(view) = view {
                 assert_eq!((view.id, view.customer_id), (*id, *customer));
+            }
+        }
+    }
+
+    async fn a_summary_that_does_not_read_fails_only_its_own_lookups(store: TestStore) {
+        let opened = store.open().await;
+        let (commands, queries) = (opened.commands(), opened.queries());
+        let (damaged, sound) = (Uuid::now_v7(), Uuid::now_v7());
+        for id in [damaged, sound] {
+            commands.append(creating(&id.to_string())).await.unwrap();
+        }
+        store
+            .execute_sql(&format!(
+                "UPDATE job_summary SET document = '{{\"not\": \"a job\"}}' WHERE job_id = '{damaged}'"
+            ))
+            .await;
+        let asked: Vec<Uuid> = [damaged, sound].into_iter().cycle().take(20).collect();
+        let answers = join_all(asked.iter().map(|id| queries.job(CUSTOMER, *id))).await;
+        for (id, answer) in asked.iter().zip(answers) {
+            if *id == damaged {
+                assert!(answer.is_err(), "the damaged summary is an error, not a job");
+            } else {
+                assert_eq!(answer.unwrap().map(|view| view.id), Some(sound));
             }
         }
     }

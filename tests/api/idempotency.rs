@@ -102,7 +102,7 @@ backend_tests! {
         let job = Uuid::now_v7().to_string();
         let late = commands.append(Commit {
             job_id: job.clone(), events: vec![created_event(&job, CUSTOMER)], snapshot: None,
-            answer: Some((slow.clone(), answer.clone())),
+            answer: Some((slow.clone(), answer.clone())), held: None,
         }).await;
         assert!(matches!(late, Err(AppendError::ClaimLost)), "{late:?}");
         assert_eq!(opened.log().event_count().await.unwrap(), 0, "nothing recorded");
@@ -112,7 +112,7 @@ backend_tests! {
 
         commands.append(Commit {
             job_id: job.clone(), events: vec![created_event(&job, CUSTOMER)], snapshot: None,
-            answer: Some((retry, answer.clone())),
+            answer: Some((retry, answer.clone())), held: None,
         }).await.unwrap();
         let replay = keys.claim(&request, lease).await.unwrap();
         assert_eq!(replay, ClaimOutcome::Answered(answer));

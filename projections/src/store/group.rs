@@ -137,7 +137,11 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     fn drop(&mut self) {
-        if !self.stopped && self.queue.worker_lost() {
+        // Outside a runtime (it is shutting down) there is nothing to start a worker on.
+        if !self.stopped
+            && self.queue.worker_lost()
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
             start_worker(self.queue.clone(), self.work.clone());
         }
     }

@@ -42,7 +42,7 @@ pub use queries::{JobQueries, StoredEvent};
 pub use rows::ProjectionTables;
 pub use sql::MigrationApplied;
 pub use sqlite::{SqliteBackend, SqliteJobStore};
-pub use write::{AppendError, CommandStore, Commit, JobSnapshot, StoredJob, SNAPSHOT_EVERY};
+pub use write::{AppendError, CommandStore, Commit, Held, JobSnapshot, StoredJob, SNAPSHOT_EVERY};
 
 /// Every face of a store, so that one `match` on the backend serves them all.
 trait StoreFaces:

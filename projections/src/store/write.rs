@@ -53,6 +53,24 @@ pub struct Commit {
     /// The answer to keep for the request's idempotency key, which the claim must still
     /// hold.
     pub answer: Option<(KeyClaim, StoredAnswer)>,
+    /// What the caller holds until the commit has an outcome (its lock on the job), kept
+    /// with the commit so that a caller that stops waiting does not let it go early.
+    pub held: Option<Held>,
+}
+
+/// Something held while a commit waits and is written, released once it has an outcome.
+pub struct Held(#[allow(dead_code)] Box<dyn Send + Sync>);
+
+impl Held {
+    pub fn new(value: impl Send + Sync + 'static) -> Self {
+        Held(Box::new(value))
+    }
+}
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("Held")
+    }
 }
 
 impl Commit {
@@ -248,7 +266,11 @@ impl<B: Backend> Store<B> {
         for (outcome, result) in outcomes.into_iter().zip(results) {
             // A request that stopped waiting (its client left) hears nothing; the commit
             // stands as it is.
-            let _ = outcome.send(result.unwrap_or(Ok(())));
+            let _ = outcome.send(result.unwrap_or_else(|| {
+                Err(AppendError::OutcomeUnknown(StoreError::Task(
+                    "a commit of the group was given no outcome".into(),
+                )))
+            }));
         }
     }
 
@@ -262,7 +284,26 @@ impl<B: Backend> Store<B> {
         indexes: &[usize],
     ) -> Result<GroupWritten, GroupFailed> {
         use GroupFailed::BeforeCommit;
-        let group = || indexes.iter().map(|&index| (index, &commits[index]));
+        // Two commits decided on the same version of a job cannot both be made: the later
+        // one is refused before anything is written (one multi-row insert would silently
+        // keep only the first of two rows with the same key).
+        let mut taken = HashSet::new();
+        let mut refused = Vec::new();
+        let mut writable = Vec::with_capacity(indexes.len());
+        for &index in indexes {
+            let keys: Vec<(&str, usize)> = commits[index]
+                .events
+                .iter()
+                .map(|event| (event.aggregate_id.as_str(), event.sequence))
+                .collect();
+            if keys.iter().any(|key| taken.contains(key)) {
+                refused.push((index, AppendError::Conflict));
+            } else {
+                taken.extend(keys);
+                writable.push(index);
+            }
+        }
+        let group = || writable.iter().map(|&index| (index, &commits[index]));
         let _writer = self.backend.exclusive_writer().await;
         let mut tx = self
             .pool
@@ -270,16 +311,18 @@ impl<B: Backend> Store<B> {
             .await
             .map_err(|e| BeforeCommit(e.into()))?;
         // Events first: on SQLite this takes the write lock before any read, so two writers
-        // queue on the busy timeout instead of deadlocking on an upgrade.
-        let events: Vec<&SerializedEvent> =
+        // queue on the busy timeout instead of deadlocking on an upgrade. In key order, as
+        // every row the group writes, so that two servers' groups take their row locks in
+        // the same order and cannot deadlock.
+        let mut events: Vec<&SerializedEvent> =
             group().flat_map(|(_, commit)| &commit.events).collect();
+        events.sort_by(|a, b| (&a.aggregate_id, a.sequence).cmp(&(&b.aggregate_id, b.sequence)));
         let inserted: HashSet<(String, i64)> =
             B::Db::insert_events(&mut tx, &events, domain::now())
                 .await
                 .map_err(|e| BeforeCommit(e.into()))?
                 .into_iter()
                 .collect();
-        let mut refused = Vec::new();
         for (index, commit) in group() {
             let raced = commit.events.iter().any(|event| {
                 !inserted.contains(&(event.aggregate_id.clone(), event.sequence as i64))
@@ -367,11 +410,14 @@ pub(super) async fn project_into<DB: JobSql>(
     for view in DB::load_views(&mut *connection, tables, &ids).await? {
         views.insert(view.id.to_string(), Some(view));
     }
-    let history = fold_events(&mut views, events)?;
+    let mut history = fold_events(&mut views, events)?;
+    // Rows in key order (see `write_group`).
+    history.sort_by(|(a, x), (b, y)| (a, x.sequence).cmp(&(b, y.sequence)));
     DB::insert_history(&mut *connection, tables, &history).await?;
+    let mut views: Vec<JobView> = views.into_values().flatten().collect();
+    views.sort_by_key(|view| view.id);
     let summaries = views
-        .into_values()
-        .flatten()
+        .into_iter()
         .map(SummaryDocument::new)
         .collect::<Result<Vec<_>, _>>()?;
     DB::upsert_summaries(connection, tables, &summaries).await
