@@ -231,7 +231,25 @@ impl<B: Backend> Store<B> {
         metrics::histogram!("jobs_group_commit_size").record(commits.len() as f64);
         let mut results: Vec<Option<Result<(), AppendError>>> =
             commits.iter().map(|_| None).collect();
-        let mut groups = vec![(0..commits.len()).collect::<Vec<usize>>()];
+        // Two commits decided on the same version of a job cannot both be made: the later
+        // one is refused before anything is written (one multi-row insert would silently
+        // keep only the first of two rows with the same key).
+        let mut taken = HashSet::new();
+        let mut writable = Vec::with_capacity(commits.len());
+        for (index, commit) in commits.iter().enumerate() {
+            let keys: Vec<(&str, usize)> = commit
+                .events
+                .iter()
+                .map(|event| (event.aggregate_id.as_str(), event.sequence))
+                .collect();
+            if keys.iter().any(|key| taken.contains(key)) {
+                results[index] = Some(Err(AppendError::Conflict));
+            } else {
+                taken.extend(keys);
+                writable.push(index);
+            }
+        }
+        let mut groups = vec![writable];
         while let Some(mut pending) = groups.pop() {
             while !pending.is_empty() {
                 match self.write_group(&commits, &pending).await {
@@ -274,8 +292,8 @@ impl<B: Backend> Store<B> {
         }
     }
 
-    /// One transaction for the commits `indexes` of `commits`: their events (each only
-    /// where its sequence is still free), the answers for their keys (each only where its
+    /// One transaction for the commits `indexes` of `commits` (no two of them for the same
+    /// job version): their events (each only where its sequence is still free), the answers for their keys (each only where its
     /// claim still holds), their snapshots and their projection rows. A commit whose event
     /// or answer could not be written refuses the whole transaction before it commits.
     async fn write_group(
@@ -284,26 +302,7 @@ impl<B: Backend> Store<B> {
         indexes: &[usize],
     ) -> Result<GroupWritten, GroupFailed> {
         use GroupFailed::BeforeCommit;
-        // Two commits decided on the same version of a job cannot both be made: the later
-        // one is refused before anything is written (one multi-row insert would silently
-        // keep only the first of two rows with the same key).
-        let mut taken = HashSet::new();
-        let mut refused = Vec::new();
-        let mut writable = Vec::with_capacity(indexes.len());
-        for &index in indexes {
-            let keys: Vec<(&str, usize)> = commits[index]
-                .events
-                .iter()
-                .map(|event| (event.aggregate_id.as_str(), event.sequence))
-                .collect();
-            if keys.iter().any(|key| taken.contains(key)) {
-                refused.push((index, AppendError::Conflict));
-            } else {
-                taken.extend(keys);
-                writable.push(index);
-            }
-        }
-        let group = || writable.iter().map(|&index| (index, &commits[index]));
+        let group = || indexes.iter().map(|&index| (index, &commits[index]));
         let _writer = self.backend.exclusive_writer().await;
         let mut tx = self
             .pool
@@ -317,15 +316,17 @@ impl<B: Backend> Store<B> {
         let mut events: Vec<&SerializedEvent> =
             group().flat_map(|(_, commit)| &commit.events).collect();
         events.sort_by(|a, b| (&a.aggregate_id, a.sequence).cmp(&(&b.aggregate_id, b.sequence)));
-        let inserted: HashSet<(String, i64)> =
-            B::Db::insert_events(&mut tx, &events, domain::now())
-                .await
-                .map_err(|e| BeforeCommit(e.into()))?
-                .into_iter()
-                .collect();
+        let inserted = B::Db::insert_events(&mut tx, &events, domain::now())
+            .await
+            .map_err(|e| BeforeCommit(e.into()))?;
+        let inserted: HashSet<(&str, i64)> = inserted
+            .iter()
+            .map(|(job_id, sequence)| (job_id.as_str(), *sequence))
+            .collect();
+        let mut refused = Vec::new();
         for (index, commit) in group() {
             let raced = commit.events.iter().any(|event| {
-                !inserted.contains(&(event.aggregate_id.clone(), event.sequence as i64))
+                !inserted.contains(&(event.aggregate_id.as_str(), event.sequence as i64))
             });
             if raced {
                 refused.push((index, AppendError::Conflict));
