@@ -7,7 +7,7 @@
 use crate::backend_tests;
 use crate::support::{created_event, Backend, TestApp, TestStore};
 use futures::future::join_all;
-use projections::idempotency::{ClaimOutcome, KeyedRequest, StoredAnswer};
+use projections::idempotency::{KeyedRequest, StoredAnswer};
 use projections::store::{AppendError, Commit};
 use serde_json::json;
 use std::time::Duration;
@@ -29,8 +29,7 @@ fn creating(job_id: &str) -> Commit {
 backend_tests! {
     async fn commits_arriving_together_share_transactions_and_fail_alone(store: TestStore) {
         let opened = store.open().await;
-        let (commands, keys, queries) =
-            (opened.commands(), opened.idempotency_keys(), opened.queries());
+        let (commands, queries) = (opened.commands(), opened.queries());
 
         // A job that exists already: creating it again conflicts.
         let existing = Uuid::now_v7().to_string();
@@ -39,12 +38,7 @@ backend_tests! {
         let request = KeyedRequest {
             customer_id: CUSTOMER, client_id: "client".into(), key: "k".into(), fingerprint: "f".into(),
         };
-        let lease = Duration::from_secs(15);
-        let ClaimOutcome::Claimed(lost) = keys.claim(&request, lease).await.unwrap() else {
-            panic!("a new key is claimed");
-        };
-        store.execute_sql("UPDATE idempotency_keys SET claimed_until_ms = 0").await;
-        assert!(matches!(keys.claim(&request, lease).await.unwrap(), ClaimOutcome::Claimed(_)));
+        let (lost, _retry) = store.claim_taken_over(&request, Duration::from_secs(15)).await;
         let mut lost_claim = creating(&Uuid::now_v7().to_string());
         lost_claim.answer =
             Some((lost, StoredAnswer { status: 201, headers: vec![], body: None }));

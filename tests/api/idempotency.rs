@@ -88,14 +88,8 @@ backend_tests! {
             customer_id: CUSTOMER, client_id: "client".into(), key: "slow".into(), fingerprint: "f".into(),
         };
         let lease = Duration::from_secs(15);
-        let ClaimOutcome::Claimed(slow) = keys.claim(&request, lease).await.unwrap() else {
-            panic!("a new key is claimed");
-        };
         // Its claim runs out (its server is slow, or its clock was); a retry takes over.
-        store.execute_sql("UPDATE idempotency_keys SET claimed_until_ms = 0").await;
-        let ClaimOutcome::Claimed(retry) = keys.claim(&request, lease).await.unwrap() else {
-            panic!("a claim that ran out is taken over");
-        };
+        let (slow, retry) = store.claim_taken_over(&request, lease).await;
         assert_ne!(slow.token, retry.token);
 
         let answer = StoredAnswer { status: 201, headers: vec![], body: Some("{}".into()) };

@@ -4,6 +4,7 @@
 
 use jobs_service::auth::secrets::SecretHasher;
 use jobs_service::auth::Scope;
+use projections::idempotency::{ClaimOutcome, KeyClaim, KeyedRequest};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use uuid::Uuid;
@@ -171,24 +172,31 @@ impl TestStore {
     /// The one integer a query such as `SELECT count(*) …` answers, read behind the
     /// application's back.
     pub async fn count(&self, sql: &str) -> i64 {
-        use sqlx::Connection;
         if self.is_postgres() {
-            let mut connection = sqlx::PgConnection::connect(&self.database_url)
-                .await
-                .expect("connect");
-            sqlx::query_scalar(sql)
-                .fetch_one(&mut connection)
-                .await
-                .expect("a count")
+            count_raw::<sqlx::PgConnection>(&self.database_url, sql).await
         } else {
-            let mut connection = sqlx::SqliteConnection::connect(&self.database_url)
-                .await
-                .expect("connect");
-            sqlx::query_scalar(sql)
-                .fetch_one(&mut connection)
-                .await
-                .expect("a count")
+            count_raw::<sqlx::SqliteConnection>(&self.database_url, sql).await
         }
+    }
+
+    /// A claim on `request`'s idempotency key that ran out and was taken over by a retry:
+    /// `(the lost claim, the retry's)`, each for `lease`.
+    pub async fn claim_taken_over(
+        &self,
+        request: &KeyedRequest,
+        lease: std::time::Duration,
+    ) -> (KeyClaim, KeyClaim) {
+        let keys = self.open().await.idempotency_keys();
+        let ClaimOutcome::Claimed(lost) = keys.claim(request, lease).await.unwrap() else {
+            panic!("a new key is claimed");
+        };
+        // Its claim runs out (its server is slow, or its clock was); a retry takes over.
+        self.execute_sql("UPDATE idempotency_keys SET claimed_until_ms = 0")
+            .await;
+        let ClaimOutcome::Claimed(retry) = keys.claim(request, lease).await.unwrap() else {
+            panic!("a claim that ran out is taken over");
+        };
+        (lost, retry)
     }
 
     /// The names of the tables and indexes the database holds, sorted.
@@ -303,6 +311,21 @@ where
         .execute(&mut connection)
         .await
         .expect("the SQL runs");
+}
+
+async fn count_raw<C>(url: &str, sql: &str) -> i64
+where
+    C: sqlx::Connection,
+    for<'c> &'c mut C: sqlx::Executor<'c, Database = C::Database>,
+    for<'q> <C::Database as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, C::Database>,
+    for<'r> (i64,): sqlx::FromRow<'r, <C::Database as sqlx::Database>::Row>,
+{
+    let mut connection = C::connect(url).await.expect("connect");
+    let (count,): (i64,) = sqlx::query_as(sql)
+        .fetch_one(&mut connection)
+        .await
+        .expect("a count");
+    count
 }
 
 async fn create_database(admin_url: &str, name: &str) {
