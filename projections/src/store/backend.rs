@@ -9,6 +9,7 @@ use super::group::GroupQueue;
 use super::read::{lookup_queue, Lookup};
 use super::rows::ProjectionTables;
 use super::sql::{Connection, JobSql, MigrationApplied, Sql};
+use super::stash::ConnectionStash;
 use super::write::{commit_queue, Waiting};
 use crate::error::StoreError;
 use crate::log::{LogCursor, LogFilter, LoggedEvent, TransactionsAhead};
@@ -149,6 +150,8 @@ pub struct Store<B: Backend> {
     pub(super) commits: Arc<GroupQueue<Waiting>>,
     /// Job lookups waiting to be answered as a group.
     pub(super) lookups: Arc<GroupQueue<Lookup>>,
+    /// Connections the hot paths keep at hand (see `stash.rs`).
+    pub(super) connections: Arc<ConnectionStash<B::Db>>,
 }
 
 impl<B: Backend> Clone for Store<B> {
@@ -159,18 +162,21 @@ impl<B: Backend> Clone for Store<B> {
             backend: self.backend.clone(),
             commits: self.commits.clone(),
             lookups: self.lookups.clone(),
+            connections: self.connections.clone(),
         }
     }
 }
 
 impl<B: Backend> Store<B> {
     pub(super) fn new(pool: sqlx::Pool<B::Db>, events: B::Events, backend: B) -> Self {
+        let connections = Arc::new(ConnectionStash::new(&pool));
         Store {
             pool,
             events: Arc::new(events),
             backend,
             commits: Arc::new(commit_queue::<B>()),
             lookups: Arc::new(lookup_queue()),
+            connections,
         }
     }
 

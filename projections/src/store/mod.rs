@@ -12,6 +12,8 @@
 //!   and verify implementations — ordinary code generic over the backend;
 //! - `queries.rs`: the read side's interface ([`JobQueries`]);
 //! - `keys.rs`: idempotency keys' claims (their answers are written by `write.rs`);
+//! - `group.rs`: the queue that groups commits and lookups; `stash.rs`: the connections the
+//!   hot paths keep, to skip sqlx's ping on each release;
 //! - `clients.rs`: the OAuth client registry, kept here because it shares the pool, the
 //!   migrations and SQLite's writer queue.
 
@@ -25,6 +27,7 @@ mod read;
 mod rows;
 mod sql;
 pub mod sqlite;
+mod stash;
 mod upkeep;
 mod write;
 

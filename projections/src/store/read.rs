@@ -34,8 +34,10 @@ pub(super) fn lookup_queue() -> GroupQueue<Lookup> {
 impl<B: Backend> Store<B> {
     /// The summaries of the jobs `ids` (those that have one).
     async fn load_views(&self, ids: &[&str]) -> Result<Vec<JobView>, StoreError> {
-        let mut connection = self.pool.acquire().await?;
-        B::Db::load_views(&mut connection, ProjectionTables::LIVE, ids).await
+        let mut connection = self.connections.take(&self.pool).await?;
+        let views = B::Db::load_views(&mut connection, ProjectionTables::LIVE, ids).await?;
+        self.connections.keep(connection);
+        Ok(views)
     }
 
     /// Answers a group of lookups with one query for the jobs they name; each sees its job

@@ -119,7 +119,9 @@ pub trait CommandStore: Send + Sync {
 impl<B: Backend> CommandStore for Store<B> {
     /// From the newest snapshot (one is kept per job; the newest wins should there be more).
     async fn load(&self, job_id: &str) -> Result<StoredJob, StoreError> {
-        let rows = B::Db::select_aggregate(&self.pool, domain::AGGREGATE_TYPE, job_id).await?;
+        let mut connection = self.connections.take(&self.pool).await?;
+        let rows = B::Db::select_aggregate(&mut connection, domain::AGGREGATE_TYPE, job_id).await?;
+        self.connections.keep(connection);
         let mut job = StoredJob::default();
         for (sequence, snapshot_number, payload) in rows {
             match snapshot_number {
@@ -304,9 +306,12 @@ impl<B: Backend> Store<B> {
         use GroupFailed::BeforeCommit;
         let group = || indexes.iter().map(|&index| (index, &commits[index]));
         let _writer = self.backend.exclusive_writer().await;
-        let mut tx = self
-            .pool
-            .begin()
+        let mut connection = self
+            .connections
+            .take(&self.pool)
+            .await
+            .map_err(|e| BeforeCommit(e.into()))?;
+        let mut tx = sqlx::Acquire::begin(&mut *connection)
             .await
             .map_err(|e| BeforeCommit(e.into()))?;
         // Events first: on SQLite this takes the write lock before any read, so two writers
@@ -383,6 +388,7 @@ impl<B: Backend> Store<B> {
         tx.commit()
             .await
             .map_err(|error| GroupFailed::AtCommit(error.into()))?;
+        self.connections.keep(connection);
         Ok(GroupWritten::Committed)
     }
 }

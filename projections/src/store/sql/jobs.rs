@@ -94,7 +94,7 @@ pub trait JobSql: Database {
     /// `(last sequence, Some(number), state)`, then the events after it as
     /// `(sequence, None, payload)`, in order.
     async fn select_aggregate(
-        pool: &Pool<Self>,
+        connection: &mut Connection<Self>,
         aggregate_type: &str,
         aggregate_id: &str,
     ) -> Result<Vec<(i64, Option<i64>, serde_json::Value)>, sqlx::Error>;
@@ -396,7 +396,7 @@ where
     }
 
     async fn select_aggregate(
-        pool: &Pool<Self>,
+        connection: &mut Connection<Self>,
         aggregate_type: &str,
         aggregate_id: &str,
     ) -> Result<Vec<(i64, Option<i64>, serde_json::Value)>, sqlx::Error> {
@@ -415,7 +415,7 @@ where
         )
         .bind(aggregate_type)
         .bind(aggregate_id)
-        .fetch_all(pool)
+        .fetch_all(&mut *connection)
         .await
     }
 
