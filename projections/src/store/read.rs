@@ -26,9 +26,13 @@ pub(super) struct Lookup {
     answer: oneshot::Sender<Result<Option<JobView>, StoreError>>,
 }
 
-/// Grouped lookups' queue: a few groups at once, each one query on a connection of its own.
+/// Grouped lookups' queue: one group at a time. A group's query costs little more for 200
+/// jobs than for one, so a single worker, whose groups grow while it queries, serves more
+/// lookups than several with small groups: with 32 clients reading on two cores, one
+/// worker answered 18–19k reads/s (p99 4–5 ms) on PostgreSQL, where two answered 14–17k and
+/// four 13k (p99 7 ms); on SQLite 19k against 16k.
 pub(super) fn lookup_queue() -> GroupQueue<Lookup> {
-    GroupQueue::new(4, 256)
+    GroupQueue::new(1, 256)
 }
 
 impl<B: Backend> Store<B> {
