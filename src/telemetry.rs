@@ -4,16 +4,28 @@
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
+use tracing_appender::non_blocking::WorkerGuard;
 
-/// Logs to stderr; `RUST_LOG` overrides the default level (info).
-pub fn init() {
+/// Logs to stderr; `RUST_LOG` overrides the default level (info). Lines are formatted where
+/// they are logged and written by a thread of their own, which writes all the lines waiting
+/// at once: one `write` per batch instead of one per request (the request log line's write
+/// was about 4% of a loaded server's CPU). No line is dropped: should stderr stop taking
+/// them, loggers wait once 128 000 lines are queued, as they waited on each write before.
+/// Keep the returned guard until the process ends: dropping it writes what is queued.
+#[must_use = "dropping the guard stops the log writer"]
+pub fn init() -> WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("jobs-log-writer")
+        .finish(std::io::BufWriter::new(std::io::stderr()));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
+    guard
 }
 
 /// Commands per group commit: one at rest, up to the group's bound (128) under load.

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    jobs_service::telemetry::init();
+    // Held to the end of `main`, so the log's last lines are written.
+    let _log_writer = jobs_service::telemetry::init();
     let settings = match Settings::try_parse() {
         Ok(settings) => settings,
         Err(error) => {
