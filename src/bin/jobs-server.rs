@@ -1,5 +1,12 @@
 //! `jobs-server`: parses configuration and runs the service until SIGINT/SIGTERM.
 
+/// jemalloc in place of glibc's malloc: malloc and free were a fifth of a loaded server's
+/// CPU, much of it glibc's arena locks and bin refills between the two runtime threads.
+/// With jemalloc, reads ran 20–40% faster and creates 8–18%, and peak RSS fell from 45 to
+/// 40 MiB (mimalloc, tried before, was as fast but kept up to 74 MiB).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use clap::Parser;
 use jobs_service::{app::shutdown_signal, Application, Settings};
 use std::process::ExitCode;
