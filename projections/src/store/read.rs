@@ -56,14 +56,28 @@ impl<B: Backend> Store<B> {
         let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
         let found = self.load_views(&ids).await;
         if found.as_ref().is_err_and(|error| !error.is_unavailable()) && ids.len() > 1 {
-            // One summary that does not read fails only the lookups of its own job.
+            // One summary that does not read fails only the lookups of its own job; each
+            // job is read once, however many lookups name it.
+            let mut by_job: HashMap<Uuid, Result<Option<JobView>, Arc<StoreError>>> =
+                HashMap::new();
+            for id in &ids {
+                let found = self.load_views(&[id]).await;
+                let view = found
+                    .map(|views| views.into_iter().next())
+                    .map_err(Arc::new);
+                if let Ok(job_id) = Uuid::parse_str(id) {
+                    by_job.insert(job_id, view);
+                }
+            }
             for lookup in group {
-                let id = lookup.job_id.to_string();
-                let view = self.load_views(&[&id]).await.map(|views| {
-                    views
-                        .into_iter()
-                        .find(|view| view.customer_id == lookup.customer_id)
-                });
+                let view = match by_job.get(&lookup.job_id) {
+                    Some(Ok(view)) => Ok(view
+                        .as_ref()
+                        .filter(|view| view.customer_id == lookup.customer_id)
+                        .cloned()),
+                    Some(Err(error)) => Err(StoreError::Shared(error.clone())),
+                    None => Ok(None),
+                };
                 let _ = lookup.answer.send(view);
             }
             return;

@@ -19,28 +19,47 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Database, Pool};
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Idle connections of the hot paths, last kept first taken (the warmest one).
 pub(super) struct ConnectionStash<DB: Database> {
-    idle: Mutex<Vec<PoolConnection<DB>>>,
+    idle: Mutex<Vec<Kept<DB>>>,
     /// One per connection the hot paths may hold, idle or in use; first come first served.
     permits: Arc<Semaphore>,
+    /// The pool's limits, which sqlx applies only to connections handed back to it: a kept
+    /// connection idle longer than `idle_timeout`, or held longer than `max_lifetime`, is
+    /// handed back instead of used (a firewall may have dropped it meanwhile).
+    idle_timeout: Option<Duration>,
+    max_lifetime: Option<Duration>,
+}
+
+/// A connection idle in the stash.
+struct Kept<DB: Database> {
+    connection: PoolConnection<DB>,
+    /// When the stash took it from the pool.
+    since: Instant,
+    /// When it was last kept.
+    idle_since: Instant,
 }
 
 /// A connection a hot path holds, with its permit.
 pub(super) struct StashedConnection<DB: Database> {
     connection: PoolConnection<DB>,
+    since: Instant,
     permit: OwnedSemaphorePermit,
 }
 
 impl<DB: Database> ConnectionStash<DB> {
     /// A stash for connections of `pool`, holding at most half of them.
     pub fn new(pool: &Pool<DB>) -> Self {
-        let share = (pool.options().get_max_connections() as usize / 2).max(1);
+        let options = pool.options();
+        let share = (options.get_max_connections() as usize / 2).max(1);
         Self {
             idle: Mutex::new(Vec::new()),
             permits: Arc::new(Semaphore::new(share)),
+            idle_timeout: options.get_idle_timeout(),
+            max_lifetime: options.get_max_lifetime(),
         }
     }
 
@@ -53,26 +72,60 @@ impl<DB: Database> ConnectionStash<DB> {
             .acquire_owned()
             .await
             .map_err(|_| sqlx::Error::PoolClosed)?; // never closed
-        let kept = self.lock().pop();
-        let connection = match kept {
-            Some(connection) => connection,
-            None => pool.acquire().await?,
+        let kept = self.fresh_kept();
+        let (connection, since) = match kept {
+            Some(kept) => (kept.connection, kept.since),
+            None => (pool.acquire().await?, Instant::now()),
         };
-        Ok(StashedConnection { connection, permit })
+        Ok(StashedConnection {
+            connection,
+            since,
+            permit,
+        })
+    }
+
+    /// The warmest kept connection within the pool's limits; those past them are handed
+    /// back to the pool (whose release pings them, and closes them if they are too old).
+    fn fresh_kept(&self) -> Option<Kept<DB>> {
+        let past = |limit: Option<Duration>, since: Instant| {
+            limit.is_some_and(|limit| since.elapsed() > limit)
+        };
+        let stale = |kept: &Kept<DB>| {
+            past(self.idle_timeout, kept.idle_since) || past(self.max_lifetime, kept.since)
+        };
+        let mut idle = self.lock();
+        if !idle.iter().any(stale) {
+            return idle.pop();
+        }
+        let (handed_back, fresh): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut *idle).into_iter().partition(stale);
+        *idle = fresh;
+        let warmest = idle.pop();
+        drop(idle);
+        drop(handed_back); // outside the lock: each hand-back spawns a task
+        warmest
     }
 
     /// Keeps `connection` for the next taker. Only for a connection whose last statement
     /// finished without error, outside any transaction.
     pub fn keep(&self, connection: StashedConnection<DB>) {
-        let StashedConnection { connection, permit } = connection;
-        self.lock().push(connection);
+        let StashedConnection {
+            connection,
+            since,
+            permit,
+        } = connection;
+        self.lock().push(Kept {
+            connection,
+            since,
+            idle_since: Instant::now(),
+        });
         // Only now, so that the next permit's holder finds the connection.
         drop(permit);
     }
 
     /// The list is left whole by every critical section (a push or a pop), so a panic
     /// elsewhere while it was locked cannot have broken it.
-    fn lock(&self) -> MutexGuard<'_, Vec<PoolConnection<DB>>> {
+    fn lock(&self) -> MutexGuard<'_, Vec<Kept<DB>>> {
         self.idle
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -100,18 +153,19 @@ mod tests {
     use sqlx::sqlite::{SqlitePool, SqlitePoolOptions};
     use sqlx::Sqlite;
 
-    // Each connection to `sqlite::memory:` has a database of its own, so a table one
-    // connection made tells that connection apart from the others.
-    async fn pool_of_four() -> SqlitePool {
+    // A temporary table is its connection's own, so it tells that connection apart from
+    // the others (the pool's connections share one in-memory database).
+    async fn pool_of_four(idle_timeout: Option<Duration>) -> SqlitePool {
         SqlitePoolOptions::new()
             .max_connections(4)
+            .idle_timeout(idle_timeout)
             .connect("sqlite::memory:")
             .await
             .unwrap()
     }
 
     async fn mark(connection: &mut StashedConnection<Sqlite>) {
-        sqlx::query("CREATE TABLE marked (x INTEGER)")
+        sqlx::query("CREATE TEMP TABLE marked (x INTEGER)")
             .execute(&mut ***connection)
             .await
             .unwrap();
@@ -126,7 +180,7 @@ mod tests {
 
     #[tokio::test]
     async fn hot_paths_hold_half_the_pool_and_wait_their_turn() {
-        let pool = pool_of_four().await;
+        let pool = pool_of_four(None).await;
         let stash = ConnectionStash::new(&pool);
         let mut first = stash.take(&pool).await.unwrap();
         let _second = stash.take(&pool).await.unwrap();
@@ -138,7 +192,9 @@ mod tests {
 
         mark(&mut first).await;
         stash.keep(first);
+        assert_eq!(stash.lock().len(), 1, "kept, not handed back to the pool");
         let mut third = third.await.unwrap();
+        assert!(stash.lock().is_empty());
         assert!(
             is_marked(&mut third).await,
             "the waiter is given the kept connection"
@@ -147,7 +203,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_dropped_connection_frees_its_place_and_is_not_kept() {
-        let pool = pool_of_four().await;
+        let pool = pool_of_four(None).await;
         let stash = ConnectionStash::new(&pool);
         let dropped = stash.take(&pool).await.unwrap();
         let _held = stash.take(&pool).await.unwrap();
@@ -162,5 +218,26 @@ mod tests {
             next.await.is_ok_and(|taken| taken.is_ok()),
             "its place is free"
         );
+    }
+
+    #[tokio::test]
+    async fn a_connection_idle_past_the_pools_limit_is_handed_back_not_used() {
+        let pool = pool_of_four(Some(Duration::from_millis(50))).await;
+        let stash = ConnectionStash::new(&pool);
+        let mut old = stash.take(&pool).await.unwrap();
+        mark(&mut old).await;
+        stash.keep(old);
+        let mut warm = stash.take(&pool).await.unwrap();
+        assert!(
+            is_marked(&mut warm).await,
+            "a connection kept a moment ago is used"
+        );
+        stash.keep(warm);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            stash.fresh_kept().is_none(),
+            "past the idle timeout it is not used"
+        );
+        assert!(stash.lock().is_empty(), "and not kept either");
     }
 }
