@@ -13,8 +13,36 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    // Held to the end of `main`, so the log's last lines are written.
-    let _log_writer = jobs_service::telemetry::init();
+    let log_writer = jobs_service::telemetry::init();
+    let outcome = serve().await;
+    // The log's last lines are written before the failure's own line, which follows them.
+    drop(log_writer);
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure { reason, status }) => {
+            eprintln!("jobs-server: {reason}");
+            status
+        }
+    }
+}
+
+/// Why the server could not start or stopped, in one line, and its exit status.
+struct Failure {
+    reason: String,
+    status: ExitCode,
+}
+
+impl Failure {
+    fn new(reason: impl std::fmt::Display) -> Self {
+        Failure {
+            reason: reason.to_string(),
+            status: ExitCode::FAILURE,
+        }
+    }
+}
+
+/// Parses the configuration and serves until a signal stops the server.
+async fn serve() -> Result<(), Failure> {
     let settings = match Settings::try_parse() {
         Ok(settings) => settings,
         Err(error) => {
@@ -28,34 +56,22 @@ async fn main() -> ExitCode {
             // One line, like every other start-up failure (clap's own adds usage text).
             let text = error.to_string();
             let reason = text.lines().next().unwrap_or("invalid arguments");
-            eprintln!("jobs-server: {}", reason.trim_start_matches("error: "));
-            return ExitCode::from(2);
+            return Err(Failure {
+                reason: reason.trim_start_matches("error: ").to_owned(),
+                status: ExitCode::from(2),
+            });
         }
     };
-    let application = match Application::build(&settings).await {
-        Ok(application) => application,
-        Err(error) => {
-            eprintln!("jobs-server: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let application = Application::build(&settings).await.map_err(Failure::new)?;
     // Before the address is printed: from then on a signal must stop the server gracefully.
     let shutdown = shutdown_signal();
-    match application.local_addr() {
-        Ok(address) => println!(
-            "jobs-server listening on http://{address} (store: {})",
-            application.backend()
-        ),
-        Err(error) => {
-            eprintln!("jobs-server: {error}");
-            return ExitCode::FAILURE;
-        }
-    }
-    match application.run_until_stopped(shutdown).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("jobs-server: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    let address = application.local_addr().map_err(Failure::new)?;
+    println!(
+        "jobs-server listening on http://{address} (store: {})",
+        application.backend()
+    );
+    application
+        .run_until_stopped(shutdown)
+        .await
+        .map_err(Failure::new)
 }
