@@ -47,62 +47,66 @@ impl<B: Backend> Store<B> {
     /// Answers a group of lookups with one query for the jobs they name; each sees its job
     /// only if it is its customer's.
     async fn look_up_group(&self, group: Vec<Lookup>) {
-        let ids: Vec<String> = group
+        let job_ids: Vec<Uuid> = group
             .iter()
-            .map(|lookup| lookup.job_id.to_string())
+            .map(|lookup| lookup.job_id)
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
-        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-        let found = self.load_views(&ids).await;
-        if found.as_ref().is_err_and(|error| !error.is_unavailable()) && ids.len() > 1 {
-            // One summary that does not read fails only the lookups of its own job; each
-            // job is read once, however many lookups name it.
-            let mut by_job: HashMap<Uuid, Result<Option<JobView>, Arc<StoreError>>> =
-                HashMap::new();
-            for id in &ids {
-                let found = self.load_views(&[id]).await;
-                let view = found
-                    .map(|views| views.into_iter().next())
-                    .map_err(Arc::new);
-                if let Ok(job_id) = Uuid::parse_str(id) {
-                    by_job.insert(job_id, view);
-                }
-            }
-            for lookup in group {
-                let view = match by_job.get(&lookup.job_id) {
-                    Some(Ok(view)) => Ok(view
-                        .as_ref()
-                        .filter(|view| view.customer_id == lookup.customer_id)
-                        .cloned()),
-                    Some(Err(error)) => Err(StoreError::Shared(error.clone())),
-                    None => Ok(None),
-                };
-                let _ = lookup.answer.send(view);
-            }
-            return;
+        let found = self.find_views(&job_ids).await;
+        for lookup in group {
+            let view = match found.get(&lookup.job_id) {
+                Some(Ok(view)) => Ok(view
+                    .as_ref()
+                    .filter(|view| view.customer_id == lookup.customer_id)
+                    .cloned()),
+                Some(Err(error)) => Err(StoreError::Shared(error.clone())),
+                None => Ok(None), // not reached: every job asked for has its entry
+            };
+            let _ = lookup.answer.send(view);
         }
-        match found {
+    }
+
+    /// For each of the jobs `job_ids`, its summary (if it has one) or the error reading it:
+    /// one query for all of them — or, should a summary not read, one per job, so that it
+    /// fails only the lookups of its own job.
+    async fn find_views(&self, job_ids: &[Uuid]) -> HashMap<Uuid, ViewOrError> {
+        let ids: Vec<String> = job_ids.iter().map(Uuid::to_string).collect();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        match self.load_views(&ids).await {
             Ok(views) => {
-                let views: HashMap<Uuid, JobView> =
+                let mut views: HashMap<Uuid, JobView> =
                     views.into_iter().map(|view| (view.id, view)).collect();
-                for lookup in group {
-                    let view = views
-                        .get(&lookup.job_id)
-                        .filter(|view| view.customer_id == lookup.customer_id)
-                        .cloned();
-                    let _ = lookup.answer.send(Ok(view));
-                }
+                job_ids
+                    .iter()
+                    .map(|job_id| (*job_id, Ok(views.remove(job_id))))
+                    .collect()
             }
-            Err(error) => {
+            Err(error) if error.is_unavailable() || ids.len() == 1 => {
                 let error = Arc::new(error);
-                for lookup in group {
-                    let _ = lookup.answer.send(Err(StoreError::Shared(error.clone())));
+                job_ids
+                    .iter()
+                    .map(|job_id| (*job_id, Err(error.clone())))
+                    .collect()
+            }
+            Err(_) => {
+                let mut per_job = HashMap::new();
+                for (job_id, id) in job_ids.iter().zip(&ids) {
+                    let found = self.load_views(&[id]).await;
+                    let view = found
+                        .map(|views| views.into_iter().next())
+                        .map_err(Arc::new);
+                    per_job.insert(*job_id, view);
                 }
+                per_job
             }
         }
     }
 }
+
+/// A job's summary as a group's lookup found it: none, one, or the error reading it
+/// (shared by every lookup of that job).
+type ViewOrError = Result<Option<JobView>, Arc<StoreError>>;
 
 #[async_trait]
 impl<B: Backend> JobQueries for Store<B> {

@@ -295,9 +295,10 @@ impl<B: Backend> Store<B> {
     }
 
     /// One transaction for the commits `indexes` of `commits` (no two of them for the same
-    /// job version): their events (each only where its sequence is still free), the answers for their keys (each only where its
-    /// claim still holds), their snapshots and their projection rows. A commit whose event
-    /// or answer could not be written refuses the whole transaction before it commits.
+    /// job version): their events (each only where its sequence is still free), the answers
+    /// for their keys (each only where its claim still holds), their snapshots and their
+    /// projection rows. A commit whose event or answer could not be written refuses the whole
+    /// transaction before it commits.
     async fn write_group(
         &self,
         commits: &[Commit],
