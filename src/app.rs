@@ -5,6 +5,8 @@ use crate::auth::secrets::{HashError, SecretHasher};
 use crate::auth::tokens::{KeyError, TokenKeys};
 use crate::auth::Authenticator;
 use crate::config::{OpenError, Settings};
+use crate::http::connections::{self, ConnectionLimits};
+use crate::http::rate_limits::RateLimits;
 use crate::http::{router, AppState};
 use crate::service::JobService;
 use std::future::Future;
@@ -40,6 +42,7 @@ pub struct Application {
     backend: &'static str,
     service: Arc<JobService>,
     key_retention: Duration,
+    connection_limits: ConnectionLimits,
 }
 
 /// How often the server purges idempotency keys past their retention.
@@ -81,6 +84,7 @@ impl Application {
         let state = AppState {
             service: service.clone(),
             auth: Arc::new(Authenticator::new(keys, Arc::new(hasher), store.clients())),
+            limits: Arc::new(RateLimits::new(&settings.rate_limits)),
         };
         Ok(Self {
             listener,
@@ -88,6 +92,7 @@ impl Application {
             backend: store.backend_name(),
             service,
             key_retention: settings.key_retention.duration(),
+            connection_limits: settings.connections.limits(),
         })
     }
 
@@ -99,7 +104,8 @@ impl Application {
         self.backend
     }
 
-    /// Serves until `shutdown` completes, then lets in-flight requests finish. Meanwhile
+    /// Serves until `shutdown` completes, then lets in-flight requests finish (within the
+    /// shutdown timeout; see [`connections::serve`]). Meanwhile
     /// purges idempotency keys past their retention, at start and every hour, and keeps
     /// the metrics' histograms folded.
     pub async fn run_until_stopped(
@@ -108,9 +114,8 @@ impl Application {
     ) -> std::io::Result<()> {
         let purging = tokio::spawn(purge_keys(self.service, self.key_retention));
         let folding = tokio::spawn(crate::telemetry::keep_metrics_folded());
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let served =
+            connections::serve(self.listener, self.router, self.connection_limits, shutdown).await;
         purging.abort();
         folding.abort();
         served

@@ -27,6 +27,70 @@ pub struct Settings {
 
     #[command(flatten)]
     pub key_retention: KeyRetention,
+
+    #[command(flatten)]
+    pub connections: ConnectionOptions,
+
+    #[command(flatten)]
+    pub rate_limits: RateLimitOptions,
+}
+
+/// How the server treats connections: the bounds that keep a few careless or hostile
+/// clients from holding it (SPEC §6).
+#[derive(Debug, Clone, Copy, Args)]
+pub struct ConnectionOptions {
+    /// Connections served at once. One more is answered 503 (problem+json, `Retry-After`)
+    /// and closed, so the server never runs out of file descriptors.
+    #[arg(long, env = "JOBS_MAX_CONNECTIONS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+
+    /// Seconds a client has to send a request's head, counted from when the server starts
+    /// waiting for it: on a new connection, and after each answer on a kept-alive one, so
+    /// this is also how long an idle connection is kept. Trickling clients are closed.
+    #[arg(long, env = "JOBS_HEADER_READ_TIMEOUT", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub header_read_timeout: u32,
+
+    /// Seconds an answer may wait for a client that stops reading it before the connection
+    /// is closed.
+    #[arg(long, env = "JOBS_WRITE_TIMEOUT", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub write_timeout: u32,
+
+    /// Seconds in-flight requests get to finish after SIGTERM or SIGINT; connections still
+    /// open then are closed and the server exits.
+    #[arg(long, env = "JOBS_SHUTDOWN_TIMEOUT", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub shutdown_timeout: u32,
+}
+
+impl ConnectionOptions {
+    pub fn limits(&self) -> crate::http::connections::ConnectionLimits {
+        let seconds = |value: u32| Duration::from_secs(value.into());
+        crate::http::connections::ConnectionLimits {
+            max_connections: self.max_connections as usize,
+            header_read_timeout: seconds(self.header_read_timeout),
+            write_timeout: seconds(self.write_timeout),
+            shutdown_timeout: seconds(self.shutdown_timeout),
+        }
+    }
+}
+
+/// Per-client request rates (SPEC §6); `0` turns a limit off.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct RateLimitOptions {
+    /// Requests per second each client (an access token's subject) may make to `/v1`,
+    /// in bursts of as many. Over it: 429 with `Retry-After`.
+    #[arg(long, env = "JOBS_RATE_LIMIT", default_value_t = 200,
+          value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub rate_limit: u32,
+
+    /// Token requests per second each client id, and each remote address, may make to
+    /// `/auth/tokens`, in bursts of as many. Over it: 429 with `Retry-After`.
+    #[arg(long, env = "JOBS_TOKEN_RATE_LIMIT", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub token_rate_limit: u32,
 }
 
 /// How long idempotency keys are kept.

@@ -3,7 +3,9 @@
 #
 #   prepare_runs NAME         a work directory, a PostgreSQL server, the EXIT cleanup
 #   start_server BINARY NAME URL
-#                             starts it on a free port; sets server_pid and server_address
+#                             starts it on a free port, rate limits off (a benchmark or a
+#                             fuzzer is one client sending as fast as it can); sets
+#                             server_pid and server_address
 #   stop_server
 #   issue_token ADMIN URL CUSTOMER
 #                             registers a client with every scope for CUSTOMER (with the
@@ -34,6 +36,7 @@ prepare_runs() {
 start_server() {
   local binary=$1 name=$2 url=$3
   "$binary" --listen 127.0.0.1:0 --database-url "$url" --data-dir "$work" \
+    --rate-limit 0 --token-rate-limit 0 \
     >"$work/$name.out" 2>"$work/$name.log" &
   server_pid=$!
   for _ in $(seq 1 100); do

@@ -1,6 +1,7 @@
 //! [`Authorized`]: the extractor every `/v1` handler takes first. It applies SPEC §2's order
 //! of checks, so every handler gets it right by construction: an accepted access token (else
-//! 401) → the `Customer-Id` header (else 400) → the token's scope and customers (else 403).
+//! 401) → the client's rate limit (else 429) → the `Customer-Id` header (else 400) → the
+//! token's scope and customers (else 403).
 //! Path, query and body come after, in the handler's later arguments.
 
 use crate::auth::{AuthenticationError, Caller, Scope};
@@ -8,6 +9,7 @@ use crate::http::context::{CallerSlot, RequestId};
 use crate::http::error::ApiError;
 use crate::http::extract::Customer;
 use crate::http::problem::ProblemType;
+use crate::http::rate_limits::QuotaSlot;
 use crate::http::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::{header, request::Parts, HeaderMap};
@@ -73,6 +75,12 @@ impl<R: RequiredScope> FromRequestParts<AppState> for Authorized<R> {
                 AuthenticationError::Failed(failure) => ApiError::store(failure),
             })?;
         CallerSlot::fill(parts, caller.client_id.to_string());
+        if let Some(quota) = state.limits.client(caller.client_id) {
+            QuotaSlot::fill(&parts.extensions, quota);
+            if quota.is_limited() {
+                return Err(rejected("rate_limited", ApiError::TooManyRequests(quota)));
+            }
+        }
         let Customer(customer) = Customer::from_request_parts(parts, state).await?;
         if !caller.has_scope(R::SCOPE) {
             return Err(rejected(

@@ -8,6 +8,7 @@
 use crate::auth::Scope;
 use crate::http::context::ErrorReport;
 use crate::http::problem::{Problem, ProblemType};
+use crate::http::rate_limits::Quota;
 use crate::service::ServiceError;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -107,6 +108,9 @@ pub enum ApiError {
     /// The store was lost during the commit (503): the change may or may not be recorded.
     #[error("commit outcome unknown")]
     OutcomeUnknown(BoxError),
+    /// The client (or address) is over its rate limit (429, `Retry-After`, `RateLimit`).
+    #[error("rate limited")]
+    TooManyRequests(Quota),
     /// Too much work queued (the token endpoint's password hashing): 503, retry shortly.
     #[error("overloaded")]
     Overloaded,
@@ -148,6 +152,7 @@ impl ApiError {
             ApiError::PreconditionFailed => ProblemType::PreconditionFailed,
             ApiError::KeyReused => ProblemType::IdempotencyKeyReused,
             ApiError::KeyInFlight => ProblemType::IdempotencyKeyInFlight,
+            ApiError::TooManyRequests(_) => ProblemType::TooManyRequests,
             ApiError::Unavailable(_) | ApiError::OutcomeUnknown(_) | ApiError::Overloaded => {
                 ProblemType::ServiceUnavailable
             }
@@ -184,6 +189,12 @@ impl ApiError {
             ApiError::KeyInFlight => "a request with this Idempotency-Key is still in \
                 progress; retry after it has been answered"
                 .into(),
+            ApiError::TooManyRequests(quota) => format!(
+                "more than {} requests per second ({} limit); retry in {} s",
+                quota.per_second,
+                quota.policy,
+                quota.retry_after_seconds()
+            ),
             ApiError::Unavailable(_) => "the store is not reachable; retry later".into(),
             ApiError::OutcomeUnknown(_) => "the store was lost while the change was being \
                 committed, so it may or may not have been recorded: retry with the same \
@@ -266,6 +277,9 @@ impl IntoResponse for ApiError {
             .and_then(|v| HeaderValue::from_str(&v).ok())
         {
             headers.insert(header::WWW_AUTHENTICATE, value);
+        }
+        if let ApiError::TooManyRequests(quota) = &self {
+            quota.write_headers(headers);
         }
         if let Some(seconds) = self.retry_after() {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));

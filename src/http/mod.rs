@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod conditional;
+pub mod connections;
 pub mod context;
 pub mod error;
 pub mod extract;
@@ -12,6 +13,7 @@ pub mod middleware;
 pub mod openapi;
 pub mod problem;
 pub mod query;
+pub mod rate_limits;
 pub mod requests;
 pub mod tokens;
 
@@ -36,6 +38,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct AppState {
     pub service: Arc<JobService>,
     pub auth: Arc<Authenticator>,
+    pub limits: Arc<rate_limits::RateLimits>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -57,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
+        .route_layer(axum::middleware::from_fn(rate_limits::add_quota_headers))
         .route_layer(axum::middleware::from_fn(middleware::record_metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state);

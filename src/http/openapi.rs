@@ -55,7 +55,8 @@ const SECURITY_SCHEME: &str = "oauth2";
 /// The document served at `/openapi.json`: the generated one, plus what holds for every
 /// operation and so is added here rather than repeated on each: the `x-request-id` header of
 /// every response, the 503 that any request touching the store can answer (store
-/// unreachable, or the request timed out), the security requirement of every `/v1`
+/// unreachable, or the request timed out), the 429 of the rate limits with their
+/// `RateLimit` fields, the security requirement of every `/v1`
 /// operation with its 401 and 403, and the problem-type catalogue.
 pub fn document() -> utoipa::openapi::OpenApi {
     use utoipa::openapi::schema::{ObjectBuilder, Type};
@@ -116,7 +117,26 @@ pub fn document() -> utoipa::openapi::OpenApi {
          change may or may not have been recorded: a retry with the same `Idempotency-Key` \
          tells which",
     )
-    .header("Retry-After", retry_after)
+    .header("Retry-After", retry_after.clone())
+    .build();
+    let string_header = |description: &str| {
+        HeaderBuilder::new()
+            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+            .description(Some(description.to_owned()))
+            .build()
+    };
+    let quota_policy = string_header(
+        "The rate limit that applies (IETF draft-ietf-httpapi-ratelimit-headers), e.g.          `\"per-client\";q=200;w=1`: its name, its quota `q` of requests per window of `w`          seconds",
+    );
+    let quota_state = string_header(
+        "What is left of the quota, e.g. `\"per-client\";r=150;t=1`: `r` more requests fit          now, and the quota is whole again in `t` seconds",
+    );
+    let too_many = problem(
+        "Over the client's rate limit (`/problems/too-many-requests`); nothing was done.          On `/v1`, each client (a token's subject) has its limit; on `/auth/tokens`, each          client id and each remote address. Retry after `Retry-After`",
+    )
+    .header("Retry-After", retry_after.clone())
+    .header("RateLimit-Policy", quota_policy.clone())
+    .header("RateLimit", quota_state.clone())
     .build();
     for (path, item) in doc.paths.paths.iter_mut() {
         let operations = [
@@ -148,6 +168,25 @@ pub fn document() -> utoipa::openapi::OpenApi {
                 responses
                     .entry("503".to_owned())
                     .or_insert_with(|| RefOr::T(unavailable.clone()));
+                responses
+                    .entry("429".to_owned())
+                    .or_insert_with(|| RefOr::T(too_many.clone()));
+            }
+            if protected {
+                // Every answer after authentication tells the client its quota.
+                for (status, response) in responses.iter_mut() {
+                    if let (false, RefOr::T(response)) = (status == "401", response) {
+                        for (name, header) in [
+                            ("RateLimit-Policy", &quota_policy),
+                            ("RateLimit", &quota_state),
+                        ] {
+                            response
+                                .headers
+                                .entry(name.to_owned())
+                                .or_insert_with(|| RefOr::T(header.clone()));
+                        }
+                    }
+                }
             }
             for response in responses.values_mut() {
                 if let RefOr::T(response) = response {

@@ -88,6 +88,7 @@ problem_types! {
     PreconditionFailed => ("precondition-failed", "Precondition failed", PRECONDITION_FAILED),
     IdempotencyKeyReused => ("idempotency-key-reused", "Idempotency key used for another request", UNPROCESSABLE_ENTITY),
     IdempotencyKeyInFlight => ("idempotency-key-in-flight", "A request with this idempotency key is in progress", CONFLICT),
+    TooManyRequests => ("too-many-requests", "Too many requests", TOO_MANY_REQUESTS),
     ServiceUnavailable => ("service-unavailable", "Service unavailable", SERVICE_UNAVAILABLE),
     Internal => ("internal", "Internal server error", INTERNAL_SERVER_ERROR),
 }

@@ -12,13 +12,16 @@ use crate::http::extract::media_type;
 use crate::http::problem::{excerpt, Problem, ProblemType};
 use crate::http::AppState;
 use axum::body::Bytes;
+use axum::extract::connect_info::ConnectInfo;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use serde::Serialize;
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use utoipa::ToSchema;
 
 /// A token request (`application/x-www-form-urlencoded`). The client's credentials go
@@ -77,12 +80,15 @@ pub struct TokenResponse {
     ))]
 pub async fn issue_token(
     State(app): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let result = issue(&app, &headers, body).await;
+    let peer = peer.map(|Extension(ConnectInfo(address))| address.ip());
+    let result = issue(&app, peer, &headers, body).await;
     let outcome = match &result {
         Ok(_) => "issued",
+        Err(ApiError::TooManyRequests(_)) => "rate_limited",
         Err(ApiError::TokenRequest { code, .. }) => code,
         Err(ApiError::Overloaded) => "overloaded",
         Err(_) => "error",
@@ -99,11 +105,19 @@ pub async fn issue_token(
     response
 }
 
+/// Checks run cheapest first: the caller's address against its rate limit, the request's
+/// shape, the client id against its rate limit, and only then the slow secret check.
 async fn issue(
     app: &AppState,
+    peer: Option<IpAddr>,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<TokenResponse, ApiError> {
+    if let Some(quota) = peer.and_then(|address| app.limits.token_address(address)) {
+        if quota.is_limited() {
+            return Err(ApiError::TooManyRequests(quota));
+        }
+    }
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge
@@ -112,6 +126,11 @@ async fn issue(
         }
     })?;
     let request = parse_request(headers, &body)?;
+    if let Some(quota) = app.limits.token_client_id(&request.client_id) {
+        if quota.is_limited() {
+            return Err(ApiError::TooManyRequests(quota));
+        }
+    }
     let (token, scopes) = app
         .auth
         .issue_token(request)

@@ -22,3 +22,4 @@ mod rebuild;
 mod restore;
 mod server;
 mod snapshots;
+mod traffic;

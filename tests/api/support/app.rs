@@ -145,9 +145,26 @@ impl TestApp {
         Self::serve_from(store, &url).await
     }
 
+    /// The real application over `store`, with `settings` (flags, as on the command line)
+    /// on top of the tests' own.
+    pub async fn with_settings(store: TestStore, settings: &[&str]) -> TestApp {
+        let url = store.database_url.clone();
+        Self::serve_with(std::sync::Arc::new(store), &url, settings).await
+    }
+
     /// The application over `store`, connecting to it at `database_url`.
     async fn serve_from(store: std::sync::Arc<TestStore>, database_url: &str) -> TestApp {
-        let args: [std::ffi::OsString; 7] = [
+        Self::serve_with(store, database_url, &[]).await
+    }
+
+    /// The same with `extra` settings. Rate limits are off unless `extra` sets them: tests
+    /// send bursts from one address and one client that the defaults would refuse.
+    async fn serve_with(
+        store: std::sync::Arc<TestStore>,
+        database_url: &str,
+        extra: &[&str],
+    ) -> TestApp {
+        let mut args: Vec<std::ffi::OsString> = vec![
             "jobs-server".into(),
             "--listen".into(),
             "127.0.0.1:0".into(),
@@ -156,7 +173,15 @@ impl TestApp {
             "--data-dir".into(),
             store.data_dir.clone().into(),
         ];
+        args.extend(extra.iter().map(Into::into));
         let mut settings = Settings::try_parse_from(args).expect("valid settings");
+        let sets = |flag: &str| extra.iter().any(|arg| arg.starts_with(flag));
+        if !sets("--rate-limit") {
+            settings.rate_limits.rate_limit = 0;
+        }
+        if !sets("--token-rate-limit") {
+            settings.rate_limits.token_rate_limit = 0;
+        }
         settings.tokens = test_token_options();
         let application = Application::build(&settings)
             .await

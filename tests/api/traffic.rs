@@ -1,0 +1,357 @@
+//! Hostile and careless traffic: sockets that trickle a request head or sit idle, more
+//! connections than the cap, clients that stop reading, and clients over their rate limit.
+//! Each must cost its sender, not the other clients.
+
+use crate::backend_tests;
+use crate::support::*;
+use jobs_service::auth::Scope;
+use std::net::IpAddr;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use uuid::Uuid;
+
+/// The `host:port` of a base URL.
+fn host_port(base_url: &str) -> &str {
+    base_url.trim_start_matches("http://")
+}
+
+/// Reads until the server closes the connection (EOF or reset); how long that took, or
+/// `None` when it was still open after `patience`. What arrives is thrown away.
+async fn time_until_closed(
+    stream: &mut (impl tokio::io::AsyncRead + Unpin),
+    started: Instant,
+    patience: Duration,
+) -> Option<Duration> {
+    let mut sink = [0u8; 4096];
+    let closed = tokio::time::timeout(patience, async {
+        loop {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    closed.ok().map(|()| started.elapsed())
+}
+
+/// Reads one answer with a `content-length` body off `stream`: its head and body.
+async fn read_answer(stream: &mut TcpStream) -> (String, String) {
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = received.windows(4).position(|window| window == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&received[..end]).to_string();
+            let length: usize = head
+                .lines()
+                .find_map(|line| {
+                    let (name, value) = line.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse().ok())?
+                })
+                .expect("a content-length");
+            if received.len() >= end + 4 + length {
+                let body =
+                    String::from_utf8_lossy(&received[end + 4..end + 4 + length]).to_string();
+                return (head, body);
+            }
+        }
+        let read = tokio::time::timeout(PATIENCE, stream.read(&mut chunk))
+            .await
+            .expect("the server answers")
+            .expect("reads");
+        assert!(
+            read > 0,
+            "the connection closed before the answer was whole: {received:?}"
+        );
+        received.extend_from_slice(&chunk[..read]);
+    }
+}
+
+backend_tests! {
+    /// Slowloris and idle keep-alive sockets: with the default timeouts, 300 of each are
+    /// closed within 15 s, while `/health/live` and authenticated `/v1` requests go on
+    /// being answered all along.
+    async fn trickling_and_idle_connections_are_closed_while_others_are_served(app: TestApp) {
+        let address = host_port(&app.address).to_owned();
+        let job = app.create_job(1).await;
+        let started = Instant::now();
+        let patience = Duration::from_secs(20);
+
+        let mut sockets = Vec::new();
+        for _ in 0..300 {
+            let address = address.clone();
+            // A request head, one byte a second: it never ends.
+            sockets.push(tokio::spawn(async move {
+                let mut stream = TcpStream::connect(&address).await.expect("connects");
+                stream.write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.expect("writes");
+                let (mut reading, mut writing) = stream.split();
+                let trickle = async {
+                    loop {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        if writing.write_all(b"a").await.is_err() {
+                            return;
+                        }
+                    }
+                };
+                tokio::select! {
+                    () = trickle => Some(started.elapsed()),
+                    closed = time_until_closed(&mut reading, started, patience) => closed,
+                }
+            }));
+        }
+        for _ in 0..300 {
+            let address = address.clone();
+            // One answered request, then silence on a kept-alive connection.
+            sockets.push(tokio::spawn(async move {
+                let mut stream = TcpStream::connect(&address).await.expect("connects");
+                stream.write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("writes");
+                let (head, _) = read_answer(&mut stream).await;
+                assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+                time_until_closed(&mut stream, started, patience).await
+            }));
+        }
+
+        // Meanwhile others are served, on fresh connections and on a kept-alive one.
+        let mut answered = 0;
+        while started.elapsed() < Duration::from_secs(12) {
+            let fresh = reqwest::Client::new();
+            let live = fresh.get(format!("{}/health/live", app.address)).send().await.expect("answers");
+            assert_eq!(live.status(), 200);
+            app.get(&format!("/v1/jobs/{job}"), 1).await.assert_status(200);
+            answered += 1;
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        assert!(answered >= 20, "only {answered} rounds were answered");
+
+        for socket in sockets {
+            let closed = socket.await.expect("the socket task ends");
+            let closed = closed.expect("the server closed the connection");
+            assert!(closed < Duration::from_secs(15), "closed only after {closed:?}");
+        }
+    }
+
+    /// One connection over `--max-connections` is answered 503 (a problem, `Retry-After`,
+    /// `Connection: close`) instead of being left to time out; a slot freed serves again.
+    async fn a_connection_over_the_cap_is_answered_503_and_closed(store: TestStore) {
+        let app = TestApp::with_settings(store, &["--max-connections=4"]).await;
+        let address = host_port(&app.address).to_owned();
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            let mut stream = TcpStream::connect(&address).await.expect("connects");
+            stream.write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("writes");
+            let (head, _) = read_answer(&mut stream).await;
+            assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+            held.push(stream);
+        }
+        let mut extra = TcpStream::connect(&address).await.expect("the kernel accepts");
+        extra.write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("writes");
+        let (head, body) = read_answer(&mut extra).await;
+        let head = head.to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 503"), "{head}");
+        assert!(head.contains("content-type: application/problem+json"), "{head}");
+        assert!(head.contains("retry-after: 1"), "{head}");
+        assert!(head.contains("connection: close"), "{head}");
+        let problem: serde_json::Value = serde_json::from_str(&body).expect("a JSON problem");
+        assert_eq!(problem["type"], "/problems/service-unavailable");
+        assert_eq!(problem["status"], 503);
+        assert!(time_until_closed(&mut extra, Instant::now(), PATIENCE).await.is_some());
+
+        drop(held);
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let answer = reqwest::Client::new().get(format!("{}/health/live", app.address)).send().await;
+            if answer.is_ok_and(|answer| answer.status() == 200) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the freed slots serve again");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A client that sends requests and never reads the answers fills its socket; with
+    /// `--write-timeout 1` the server closes the connection rather than wait on it.
+    async fn a_client_that_stops_reading_is_disconnected(store: TestStore) {
+        let app = TestApp::with_settings(store, &["--write-timeout=1"]).await;
+        let (pipelined, whole) = pipelined_document_requests(&app.address).await;
+        let mut stream = connect_with_small_receive_buffer(host_port(&app.address)).await;
+        stream.write_all(pipelined.as_bytes()).await.expect("writes the requests");
+        // Never read while the server writes; then see what is left.
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let mut received = 0usize;
+        let mut chunk = vec![0u8; 64 * 1024];
+        let closed = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(read) => received += read,
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "the connection was still open after {received} bytes");
+        assert!(received < whole, "every answer arrived ({received} bytes): nothing was cut");
+    }
+
+    /// SIGTERM with such a client connected: the server still exits, within its shutdown
+    /// timeout.
+    async fn sigterm_exits_within_its_deadline_while_a_client_refuses_to_read(store: TestStore) {
+        let mut command = server_command(&store, "127.0.0.1:0");
+        command.args(["--shutdown-timeout", "2"]).stderr(Stdio::null());
+        let (mut server, line) = launch(&mut command).await;
+        let url = base_url(&line);
+        let (pipelined, _) = pipelined_document_requests(&url).await;
+        let mut stream = connect_with_small_receive_buffer(host_port(&url)).await;
+        stream.write_all(pipelined.as_bytes()).await.expect("writes the requests");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let stopping = Instant::now();
+        let status = terminate(&mut server).await;
+        assert!(status.success(), "{status:?}");
+        let took = stopping.elapsed();
+        // The deadline is 2 s; the write timeout (30 s by default) never came into it.
+        assert!(took < Duration::from_secs(15), "the server took {took:?} to stop");
+        drop(stream);
+    }
+}
+
+/// Requests for `/openapi.json`, pipelined, that make many megabytes of answers, and how
+/// many bytes all their answers come to.
+async fn pipelined_document_requests(base_url: &str) -> (String, usize) {
+    let document = reqwest::get(format!("{base_url}/openapi.json"))
+        .await
+        .expect("answers")
+        .bytes()
+        .await
+        .expect("a body");
+    let count = (32 * 1024 * 1024 / document.len()).max(64);
+    let request = "GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n";
+    (request.repeat(count), count * document.len())
+}
+
+/// A connection whose receive buffer is small, so the server's writes stall soon after the
+/// client stops reading.
+async fn connect_with_small_receive_buffer(address: &str) -> TcpStream {
+    let address: std::net::SocketAddr = address.parse().expect("an address");
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket.set_recv_buffer_size(4096).expect("sets the buffer");
+    socket.connect(address).await.expect("connects")
+}
+
+/// A client bound to its own loopback address, as a caller on another machine would be.
+fn client_from(address: &str) -> reqwest::Client {
+    let address: IpAddr = address.parse().expect("an address");
+    reqwest::Client::builder()
+        .local_address(address)
+        .build()
+        .expect("a client")
+}
+
+backend_tests! {
+    /// A client over its `/v1` limit gets 429 with `Retry-After` and the `RateLimit`
+    /// fields, and nothing is done for it; another client, meanwhile, is answered as usual.
+    async fn a_client_over_its_rate_limit_is_refused_and_another_is_not(store: TestStore) {
+        let app = TestApp::with_settings(store, &["--rate-limit=20"]).await;
+        let (_, flooder) = token_for_customer(&app.store, &app.address, 1).await;
+        let (_, other) = token_for_customer(&app.store, &app.address, 2).await;
+        let create = |token: String| {
+            let request = app
+                .build(reqwest::Method::POST, "/v1/jobs", Some(1), Some(&serde_json::json!({"typeId": 1, "contactId": 2})))
+                .header("authorization", format!("Bearer {token}"));
+            app.send_as_is(request)
+        };
+        let flood = futures::future::join_all((0..100).map(|_| create(flooder.clone())));
+        let others = async {
+            let mut replies = Vec::new();
+            for _ in 0..10 {
+                let request = app
+                    .build(reqwest::Method::GET, "/v1/jobs", Some(2), None)
+                    .header("authorization", format!("Bearer {other}"));
+                replies.push(app.send_as_is(request).await);
+            }
+            replies
+        };
+        let (flood, others) = tokio::join!(flood, others);
+
+        let created = flood.iter().filter(|reply| reply.status == 201).count();
+        let refused: Vec<_> = flood.iter().filter(|reply| reply.status == 429).collect();
+        assert_eq!(created + refused.len(), 100, "only 201 or 429");
+        assert!(created >= 20, "the burst of 20 passes: {created}");
+        assert!(refused.len() >= 50, "most of the flood is refused: {}", refused.len());
+        let refusal = refused[0];
+        refusal.assert_problem(429, "/problems/too-many-requests");
+        let wait: u64 = refusal.header("retry-after").expect("Retry-After").parse().expect("seconds");
+        assert!((1..=2).contains(&wait), "{wait}");
+        assert_eq!(refusal.header("ratelimit-policy"), Some("\"per-client\";q=20;w=1"));
+        assert!(refusal.header("ratelimit").is_some_and(|value| value.starts_with("\"per-client\";r=0;t=")));
+        // Nothing was done for a refused request: one job per 201.
+        let listed = app.get("/v1/jobs?pageSize=1000", 1).await;
+        let total = listed.json()["items"].as_array().expect("items").len();
+        assert_eq!(total, created, "a job per 201, none per 429");
+
+        for reply in &others {
+            reply.assert_status(200);
+            let state = reply.header("ratelimit").expect("a RateLimit field");
+            assert!(state.starts_with("\"per-client\";r="), "{state}");
+        }
+        // The flooder's limit refills: after waiting as told, it is served again.
+        tokio::time::sleep(Duration::from_secs(wait)).await;
+        create(flooder.clone()).await.assert_status(201);
+    }
+
+    /// 200 concurrent token requests with made-up credentials from one address: the
+    /// address's limit refuses most before any secret is checked, so a registered client
+    /// elsewhere gets its token within 2 s.
+    async fn a_token_flood_does_not_keep_a_registered_client_from_its_token(store: TestStore) {
+        let app = TestApp::with_settings(store, &["--token-rate-limit=10"]).await;
+        let client = app.store.register_client(&[Scope::JobsRead], &[1]).await;
+        let flooder = client_from("127.0.0.1");
+        let url = format!("{}/auth/tokens", app.address);
+        let flood = futures::future::join_all((0..200).map(|_| {
+            let id = Uuid::now_v7().to_string();
+            let secret = Uuid::now_v7().simple().to_string();
+            flooder
+                .post(&url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(form(&[("grant_type", "client_credentials"), ("client_id", &id), ("client_secret", &secret)]))
+                .send()
+        }));
+        let legitimate = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let started = Instant::now();
+            let response = request_token(&client_from("127.0.0.2"), &app.address, &client, None).await;
+            (response.status(), started.elapsed())
+        };
+        let (flood, (status, took)) = tokio::join!(flood, legitimate);
+        assert_eq!(status, 200, "the registered client gets its token");
+        assert!(took < Duration::from_secs(2), "it took {took:?}");
+
+        let statuses: Vec<u16> = flood.into_iter().map(|reply| reply.expect("answers").status().as_u16()).collect();
+        let limited = statuses.iter().filter(|&&status| status == 429).count();
+        assert!(statuses.iter().all(|status| [401, 429, 503].contains(status)), "{statuses:?}");
+        assert!(limited >= 150, "only {limited} of 200 were refused by the address's limit");
+    }
+
+    /// Requests for one client id count together wherever they come from; the 429 names
+    /// the client id's policy.
+    async fn token_requests_for_one_client_id_are_limited_across_addresses(store: TestStore) {
+        let app = TestApp::with_settings(store, &["--token-rate-limit=3"]).await;
+        let client = app.store.register_client(&[Scope::JobsRead], &[1]).await;
+        let mut statuses = Vec::new();
+        let mut last = None;
+        for host in 1..=5 {
+            let response = request_token(&client_from(&format!("127.0.0.{host}")), &app.address, &client, None).await;
+            statuses.push(response.status().as_u16());
+            last = Some(response);
+        }
+        assert_eq!(statuses, [200, 200, 200, 429, 429]);
+        let last = last.expect("a response");
+        assert_eq!(
+            last.headers().get("ratelimit-policy").and_then(|value| value.to_str().ok()),
+            Some("\"token-per-client-id\";q=3;w=1")
+        );
+        let problem: serde_json::Value = last.json().await.expect("a problem");
+        assert_eq!(problem["type"], "/problems/too-many-requests");
+    }
+}
