@@ -223,7 +223,8 @@ impl Authenticator {
 
     /// The caller a bearer token stands for: signed by our key, for our audience, within its
     /// lifetime, and of a client that is still registered and not revoked (as the registry
-    /// said at most [`recent::FRESH_FOR`] ago).
+    /// said at most [`recent::FRESH_FOR`] ago), with the token's scopes and customers that
+    /// the client's row still grants.
     pub async fn authenticate(&self, token: &str) -> Result<Caller, AuthenticationError> {
         use jsonwebtoken::errors::ErrorKind;
         let claims = self
@@ -240,16 +241,28 @@ impl Authenticator {
             .standing(self.clients.as_ref(), client_id)
             .await
             .map_err(AuthFailure::from)?;
-        match standing {
-            recent::Standing::Active => {}
+        let registered = match standing {
+            recent::Standing::Active(registered) => registered,
             recent::Standing::Revoked => return Err(TokenRejection::ClientRevoked.into()),
             recent::Standing::Unknown => return Err(TokenRejection::Invalid.into()),
-        }
+        };
+        // What the token says, as far as the client's row still grants it: narrowing a
+        // client narrows its live tokens at once, and a token minted with a leaked key
+        // gets no more than its client was ever given.
         Ok(Caller {
             client_id,
             token_id: claims.jti,
-            scopes: claims.scope.split(' ').filter_map(Scope::parse).collect(),
-            customers: claims.customers,
+            scopes: claims
+                .scope
+                .split(' ')
+                .filter_map(Scope::parse)
+                .filter(|scope| registered.scopes.contains(scope))
+                .collect(),
+            customers: claims
+                .customers
+                .into_iter()
+                .filter(|customer| registered.customers.contains(customer))
+                .collect(),
         })
     }
 }

@@ -1,11 +1,12 @@
 //! What the registry said of a client lately, so that a busy client's requests do not each
-//! read its row. An answer serves for at most [`FRESH_FOR`]: a revocation — by `jobs-admin`
-//! or any server sharing the database — takes effect on every server within that, with no
-//! channel between them to fail.
+//! read its row. An answer serves for at most [`FRESH_FOR`]: a revocation, or a client's
+//! scopes or customers narrowed — by `jobs-admin` or any server sharing the database — take
+//! effect on every server within that, with no channel between them to fail.
 
+use super::Scope;
 use projections::{ClientRegistry, StoreError};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -17,11 +18,20 @@ pub const FRESH_FOR: Duration = Duration::from_millis(500);
 const MOST_CLIENTS: usize = 10_000;
 
 /// Where a client stands in the registry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Standing {
-    Active,
+    /// Registered and not revoked, with what its row grants now.
+    Active(Arc<Registered>),
     Revoked,
     Unknown,
+}
+
+/// What a client's registry row grants: a token never gets more than this, whatever it
+/// says it was signed with.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Registered {
+    pub scopes: Vec<Scope>,
+    pub customers: Vec<i64>,
 }
 
 #[derive(Default)]
@@ -42,10 +52,17 @@ impl RecentClients {
         }
         let standing = match registry.client(id).await? {
             Some(client) if client.is_revoked() => Standing::Revoked,
-            Some(_) => Standing::Active,
+            Some(client) => Standing::Active(Arc::new(Registered {
+                scopes: client
+                    .scopes
+                    .iter()
+                    .filter_map(|s| Scope::parse(s))
+                    .collect(),
+                customers: client.customer_ids,
+            })),
             None => Standing::Unknown,
         };
-        self.remember(id, standing);
+        self.remember(id, standing.clone());
         Ok(standing)
     }
 
@@ -57,7 +74,7 @@ impl RecentClients {
         answers
             .get(&id)
             .filter(|(read, _)| read.elapsed() < FRESH_FOR)
-            .map(|(_, standing)| *standing)
+            .map(|(_, standing)| standing.clone())
     }
 
     fn remember(&self, id: Uuid, standing: Standing) {

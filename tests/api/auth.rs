@@ -508,3 +508,55 @@ async fn the_probes_and_the_document_need_no_token() {
         .await;
     reply.assert_problem(405, "/problems/method-not-allowed");
 }
+
+backend_tests! {
+    /// A token signed with the right key (a leaked key, say) that claims more than its
+    /// client's registration gets only what the registration grants (review A2).
+    async fn a_token_gets_no_more_than_its_clients_registration(app: TestApp) {
+        let client = app.store.register_client(READ, &[CUSTOMER]).await;
+        let mut boasting = claims(client.id, 0);
+        boasting["customers"] = json!([CUSTOMER, OTHER_CUSTOMER]);
+        let token = sign(&boasting, &app.store.signing_key());
+
+        let owned = app.create_job(CUSTOMER).await;
+        let path = format!("/v1/jobs/{owned}");
+        call(&app, Method::GET, &path, Some(&token), Some(CUSTOMER), None).await.assert_status(200);
+        call(&app, Method::GET, "/v1/jobs", Some(&token), Some(OTHER_CUSTOMER), None)
+            .await
+            .assert_problem(403, "/problems/customer-not-allowed");
+        let cancel = json!({"reason": "claimed a scope it was never given"});
+        call(&app, Method::PUT, &format!("{path}/cancel"), Some(&token), Some(CUSTOMER), Some(cancel))
+            .await
+            .assert_problem(403, "/problems/insufficient-scope");
+        assert_eq!(app.job(CUSTOMER, owned).await["status"], "new", "nothing was done");
+    }
+
+    /// Narrowing a client's registration narrows the tokens it already holds, within the
+    /// half second a server trusts what the registry said.
+    async fn narrowing_a_client_narrows_its_live_tokens(app: TestApp) {
+        let client = app.store.register_client(&Scope::ALL, &[CUSTOMER, OTHER_CUSTOMER]).await;
+        let reply = issue(&app, &client, None).await;
+        let token = reply.json()["access_token"].as_str().expect("a token").to_owned();
+        let create = json!({"typeId": 1, "contactId": 2});
+        call(&app, Method::POST, "/v1/jobs", Some(&token), Some(OTHER_CUSTOMER), Some(create.clone()))
+            .await
+            .assert_status(201);
+
+        app.store
+            .execute_sql(&format!(
+                "UPDATE auth_clients SET scopes = '[\"jobs:read\"]', customer_ids = '[{CUSTOMER}]' \
+                 WHERE client_id = '{}'",
+                client.id
+            ))
+            .await;
+        tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+
+        call(&app, Method::GET, "/v1/jobs", Some(&token), Some(OTHER_CUSTOMER), None)
+            .await
+            .assert_problem(403, "/problems/customer-not-allowed");
+        call(&app, Method::POST, "/v1/jobs", Some(&token), Some(CUSTOMER), Some(create))
+            .await
+            .assert_problem(403, "/problems/insufficient-scope");
+        call(&app, Method::GET, "/v1/jobs", Some(&token), Some(CUSTOMER), None).await.assert_status(200);
+    }
+}
