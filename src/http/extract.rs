@@ -12,7 +12,8 @@ use serde::de::DeserializeOwned;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
-/// The tenant of the request, from the `Customer-Id` header (an integer ≥ 1).
+/// The tenant of the request, from the `Customer-Id` header (an integer ≥ 1). Sent twice, it
+/// is refused: a proxy in front that read the other one would disagree about the tenant.
 #[derive(Debug, Clone, Copy)]
 pub struct Customer(pub CustomerId);
 
@@ -20,12 +21,19 @@ impl<S: Send + Sync> FromRequestParts<S> for Customer {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        let raw = parts.headers.get("customer-id").ok_or_else(|| {
+        let mut sent = parts.headers.get_all("customer-id").iter();
+        let raw = sent.next().ok_or_else(|| {
             ApiError::bad_request(
                 ProblemType::InvalidCustomerId,
                 "the Customer-Id header is required",
             )
         })?;
+        if sent.next().is_some() {
+            return Err(ApiError::bad_request(
+                ProblemType::InvalidCustomerId,
+                "the Customer-Id header must be sent once",
+            ));
+        }
         raw.to_str()
             .ok()
             .and_then(|text| text.trim().parse::<i64>().ok())
@@ -158,7 +166,23 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8], allow_null: bool) -> Result<T, 
     if first != Some(b'{') && !is_null {
         return Err(malformed("the body must be a JSON object".into()));
     }
-    serde_json::from_slice(bytes).map_err(|error| malformed(format!("invalid JSON body: {error}")))
+    serde_json::from_slice(bytes).map_err(|error| malformed(json_error_detail(&error)))
+}
+
+/// serde_json's message quotes the offending member name or value whole (a 60 KB key comes
+/// back as a 60 KB detail): a long message is cut, keeping where the error is.
+fn json_error_detail(error: &serde_json::Error) -> String {
+    const MAX_CHARS: usize = 160;
+    let message = error.to_string();
+    if message.chars().count() <= MAX_CHARS {
+        return format!("invalid JSON body: {message}");
+    }
+    let head: String = message.chars().take(MAX_CHARS).collect();
+    format!(
+        "invalid JSON body: {head}… at line {} column {}",
+        error.line(),
+        error.column()
+    )
 }
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {

@@ -560,3 +560,68 @@ backend_tests! {
         call(&app, Method::GET, "/v1/jobs", Some(&token), Some(CUSTOMER), None).await.assert_status(200);
     }
 }
+
+/// A token made by hand: `header` and `payload` as written (so they can say what
+/// `jsonwebtoken::encode` never would), signed with `key` by HS256.
+fn hand_made(header: &str, payload: &str, key: &[u8]) -> String {
+    let encode = |part: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(part);
+    let message = format!("{}.{}", encode(header), encode(payload));
+    let signature = jsonwebtoken::crypto::sign(
+        message.as_bytes(),
+        &jsonwebtoken::EncodingKey::from_secret(key).expect("a key"),
+        jsonwebtoken::Algorithm::HS256,
+    )
+    .expect("signed");
+    format!("{message}.{signature}")
+}
+
+backend_tests! {
+    /// JWT header and claim tricks on tokens signed with the right key (review, test 15):
+    /// the ones that change what a token means are 401, the header members we do not use
+    /// are ignored, and none is ever a 5xx.
+    async fn jwt_header_and_claim_tricks_are_refused_or_ignored(app: TestApp) {
+        let client = app.store.register_client(&Scope::ALL, &[CUSTOMER]).await;
+        let key = app.store.signing_key();
+        let good = claims(client.id, 0);
+        let payload = good.to_string();
+        let refused: Vec<(&str, String)> = vec![
+            ("lower-case alg", hand_made(r#"{"alg":"hs256","typ":"JWT"}"#, &payload, &key)),
+            ("a claim given twice", {
+                let twice = payload.replacen('{', &format!(r#"{{"customers":[{OTHER_CUSTOMER}],"#), 1);
+                hand_made(r#"{"alg":"HS256","typ":"JWT"}"#, &twice, &key)
+            }),
+            ("customers as a string", {
+                let mut claims = good.clone();
+                claims["customers"] = json!(CUSTOMER.to_string());
+                hand_made(r#"{"alg":"HS256","typ":"JWT"}"#, &claims.to_string(), &key)
+            }),
+            ("exp as a string", {
+                let mut claims = good.clone();
+                claims["exp"] = json!(claims["exp"].to_string());
+                hand_made(r#"{"alg":"HS256","typ":"JWT"}"#, &claims.to_string(), &key)
+            }),
+            ("a critical extension", hand_made(r#"{"alg":"HS256","typ":"JWT","crit":["exp"]}"#, &payload, &key)),
+            ("a huge token", "x".repeat(300_000)),
+        ];
+        for (case, token) in &refused {
+            let reply = call(&app, Method::GET, "/v1/jobs", Some(token), Some(CUSTOMER), None).await;
+            assert_eq!(reply.status, 401, "{case}: {}", excerpt_of(&reply.text));
+            reply.assert_problem(401, "/problems/unauthorized");
+        }
+        let ignored = [
+            r#"{"alg":"HS256","typ":"JWT","kid":"../../etc/passwd"}"#,
+            r#"{"alg":"HS256","typ":"JWT","jku":"https://attacker.example/keys.json"}"#,
+            r#"{"alg":"HS256","typ":"JWT","x5u":"https://attacker.example/cert.pem"}"#,
+            r#"{"alg":"HS256","typ":"JWT","jwk":{"kty":"oct","k":"AAAA"}}"#,
+        ];
+        for header in ignored {
+            let token = hand_made(header, &payload, &key);
+            let reply = call(&app, Method::GET, "/v1/jobs", Some(&token), Some(CUSTOMER), None).await;
+            assert_eq!(reply.status, 200, "{header}: {}", excerpt_of(&reply.text));
+        }
+    }
+}
+
+fn excerpt_of(text: &str) -> String {
+    text.chars().take(300).collect()
+}

@@ -110,3 +110,50 @@ backend_tests! {
         assert!(token_request.text.len() < 2_000);
     }
 }
+
+backend_tests! {
+    /// Hostile shapes of otherwise ordinary requests (issue 13's sweep): each a 4xx
+    /// problem, never a 5xx, and nothing written.
+    async fn hostile_inputs_are_refused_with_a_problem_and_change_nothing(app: TestApp) {
+        let job = app.create_job(CUSTOMER).await;
+        let (_, token) = app.default_client(CUSTOMER).await;
+        let cancel = format!("{}/v1/jobs/{job}/cancel", app.address);
+        let send = |request: reqwest::RequestBuilder| {
+            app.send_as_is(request.bearer_auth(&token).header("content-type", "application/json"))
+        };
+
+        // Customer-Id twice: the same value or two, either order.
+        for (first, second) in [(CUSTOMER, CUSTOMER), (CUSTOMER, 12), (12, CUSTOMER)] {
+            let request = app
+                .client
+                .put(&cancel)
+                .header("customer-id", first.to_string())
+                .header("customer-id", second.to_string())
+                .body(r#"{"reason": "two tenants at once"}"#);
+            let problem = send(request).await.assert_problem(400, "/problems/invalid-customer-id");
+            assert!(problem["detail"].as_str().is_some_and(|detail| detail.contains("once")), "{problem}");
+        }
+
+        let body_cases: Vec<(&str, Vec<u8>)> = vec![
+            // A 60 KB member name, unknown to the schema.
+            ("a 60 KB key", format!(r#"{{"reason": "x", "{}": 1}}"#, "k".repeat(60_000)).into_bytes()),
+            // Nesting deeper than the parser's recursion limit.
+            ("deep nesting", format!(r#"{{"reason": {}1{}}}"#, "[".repeat(5_000), "]".repeat(5_000)).into_bytes()),
+            // Bytes that are not UTF-8, inside a string.
+            ("invalid UTF-8", b"{\"reason\": \"caf\xe9\"}".to_vec()),
+            // A 60 KB string where an object belongs.
+            ("a 60 KB string", format!(r#""{}""#, "s".repeat(60_000)).into_bytes()),
+        ];
+        for (case, body) in body_cases {
+            let reply = send(app.client.put(&cancel).header("customer-id", CUSTOMER.to_string()).body(body)).await;
+            assert!((400..500).contains(&reply.status), "{case}: {} {}", reply.status, reply.text);
+            let problem = reply.json();
+            assert!(problem["type"].as_str().is_some_and(|kind| kind.starts_with("/problems/")), "{case}: {problem}");
+            let detail = problem["detail"].as_str().unwrap_or_default();
+            assert!(detail.len() < 300, "{case}: the input is not copied back: {} bytes", detail.len());
+        }
+
+        assert_eq!(app.job(CUSTOMER, job).await["status"], "new", "nothing was cancelled");
+        assert_eq!(app.events(CUSTOMER, job).await.len(), 1, "only the creation was recorded");
+    }
+}
