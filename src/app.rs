@@ -52,7 +52,10 @@ impl Application {
     /// Connects the store (applying migrations), loads or makes the token signing key, and
     /// binds the listener; port 0 picks a free port (see [`Application::local_addr`]).
     pub async fn build(settings: &Settings) -> Result<Self, StartError> {
-        let store = settings.store.open().await?;
+        let store = settings
+            .store
+            .open_bounded(settings.session_bounds())
+            .await?;
         // A log restored from another PostgreSQL cluster must be repaired before anything
         // is written to it, or new events would sort before restored ones.
         if let Some(ahead) = store

@@ -4,6 +4,7 @@
 
 use crate::auth::tokens::{KeySource, TokenPolicy};
 use clap::{Args, Parser};
+use projections::store::SessionBounds;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -30,6 +31,13 @@ pub struct Settings {
 
     #[command(flatten)]
     pub connections: ConnectionOptions,
+
+    /// Seconds one database statement may run before it is stopped (503 to its caller): on
+    /// PostgreSQL every statement of the server, and a transaction may sit idle as long; on
+    /// SQLite the job lists, whose cost the caller chooses. jobs-admin is not bounded.
+    #[arg(long, env = "JOBS_STATEMENT_TIMEOUT", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub statement_timeout: u32,
 
     #[command(flatten)]
     pub rate_limits: RateLimitOptions,
@@ -63,6 +71,15 @@ pub struct ConnectionOptions {
     #[arg(long, env = "JOBS_SHUTDOWN_TIMEOUT", default_value_t = 20,
           value_parser = clap::value_parser!(u32).range(1..=3600))]
     pub shutdown_timeout: u32,
+}
+
+impl Settings {
+    /// The bounds of the server's database sessions.
+    pub fn session_bounds(&self) -> projections::store::SessionBounds {
+        projections::store::SessionBounds {
+            statement_timeout: Some(Duration::from_secs(self.statement_timeout.into())),
+        }
+    }
 }
 
 impl ConnectionOptions {
@@ -197,21 +214,33 @@ impl StoreOptions {
     /// path, not spliced into a URL, so any directory name works (`?` or `%` would mean
     /// something in a URL).
     pub async fn open(&self) -> Result<projections::JobStore, OpenError> {
-        let store = self.open_unmigrated().await?;
+        self.open_bounded(SessionBounds::default()).await
+    }
+
+    /// Opens the store as [`Self::open`] does, its sessions within `bounds` (the server's).
+    pub async fn open_bounded(
+        &self,
+        bounds: SessionBounds,
+    ) -> Result<projections::JobStore, OpenError> {
+        let store = self.connect(bounds).await?;
         store.migrate().await?;
         Ok(store)
     }
 
     /// Opens the store as [`Self::open`] does, without touching its schema.
     pub async fn open_unmigrated(&self) -> Result<projections::JobStore, OpenError> {
+        self.connect(SessionBounds::default()).await
+    }
+
+    async fn connect(&self, bounds: SessionBounds) -> Result<projections::JobStore, OpenError> {
         match &self.database_url {
-            Some(url) => Ok(projections::store::open(url).await?),
+            Some(url) => Ok(projections::store::open_bounded(url, bounds).await?),
             None => {
                 let dir = self.prepare_data_dir().map_err(OpenError::DataDir)?;
                 Ok(
                     projections::store::SqliteJobStore::open_file(&dir.join("jobs.db"))
                         .await
-                        .map(projections::JobStore::Sqlite)?,
+                        .map(|store| projections::JobStore::Sqlite(store.bounded(bounds)))?,
                 )
             }
         }

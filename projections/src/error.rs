@@ -25,6 +25,9 @@ pub enum StoreError {
     Sqlite(String),
     #[error("cannot take the rebuild lock: {0}")]
     Lock(#[source] std::io::Error),
+    /// A query ran past the store's statement bound and was stopped.
+    #[error("a query ran past its time bound and was stopped")]
+    StatementTimedOut,
 }
 
 impl From<crate::model::view::UnserialisableSummary> for StoreError {
@@ -55,6 +58,7 @@ impl StoreError {
         match self {
             StoreError::Database(error) => database_unavailable(error),
             StoreError::Shared(error) => error.is_unavailable(),
+            StoreError::StatementTimedOut => true,
             _ => false,
         }
     }
@@ -77,10 +81,15 @@ pub fn store_unavailable(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// PostgreSQL's `query_canceled`: a statement ran past `statement_timeout` (or an operator
+/// cancelled it).
+const QUERY_CANCELED: &str = "57014";
+
 /// The classification itself: the connection or the pool failed, or broke off while the
 /// connection was being set up; PostgreSQL reports a connection exception (08…), that the
 /// database is gone (3D000), out of connections (53300), read-only (25006: a standby, during
-/// a failover) or shutting down (57P01–57P03); or SQLite's write lock stayed taken past the
+/// a failover), shutting down (57P01–57P03) or that a statement ran past its time bound
+/// (57014: for the caller, the store could not answer in time); or SQLite's write lock stayed taken past the
 /// busy timeout (another process holds it: for our callers the store is as good as gone,
 /// for now). Anything else — a malformed statement, a worker that panicked — is a bug.
 pub(crate) fn database_unavailable(error: &sqlx::Error) -> bool {
@@ -95,7 +104,7 @@ pub(crate) fn database_unavailable(error: &sqlx::Error) -> bool {
                 || db.code().is_some_and(|code| {
                     code.starts_with("08")
                         || code.starts_with("57P0")
-                        || ["3D000", "53300", "25006"].contains(&code.as_ref())
+                        || ["3D000", "53300", "25006", QUERY_CANCELED].contains(&code.as_ref())
                 })
         }
         _ => false,

@@ -111,8 +111,8 @@ pub fn document() -> utoipa::openapi::OpenApi {
         .description(Some("Seconds to wait before retrying"))
         .build();
     let unavailable = problem(
-        "The store is unreachable or the request timed out \
-         (`/problems/service-unavailable`); nothing was recorded, retry after `Retry-After`. \
+        "The store is unreachable, a database statement ran past its time bound, or the \
+         request timed out (`/problems/service-unavailable`); nothing was recorded, retry after `Retry-After`. \
          Should the store have been lost during the commit itself, the `detail` says the \
          change may or may not have been recorded: a retry with the same `Idempotency-Key` \
          tells which",

@@ -355,3 +355,107 @@ backend_tests! {
         assert_eq!(problem["type"], "/problems/too-many-requests");
     }
 }
+
+/// Copies job `seed`'s summary row `count` times under new ids: a tenant with that many
+/// jobs, as far as its lists are concerned, in seconds.
+async fn clone_summaries(store: &TestStore, seed: Uuid, count: u32) {
+    let columns = "customer_id, status, type_id, contact_id, reference, created_at, updated_at, version, document";
+    let sql = if store.is_postgres() {
+        format!(
+            "INSERT INTO job_summary (job_id, {columns}) \
+             SELECT gen_random_uuid()::text, {columns} FROM job_summary, generate_series(1, {count}) \
+             WHERE job_id = '{seed}'"
+        )
+    } else {
+        format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {count}) \
+             INSERT INTO job_summary (job_id, {columns}) \
+             SELECT lower(hex(randomblob(16))), {columns} FROM job_summary, n \
+             WHERE job_id = '{seed}'"
+        )
+    };
+    store.execute_sql(&sql).await;
+}
+
+/// The costliest list a caller can ask for: the deepest page, the largest, every filter.
+const PATHOLOGICAL_LIST: &str =
+    "/v1/jobs?pageNumber=2147483&pageSize=1000&status=new&status=scheduled\
+    &typeId=1&contactId=2&reference=none-of-them&createdFrom=2000-01-01T00:00:00Z\
+    &createdTo=2999-01-01T00:00:00Z&sortBy=updatedAt&direction=descending";
+
+backend_tests! {
+    /// One tenant with 100 000 jobs runs the costliest list it can, from 16 clients at once,
+    /// over and over: another tenant's reads still answer within a second each, and the
+    /// first tenant gets its answers (or 503s), never anything else.
+    async fn a_tenants_pathological_listing_does_not_hold_up_another_tenants_reads(app: TestApp) {
+        let seed = app.create_job(1).await;
+        clone_summaries(&app.store, seed, 100_000).await;
+        let other_job = app.create_job(2).await;
+        app.default_client(1).await;
+
+        let stop_at = Instant::now() + Duration::from_secs(6);
+        let heavy = futures::future::join_all((0..16).map(|_| async {
+            let mut statuses = Vec::new();
+            while Instant::now() < stop_at {
+                statuses.push(app.get(PATHOLOGICAL_LIST, 1).await.status);
+            }
+            statuses
+        }));
+        let light = async {
+            let mut slowest = Duration::ZERO;
+            let mut reads = 0;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            while Instant::now() < stop_at {
+                for path in [format!("/v1/jobs/{other_job}"), "/v1/jobs?pageSize=10".to_owned()] {
+                    let started = Instant::now();
+                    app.get(&path, 2).await.assert_status(200);
+                    slowest = slowest.max(started.elapsed());
+                    reads += 1;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            (slowest, reads)
+        };
+        let (heavy, (slowest, reads)) = tokio::join!(heavy, light);
+        assert!(slowest < Duration::from_secs(1), "a read of the other tenant took {slowest:?}");
+        assert!(reads >= 20, "only {reads} reads");
+        let statuses: Vec<u16> = heavy.into_iter().flatten().collect();
+        assert!(statuses.contains(&200), "the heavy lists are answered too");
+        assert!(statuses.iter().all(|status| [200, 503].contains(status)), "{statuses:?}");
+    }
+
+    /// A list past the statement bound is stopped — by PostgreSQL's `statement_timeout`,
+    /// by an interrupt on SQLite — and reported as the store being unavailable (a 503);
+    /// the connection it ran on serves the next query as usual.
+    async fn a_list_past_the_statement_bound_is_stopped(app: TestApp) {
+        use projections::model::paging::{JobFilter, PageRequest};
+        use projections::store::SessionBounds;
+        let seed = app.create_job(1).await;
+        clone_summaries(&app.store, seed, 100_000).await;
+
+        let bounds = SessionBounds { statement_timeout: Some(Duration::from_millis(5)) };
+        let bounded = projections::store::open_bounded(&app.store.database_url, bounds)
+            .await
+            .expect("opens");
+        let queries = bounded.queries();
+        let filter = JobFilter::default();
+        let deepest = PageRequest { number: PageRequest::MAX_NUMBER, size: 1000 };
+        for _ in 0..3 {
+            let error = queries.list_jobs(1, &filter, deepest).await.expect_err("stopped");
+            assert!(error.is_unavailable(), "{error}");
+        }
+        if !app.store.is_postgres() {
+            // The interrupt stopped that query only: the connections list as usual.
+            for _ in 0..8 {
+                let page = queries
+                    .list_jobs(1, &filter, PageRequest { number: 1, size: 1 })
+                    .await
+                    .expect("a first page within the bound");
+                assert_eq!(page.items.len(), 1);
+            }
+        }
+        let unbounded = app.store.open().await.queries();
+        let page = unbounded.list_jobs(1, &filter, PageRequest { number: 1, size: 5 }).await.expect("lists");
+        assert_eq!(page.items.len(), 5);
+    }
+}

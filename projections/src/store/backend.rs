@@ -10,6 +10,7 @@ use super::read::{lookup_queue, Lookup};
 use super::rows::ProjectionTables;
 use super::sql::{Connection, JobSql, MigrationApplied, Sql};
 use super::stash::ConnectionStash;
+use super::turns::CustomerTurns;
 use super::write::{commit_queue, Waiting};
 use crate::error::StoreError;
 use crate::log::{LogCursor, LogFilter, LoggedEvent, TransactionsAhead};
@@ -138,6 +139,63 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// In the swap's transaction: puts the rebuild tables in place of the live ones, with
     /// the index names the migrations gave the live ones.
     async fn replace_live_tables(connection: &mut Connection<Self::Db>) -> Result<(), StoreError>;
+
+    /// A guard that stops the next query on `connection` should its caller stop waiting
+    /// for it, where the store needs one to (SQLite, whose statements would otherwise run
+    /// to their end); PostgreSQL's own `statement_timeout` bounds its statements, and its
+    /// guard does nothing.
+    async fn abandonment_guard(
+        _connection: &mut Connection<Self::Db>,
+    ) -> Result<QueryGuard, StoreError> {
+        Ok(QueryGuard::none())
+    }
+}
+
+/// Stops a query that its caller stopped waiting for (it timed out, or the request that
+/// wanted it went away): dropped before [`QueryGuard::finished`], it runs its stop.
+pub struct QueryGuard {
+    stop: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl QueryGuard {
+    /// A guard with nothing to stop.
+    pub fn none() -> Self {
+        QueryGuard { stop: None }
+    }
+
+    /// A guard that runs `stop` if dropped before the query finished.
+    pub fn stopping(stop: impl FnOnce() + Send + 'static) -> Self {
+        QueryGuard {
+            stop: Some(Box::new(stop)),
+        }
+    }
+
+    /// Whether dropping it would stop something.
+    pub fn is_armed(&self) -> bool {
+        self.stop.is_some()
+    }
+
+    /// The query finished: nothing to stop.
+    pub fn finished(mut self) {
+        self.stop = None;
+    }
+}
+
+impl Drop for QueryGuard {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            stop();
+        }
+    }
+}
+
+/// Time bounds on a serving process's database sessions: none by default, since
+/// jobs-admin's rebuilds, index builds and migrations must run as long as they need.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionBounds {
+    /// How long one statement may run (on PostgreSQL every statement, and a transaction may
+    /// sit idle as long; on SQLite the job lists).
+    pub statement_timeout: Option<std::time::Duration>,
 }
 
 /// Events and projections in one database of backend `B`.
@@ -152,6 +210,11 @@ pub struct Store<B: Backend> {
     pub(super) lookups: Arc<GroupQueue<Lookup>>,
     /// Connections the hot paths keep at hand (see `stash.rs`).
     pub(super) connections: Arc<ConnectionStash<B::Db>>,
+    /// How long a query a caller chose the cost of may run (`None`: unbounded, as for
+    /// jobs-admin); see [`Store::bound_statements`].
+    pub(super) statement_bound: Option<std::time::Duration>,
+    /// Each customer's turns at such queries (see `turns.rs`).
+    pub(super) list_turns: Arc<CustomerTurns>,
 }
 
 impl<B: Backend> Clone for Store<B> {
@@ -163,6 +226,8 @@ impl<B: Backend> Clone for Store<B> {
             commits: self.commits.clone(),
             lookups: self.lookups.clone(),
             connections: self.connections.clone(),
+            statement_bound: self.statement_bound,
+            list_turns: self.list_turns.clone(),
         }
     }
 }
@@ -177,7 +242,18 @@ impl<B: Backend> Store<B> {
             commits: Arc::new(commit_queue::<B>()),
             lookups: Arc::new(lookup_queue()),
             connections,
+            statement_bound: None,
+            list_turns: Arc::default(),
         }
+    }
+
+    /// Applies `bounds` on this side: the queries whose cost callers choose (job lists) are
+    /// stopped when they run past the statement bound, or when their caller stops waiting.
+    /// SQLite interrupts them; PostgreSQL does so itself, as its connections were opened
+    /// with the same bounds (see `PostgresJobStore::connect_bounded`).
+    pub fn bounded(mut self, bounds: SessionBounds) -> Self {
+        self.statement_bound = bounds.statement_timeout;
+        self
     }
 
     /// Applies the migrations the database has not seen yet; returns those.

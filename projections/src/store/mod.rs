@@ -28,6 +28,7 @@ mod rows;
 mod sql;
 pub mod sqlite;
 mod stash;
+mod turns;
 mod upkeep;
 mod write;
 
@@ -38,7 +39,7 @@ use crate::verify::ProjectionCheck;
 use std::sync::Arc;
 
 pub use crate::error::StoreError;
-pub use backend::{Backend, Store};
+pub use backend::{Backend, QueryGuard, SessionBounds, Store};
 pub use clients::{ClientRecord, ClientRegistry};
 pub use postgres::{PostgresBackend, PostgresJobStore};
 pub use queries::{JobQueries, StoredEvent};
@@ -87,13 +88,21 @@ pub async fn connect(database_url: &str) -> Result<JobStore, StoreError> {
 
 /// Connects to the store a URL names without touching its schema.
 pub async fn open(database_url: &str) -> Result<JobStore, StoreError> {
+    open_bounded(database_url, SessionBounds::default()).await
+}
+
+/// The same, for a serving process: its sessions within `bounds`.
+pub async fn open_bounded(
+    database_url: &str,
+    bounds: SessionBounds,
+) -> Result<JobStore, StoreError> {
     if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
         Ok(JobStore::Postgres(
-            PostgresJobStore::connect(database_url).await?,
+            PostgresJobStore::connect_bounded(database_url, bounds).await?,
         ))
     } else if database_url.starts_with("sqlite:") {
         Ok(JobStore::Sqlite(
-            SqliteJobStore::connect(database_url).await?,
+            SqliteJobStore::connect(database_url).await?.bounded(bounds),
         ))
     } else {
         Err(StoreError::UnsupportedUrl)

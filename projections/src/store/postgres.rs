@@ -2,7 +2,7 @@
 //! restored log's ids when needed), advisory-lock leases, `COPY` for a rebuild's rows, and
 //! index renames in the swap.
 
-use super::backend::{Backend, Store};
+use super::backend::{Backend, SessionBounds, Store};
 use super::rows::{
     column_list, history_values, summary_values, ProjectionTables, RowValue, HISTORY_COLUMNS,
     SUMMARY_COLUMNS,
@@ -13,8 +13,9 @@ use crate::log::{LogCursor, LogFilter, LoggedEvent, TransactionsAhead};
 use crate::model::view::{StatusHistoryEntry, SummaryDocument};
 use crate::rebuild::RebuildLease;
 use async_trait::async_trait;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::PgConnection;
+use std::str::FromStr;
 use std::time::Duration;
 
 /// The PostgreSQL backend; it keeps no state beside the pool.
@@ -27,6 +28,25 @@ pub type PostgresJobStore = Store<PostgresBackend>;
 impl Store<PostgresBackend> {
     /// Connects without touching the schema (see [`Self::migrate`]).
     pub async fn connect(database_url: &str) -> Result<Self, StoreError> {
+        Self::connect_bounded(database_url, SessionBounds::default()).await
+    }
+
+    /// The same, every session within `bounds`: the server cancels a statement that runs
+    /// longer than the statement timeout (57014), and closes a session left idle in a
+    /// transaction as long: either is a 503 to callers. Sent at connection start-up, so they cost no
+    /// round trip; migrations lift them on the connection they run on.
+    pub async fn connect_bounded(
+        database_url: &str,
+        bounds: SessionBounds,
+    ) -> Result<Self, StoreError> {
+        let mut options = PgConnectOptions::from_str(database_url)?;
+        if let Some(timeout) = bounds.statement_timeout {
+            let milliseconds = timeout.as_millis().to_string();
+            options = options.options([
+                ("statement_timeout", milliseconds.as_str()),
+                ("idle_in_transaction_session_timeout", milliseconds.as_str()),
+            ]);
+        }
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(5))
@@ -34,10 +54,10 @@ impl Store<PostgresBackend> {
             // query. A connection that died meanwhile fails its query instead (503, and the
             // pool drops it), which a ping could not prevent either — it can die just after.
             .test_before_acquire(false)
-            .connect(database_url)
+            .connect_with(options)
             .await?;
         let events = postgres_es::PostgresEventRepository::new(pool.clone());
-        Ok(Self::new(pool, events, PostgresBackend))
+        Ok(Self::new(pool, events, PostgresBackend).bounded(bounds))
     }
 }
 

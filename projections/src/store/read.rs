@@ -3,7 +3,7 @@
 //! `sql/`, scoped to the caller's customer. Lookups of one job by id — every GET of a job
 //! and every command's 404 check — arriving together share one query.
 
-use super::backend::{Backend, Store};
+use super::backend::{Backend, QueryGuard, Store};
 use super::clients::{ClientRecord, ClientRegistry};
 use super::group::GroupQueue;
 use super::queries::{JobQueries, StoredEvent};
@@ -136,7 +136,23 @@ impl<B: Backend> JobQueries for Store<B> {
         filter: &JobFilter,
         page: PageRequest,
     ) -> Result<Page<JobView>, StoreError> {
-        let rows = B::Db::list_jobs(&self.pool, customer_id, filter, page).await?;
+        // A list's cost is the caller's choice (page depth, filters): the customer waits for
+        // one of its turns, and the query is stopped past the statement bound.
+        let _turn = self.list_turns.take(customer_id).await;
+        let mut connection = self.pool.acquire().await?;
+        // Declared after the connection, so dropped before it: a stop reaches this query.
+        let guard = match self.statement_bound {
+            Some(_) => B::abandonment_guard(&mut connection).await?,
+            None => QueryGuard::none(),
+        };
+        let listing = B::Db::list_jobs(&mut connection, customer_id, filter, page);
+        let rows = match self.statement_bound.filter(|_| guard.is_armed()) {
+            Some(bound) => tokio::time::timeout(bound, listing)
+                .await
+                .map_err(|_| StoreError::StatementTimedOut)??,
+            None => listing.await?,
+        };
+        guard.finished();
         Ok(page.into_page(rows))
     }
 

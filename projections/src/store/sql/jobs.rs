@@ -74,7 +74,7 @@ pub trait JobSql: Database {
 
     /// One page of the customer's jobs that pass `filter`.
     async fn list_jobs(
-        pool: &Pool<Self>,
+        connection: &mut Connection<Self>,
         customer_id: i64,
         filter: &JobFilter,
         page: PageRequest,
@@ -287,7 +287,7 @@ where
     }
 
     async fn list_jobs(
-        pool: &Pool<Self>,
+        connection: &mut Connection<Self>,
         customer_id: i64,
         filter: &JobFilter,
         page: PageRequest,
@@ -351,7 +351,7 @@ where
         let rows: Vec<Json<JobView>> = query
             .bind(page.fetch_limit())
             .bind(page.offset())
-            .fetch_all(pool)
+            .fetch_all(&mut *connection)
             .await?;
         Ok(rows.into_iter().map(|json| json.0).collect())
     }
@@ -453,7 +453,19 @@ where
     ) -> Result<Vec<MigrationApplied>, StoreError> {
         use sqlx::migrate::Migrate;
         let mut connection = pool.acquire().await?;
+        // A serving process's sessions are time-bounded, but a migration (an index built
+        // over a large table) must run as long as it needs: the bounds are lifted on this
+        // connection, which is closed afterwards rather than handed back.
+        connection.close_on_drop();
         let connection: &mut DB::Connection = &mut connection;
+        if DB::NAME == "PostgreSQL" {
+            for lift in [
+                "SET statement_timeout = 0",
+                "SET idle_in_transaction_session_timeout = 0",
+            ] {
+                sqlx::query(lift).execute(&mut *connection).await?;
+            }
+        }
         connection.ensure_migrations_table().await?;
         let before: std::collections::HashSet<i64> = connection
             .list_applied_migrations()

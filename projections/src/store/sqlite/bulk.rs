@@ -7,6 +7,9 @@
 //! While the handle is locked the statements run on the calling task's thread, blocking
 //! it: a rebuild batch takes milliseconds, and jobs-admin's runtime has nothing else to do
 //! meanwhile. Not for the server's request paths.
+//!
+//! Also here, as the crate's only other FFI: [`interrupt_guard`], which stops a query on
+//! sqlx's worker thread from outside it.
 
 use crate::error::StoreError;
 use libsqlite3_sys as ffi;
@@ -14,6 +17,39 @@ use sqlx::sqlite::LockedSqliteHandle;
 use std::ffi::{c_int, CStr};
 use std::marker::PhantomData;
 use std::ptr::NonNull;
+
+/// A guard that interrupts whatever statement the connection runs when it is dropped
+/// before [`crate::store::QueryGuard::finished`]: the query its caller stopped waiting for
+/// (it timed out, or its request went away), which would otherwise run on sqlx's worker
+/// thread to its end.
+///
+/// The caller must keep the connection checked out until the guard is gone (declare the
+/// guard after the connection): `sqlite3_interrupt` may be called from any thread, but
+/// not on a connection that is closed or closing, and on a connection handed on it could
+/// stop someone else's statement.
+pub(super) async fn interrupt_guard(
+    connection: &mut sqlx::SqliteConnection,
+) -> Result<crate::store::QueryGuard, StoreError> {
+    let handle = Interruptible(connection.lock_handle().await?.as_raw_handle());
+    Ok(crate::store::QueryGuard::stopping(move || {
+        handle.interrupt()
+    }))
+}
+
+/// A connection's handle, kept only to interrupt it.
+struct Interruptible(NonNull<ffi::sqlite3>);
+
+// SAFETY: the handle is used for `sqlite3_interrupt` alone, which SQLite documents as safe to
+// call from any thread while the connection is open; `interrupt_guard`'s caller keeps it
+// open (checked out) for as long as the guard lives.
+unsafe impl Send for Interruptible {}
+
+impl Interruptible {
+    fn interrupt(self) {
+        // SAFETY: see `impl Send`: the connection is open, and this is all that is done.
+        unsafe { ffi::sqlite3_interrupt(self.0.as_ptr()) }
+    }
+}
 
 /// One value of a row or of a query's parameters.
 pub(super) enum Value<'a> {

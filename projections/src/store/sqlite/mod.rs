@@ -318,6 +318,14 @@ impl Backend for SqliteBackend {
     /// migrations made them. The sorts for them run on two threads, the index builds being
     /// most of the time writers wait (set back after; left set only if the swap fails,
     /// which changes nothing but sorting speed).
+    /// Statements run on sqlx's worker thread, which goes on stepping one whose caller went
+    /// away: this guard interrupts it then (see `bulk::interrupt_guard`).
+    async fn abandonment_guard(
+        connection: &mut SqliteConnection,
+    ) -> Result<crate::store::QueryGuard, StoreError> {
+        bulk::interrupt_guard(connection).await
+    }
+
     async fn replace_live_tables(tx: &mut SqliteConnection) -> Result<(), StoreError> {
         let live = ProjectionTables::LIVE;
         let indexes: Vec<(String, String)> = sqlx::query_as(
