@@ -459,3 +459,74 @@ backend_tests! {
         assert_eq!(page.items.len(), 5);
     }
 }
+
+/// PostgreSQL only (a SQLite reader never waits on a lock to be made slow; there, the stop
+/// is the interrupt tested above): a job list whose caller stops waiting is cancelled on
+/// the server, instead of running on for as long as it takes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_whose_caller_gives_up_is_cancelled_on_the_server() {
+    use projections::model::paging::{JobFilter, PageRequest};
+    use projections::store::SessionBounds;
+    use sqlx::Connection;
+    let store = TestStore::new(Backend::Postgres).await;
+    store.open().await;
+    let bounds = SessionBounds {
+        statement_timeout: Some(Duration::from_secs(60)),
+    };
+    let bounded = projections::store::open_bounded(&store.database_url, bounds)
+        .await
+        .expect("opens");
+    let queries = bounded.queries();
+
+    // The list will wait for this lock for as long as the test holds it.
+    let mut holder = sqlx::PgConnection::connect(&store.database_url)
+        .await
+        .expect("connects");
+    sqlx::raw_sql("BEGIN; LOCK TABLE job_summary IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut holder)
+        .await
+        .expect("locks");
+    let waiting = || async {
+        let mut observer = sqlx::PgConnection::connect(&store.database_url)
+            .await
+            .expect("connects");
+        let count: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks WHERE relation = 'job_summary'::regclass AND NOT granted",
+        )
+        .fetch_one(&mut observer)
+        .await
+        .expect("counts");
+        count
+    };
+    let page = PageRequest {
+        number: 1,
+        size: 10,
+    };
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(500),
+        queries.list_jobs(1, &JobFilter::default(), page),
+    )
+    .await;
+    assert!(gave_up.is_err(), "the list waits for the lock");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if waiting().await == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the abandoned list still waits on the server"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .expect("unlocks");
+    let page = queries
+        .list_jobs(1, &JobFilter::default(), page)
+        .await
+        .expect("lists again");
+    assert!(page.items.is_empty());
+}

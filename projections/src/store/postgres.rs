@@ -32,8 +32,9 @@ impl Store<PostgresBackend> {
     }
 
     /// The same, every session within `bounds`: the server cancels a statement that runs
-    /// longer than the statement timeout (57014), and closes a session left idle in a
-    /// transaction as long: either is a 503 to callers. Sent at connection start-up, so they cost no
+    /// longer than the statement timeout (57014), closes a session left idle in a
+    /// transaction as long (either is a 503 to callers), and stops a query within a second
+    /// of its connection being closed (a job list whose caller gave up). Sent at connection start-up, so they cost no
     /// round trip; migrations lift them on the connection they run on.
     pub async fn connect_bounded(
         database_url: &str,
@@ -45,6 +46,9 @@ impl Store<PostgresBackend> {
             options = options.options([
                 ("statement_timeout", milliseconds.as_str()),
                 ("idle_in_transaction_session_timeout", milliseconds.as_str()),
+                // How often a running query checks that its client is still there: a query
+                // whose caller gave up has its connection closed, and stops within this.
+                ("client_connection_check_interval", "1000"),
             ]);
         }
         let pool = PgPoolOptions::new()

@@ -108,6 +108,26 @@ impl<B: Backend> Store<B> {
 /// (shared by every lookup of that job).
 type ViewOrError = Result<Option<JobView>, Arc<StoreError>>;
 
+/// A pooled connection running a query whose caller may stop waiting for it (a timeout, or
+/// its request went away, dropping this). Unfinished when dropped, its stop runs first —
+/// SQLite interrupts the statement — and then the connection is closed rather than handed
+/// back: PostgreSQL notices the closed socket within `client_connection_check_interval`
+/// (set with the session bounds) and cancels the query.
+struct Watched<DB: sqlx::Database> {
+    connection: sqlx::pool::PoolConnection<DB>,
+    stop: QueryGuard,
+    finished: bool,
+}
+
+impl<DB: sqlx::Database> Drop for Watched<DB> {
+    fn drop(&mut self) {
+        if !self.finished {
+            drop(std::mem::replace(&mut self.stop, QueryGuard::none()));
+            self.connection.close_on_drop();
+        }
+    }
+}
+
 #[async_trait]
 impl<B: Backend> JobQueries for Store<B> {
     /// Lookups that arrive together are answered by one query (see `group.rs`).
@@ -139,21 +159,26 @@ impl<B: Backend> JobQueries for Store<B> {
         // A list's cost is the caller's choice (page depth, filters): the customer waits for
         // one of its turns, and the query is stopped past the statement bound.
         let _turn = self.list_turns.take(customer_id).await;
-        let mut connection = self.pool.acquire().await?;
-        // Declared after the connection, so dropped before it: a stop reaches this query.
-        let guard = match self.statement_bound {
-            Some(_) => B::abandonment_guard(&mut connection).await?,
-            None => QueryGuard::none(),
+        let mut watched = Watched {
+            connection: self.pool.acquire().await?,
+            stop: QueryGuard::none(),
+            finished: false,
         };
-        let listing = B::Db::list_jobs(&mut connection, customer_id, filter, page);
-        let rows = match self.statement_bound.filter(|_| guard.is_armed()) {
-            Some(bound) => tokio::time::timeout(bound, listing)
-                .await
-                .map_err(|_| StoreError::StatementTimedOut)??,
-            None => listing.await?,
+        if self.statement_bound.is_some() {
+            watched.stop = B::abandonment_guard(&mut watched.connection).await?;
+        }
+        let client_side_bound = self.statement_bound.filter(|_| watched.stop.is_armed());
+        let listing = B::Db::list_jobs(&mut watched.connection, customer_id, filter, page);
+        let outcome = match client_side_bound {
+            Some(bound) => match tokio::time::timeout(bound, listing).await {
+                Ok(outcome) => outcome,
+                // `watched` goes unfinished: the query is stopped.
+                Err(_) => return Err(StoreError::StatementTimedOut),
+            },
+            None => listing.await,
         };
-        guard.finished();
-        Ok(page.into_page(rows))
+        watched.finished = true;
+        Ok(page.into_page(outcome?))
     }
 
     async fn status_history(
