@@ -13,7 +13,8 @@ use crate::http::extract::{
 use crate::http::idempotency::{answer_response, under_key, IdempotencyKeyHeader, RequestKey};
 use crate::http::problem::Problem;
 use crate::http::query::{
-    EventCursor, EventPaging, HistorySortBy, JobSortBy, Paging, QueryParams, SortDirection,
+    EventCursor, EventPaging, HistoryCursor, HistorySortBy, JobCursor, JobSortBy, Paging, QueryParams,
+    SortDirection,
 };
 use crate::http::requests::*;
 use crate::http::AppState;
@@ -185,13 +186,16 @@ pub async fn list_jobs(
 ) -> Result<Json<Page<JobView>>, ApiError> {
     let mut params = QueryParams::new(pairs);
     let filter = params.job_filter()?;
-    let page = params.paging()?;
+    let (page, after) = params.job_paging(&filter)?;
     params.finish()?;
-    let jobs = app
+    let mut jobs = app
         .service
         .queries()
-        .list_jobs(access.customer.get(), &filter, page)
+        .list_jobs(access.customer.get(), &filter, page, after)
         .await?;
+    if jobs.has_more {
+        jobs.next_cursor = jobs.items.last().map(|job| JobCursor::after(&filter, job));
+    }
     Ok(Json(jobs))
 }
 
@@ -460,14 +464,21 @@ pub async fn status_history(
     let mut params = QueryParams::new(pairs);
     params.sort(&[("createdAt", JobSort::CreatedAt)])?;
     let direction = params.direction()?;
-    let page = params.paging()?;
+    let page = params.history_paging(direction)?;
     params.finish()?;
-    app.service
+    let mut history = app
+        .service
         .queries()
         .status_history(access.customer.get(), job_id, direction, page)
         .await?
-        .map(Json)
-        .ok_or(ApiError::JobNotFound)
+        .ok_or(ApiError::JobNotFound)?;
+    if history.has_more {
+        history.next_cursor = history
+            .items
+            .last()
+            .map(|entry| HistoryCursor::after(direction, entry.sequence));
+    }
+    Ok(Json(history))
 }
 
 /// A job's raw event history from the event store, in sequence order: the audit trail of

@@ -5,7 +5,7 @@
 
 use crate::http::error::ApiError;
 use crate::http::problem::{excerpt, ProblemType};
-use projections::{Direction, EventPageRequest, JobFilter, JobSort, PageRequest};
+use projections::{Direction, JobFilter, JobKey, JobSort, PageRequest, SequencePage};
 use utoipa::{IntoParams, ToSchema};
 
 pub struct QueryParams(Vec<(String, String)>);
@@ -68,9 +68,72 @@ impl QueryParams {
             &format!("an integer from 1 to {}", PageRequest::MAX_SIZE),
             in_range(PageRequest::MAX_SIZE),
         )?;
-        Ok(PageRequest {
+        let page = PageRequest {
             number: number.unwrap_or(defaults.number),
             size: size.unwrap_or(defaults.size),
+        };
+        if page.offset() > PageRequest::MAX_OFFSET {
+            return Err(ApiError::bad_request(
+                ProblemType::InvalidPaging,
+                format!(
+                    "a numbered page may start at most {} items in (pageNumber {} of {} \
+                     starts at {}); further pages are reached by cursor: pass the \
+                     nextCursor of the page before as cursor",
+                    PageRequest::MAX_OFFSET,
+                    page.number,
+                    page.size,
+                    page.offset()
+                ),
+            ));
+        }
+        Ok(page)
+    }
+
+    /// `pageNumber` and `pageSize`, or a `cursor` from an earlier page's `nextCursor` with
+    /// `pageSize` (not with `pageNumber`): the page asked for, and the cursor's text.
+    fn page_or_cursor(&mut self) -> Result<(PageRequest, Option<String>), ApiError> {
+        let has_number = self.0.iter().any(|(name, _)| name == "pageNumber");
+        let page = self.paging()?;
+        let cursor = self.take_one("cursor")?;
+        if cursor.is_some() && has_number {
+            return Err(ApiError::bad_request(
+                ProblemType::InvalidPaging,
+                "give cursor or pageNumber, not both",
+            ));
+        }
+        Ok((page, cursor))
+    }
+
+    /// The paging of a job list with `filter`: a page number, or the place after the job a
+    /// cursor names (which must come from a list with the same order and filters).
+    pub fn job_paging(
+        &mut self,
+        filter: &JobFilter,
+    ) -> Result<(PageRequest, Option<JobKey>), ApiError> {
+        let (page, cursor) = self.page_or_cursor()?;
+        let after = cursor
+            .map(|cursor| {
+                JobCursor::read(&cursor, filter).ok_or_else(|| {
+                    invalid_cursor("this job list (with the same sortBy, direction and filters)")
+                })
+            })
+            .transpose()?;
+        Ok((page, after))
+    }
+
+    /// The paging of a job's status history in `direction`.
+    pub fn history_paging(&mut self, direction: Direction) -> Result<SequencePage, ApiError> {
+        let (page, cursor) = self.page_or_cursor()?;
+        let after_sequence = cursor
+            .map(|cursor| {
+                HistoryCursor::read(&cursor, direction).ok_or_else(|| {
+                    invalid_cursor("this job's status history (in the same direction)")
+                })
+            })
+            .transpose()?;
+        Ok(SequencePage {
+            page,
+            after_sequence,
         })
     }
 
@@ -161,22 +224,14 @@ impl QueryParams {
     /// The paging of a job's events: `pageNumber`/`pageSize` as for every list, or a
     /// `cursor` from an earlier page's `nextCursor` (with `pageSize`, without
     /// `pageNumber`).
-    pub fn event_paging(&mut self) -> Result<EventPageRequest, ApiError> {
-        let has_number = self.0.iter().any(|(name, _)| name == "pageNumber");
-        let page = self.paging()?;
-        let after_sequence = self.take_parsed(
-            "cursor",
-            ProblemType::InvalidPaging,
-            "the nextCursor of an earlier page",
-            EventCursor::read,
-        )?;
-        if after_sequence.is_some() && has_number {
-            return Err(ApiError::bad_request(
-                ProblemType::InvalidPaging,
-                "give cursor or pageNumber, not both",
-            ));
-        }
-        Ok(EventPageRequest {
+    pub fn event_paging(&mut self) -> Result<SequencePage, ApiError> {
+        let (page, cursor) = self.page_or_cursor()?;
+        let after_sequence = cursor
+            .map(|cursor| {
+                EventCursor::read(&cursor).ok_or_else(|| invalid_cursor("this job's events"))
+            })
+            .transpose()?;
+        Ok(SequencePage {
             page,
             after_sequence,
         })
@@ -199,16 +254,45 @@ impl QueryParams {
 #[into_params(parameter_in = Query, rename_all = "camelCase")]
 #[allow(dead_code)] // documentation only: read by `QueryParams::paging`
 pub struct Paging {
-    /// 1…2147483, default 1.
-    #[param(minimum = 1, maximum = 2147483)]
+    /// 1…10000, default 1; not with `cursor`. A numbered page may start at most 10 000
+    /// items in (`(pageNumber - 1) × pageSize ≤ 10000`, else 400 `invalid-paging`); pages
+    /// further in are reached by `cursor`.
+    #[param(minimum = 1, maximum = 10000)]
     page_number: Option<u32>,
     /// 1…1000, default 100.
     #[param(minimum = 1, maximum = 1000)]
     page_size: Option<u32>,
+    /// The `nextCursor` of the previous page (of the same list: same order, direction and
+    /// filters): the page starts right after its last item. Following `nextCursor` reads
+    /// every item once, at the same cost however deep, and items added meanwhile never
+    /// shift a page.
+    cursor: Option<String>,
 }
 
-/// The opaque `nextCursor` of a page of a job's events: where the next page starts. The
-/// wrapping keeps clients from building cursors of their own, so what one holds may change.
+fn invalid_cursor(list: &str) -> ApiError {
+    ApiError::bad_request(
+        ProblemType::InvalidPaging,
+        format!("cursor must be the nextCursor of an earlier page of {list}"),
+    )
+}
+
+/// Cursors are opaque: base64url of a tagged text. The wrapping keeps clients from
+/// building cursors of their own, so what one holds may change between releases.
+fn wrap_cursor(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
+}
+
+/// The text of a cursor, if it is one of ours with the tag `prefix`.
+fn unwrap_cursor(cursor: &str, prefix: &str) -> Option<String> {
+    use base64::Engine;
+    let text = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()?;
+    Some(String::from_utf8(text).ok()?.strip_prefix(prefix)?.to_owned())
+}
+
+/// The `nextCursor` of a page of a job's events: the sequence of its last event.
 pub struct EventCursor;
 
 impl EventCursor {
@@ -216,23 +300,94 @@ impl EventCursor {
 
     /// The cursor of the page after the event `sequence`.
     pub fn after(sequence: i64) -> String {
-        use base64::Engine;
-        base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(format!("{}{sequence}", Self::PREFIX))
+        wrap_cursor(&format!("{}{sequence}", Self::PREFIX))
     }
 
     /// The sequence a cursor continues after.
     fn read(cursor: &str) -> Option<i64> {
-        use base64::Engine;
-        let text = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(cursor)
-            .ok()?;
-        std::str::from_utf8(&text)
-            .ok()?
-            .strip_prefix(Self::PREFIX)?
+        unwrap_cursor(cursor, Self::PREFIX)?
             .parse()
             .ok()
             .filter(|sequence| *sequence >= 0)
+    }
+}
+
+/// The `nextCursor` of a page of a job's status history: its direction and the sequence
+/// of its last entry.
+pub struct HistoryCursor;
+
+impl HistoryCursor {
+    const PREFIX: &'static str = "history:";
+
+    pub fn after(direction: Direction, sequence: i64) -> String {
+        wrap_cursor(&format!("{}{}:{sequence}", Self::PREFIX, direction.sql()))
+    }
+
+    fn read(cursor: &str, direction: Direction) -> Option<i64> {
+        let text = unwrap_cursor(cursor, Self::PREFIX)?;
+        let (written_for, sequence) = text.split_once(':')?;
+        (written_for == direction.sql())
+            .then(|| sequence.parse().ok())
+            .flatten()
+            .filter(|sequence: &i64| *sequence >= 0)
+    }
+}
+
+/// The `nextCursor` of a page of a job list: the order, direction and filters it was made
+/// for (as a fingerprint, so the cursor stays short), and the last job's place in that
+/// order (the value it is ordered by, in microseconds, and its id).
+pub struct JobCursor;
+
+impl JobCursor {
+    const PREFIX: &'static str = "jobs:";
+
+    pub fn after(filter: &JobFilter, job: &projections::JobView) -> String {
+        let key = filter.sort.key_of(job);
+        wrap_cursor(&format!(
+            "{}{}:{}:{}",
+            Self::PREFIX,
+            Self::fingerprint(filter),
+            key.at.timestamp_micros(),
+            key.job_id
+        ))
+    }
+
+    fn read(cursor: &str, filter: &JobFilter) -> Option<JobKey> {
+        let text = unwrap_cursor(cursor, Self::PREFIX)?;
+        let mut parts = text.split(':');
+        let (fingerprint, micros, job_id) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() || fingerprint != Self::fingerprint(filter) {
+            return None;
+        }
+        Some(JobKey {
+            at: chrono::DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+            job_id: uuid::Uuid::parse_str(job_id).ok()?,
+        })
+    }
+
+    /// What a list's order, direction and filters come to, in 16 hexadecimal digits: a
+    /// cursor continues only the list it came from.
+    fn fingerprint(filter: &JobFilter) -> String {
+        use sha2::{Digest, Sha256};
+        let micros = |at: Option<domain::Timestamp>| {
+            at.map(|at| at.timestamp_micros().to_string()).unwrap_or_default()
+        };
+        let mut statuses: Vec<&str> = filter.statuses.iter().map(|status| status.as_str()).collect();
+        statuses.sort_unstable();
+        statuses.dedup();
+        let canonical = format!(
+            "{}|{}|{}|{:?}|{:?}|{:?}|{}|{}",
+            filter.sort.column(),
+            filter.direction.sql(),
+            statuses.join(","),
+            filter.type_id,
+            filter.contact_id,
+            filter.reference,
+            micros(filter.created_from),
+            micros(filter.created_to),
+        );
+        let digest = Sha256::digest(canonical.as_bytes());
+        digest[..8].iter().map(|byte| format!("{byte:02x}")).collect()
     }
 }
 
@@ -241,8 +396,9 @@ impl EventCursor {
 #[into_params(parameter_in = Query, rename_all = "camelCase")]
 #[allow(dead_code)] // documentation only: read by `QueryParams::event_paging`
 pub struct EventPaging {
-    /// 1…2147483, default 1; not with `cursor`.
-    #[param(minimum = 1, maximum = 2147483)]
+    /// 1…10000, default 1; not with `cursor`. A numbered page may start at most 10 000
+    /// events in; further pages are reached by `cursor`.
+    #[param(minimum = 1, maximum = 10000)]
     page_number: Option<u32>,
     /// 1…1000, default 100: the most events a page holds. A page also stops before its
     /// events pass 1 MiB (it holds at least one), so it may hold fewer with more to come.

@@ -179,11 +179,13 @@ backend_tests! {
             ("pageSize=0", "/problems/invalid-paging"),
             ("pageSize=1001", "/problems/invalid-paging"),
             ("pageNumber=0", "/problems/invalid-paging"),
-            ("pageNumber=2147484", "/problems/invalid-paging"),
+            ("pageNumber=10001", "/problems/invalid-paging"),
+            ("pageNumber=12&pageSize=1000", "/problems/invalid-paging"),
+            ("cursor=bm90LW91cnM", "/problems/invalid-paging"),
         ] {
             app.get(&format!("{path}?{query}"), CUSTOMER).await.assert_problem(400, problem_type);
         }
-        let far = page(&app, CUSTOMER, &format!("{path}?pageNumber=2147483&pageSize=1000")).await;
+        let far = page(&app, CUSTOMER, &format!("{path}?pageNumber=11&pageSize=1000")).await;
         assert_eq!(far["items"], json!([]));
     }
 
@@ -386,5 +388,47 @@ backend_tests! {
             assert_eq!(reply.json(), json!({"status": "ok"}));
             assert!(reply.header("x-request-id").is_some());
         }
+    }
+}
+
+backend_tests! {
+    /// A job's status history and its events page by cursor too, in either direction,
+    /// each entry once.
+    async fn status_history_and_events_page_by_cursor(app: TestApp) {
+        let id = app.create_job(CUSTOMER).await;
+        for _ in 0..4 {
+            app.bring_to(CUSTOMER, id, "scheduled").await;
+            app.command(CUSTOMER, id, "unschedule", json!({})).await.assert_status(204);
+        }
+        for (path, field) in [
+            (format!("/v1/jobs/{id}/statusHistory?direction=ascending"), "sequence"),
+            (format!("/v1/jobs/{id}/statusHistory?direction=descending"), "sequence"),
+            (format!("/v1/jobs/{id}/events?pageNumber=1"), "sequence"),
+        ] {
+            let whole: Vec<Value> = page(&app, CUSTOMER, &format!("{path}&pageSize=1000")).await["items"]
+                .as_array().expect("items").iter().map(|item| item[field].clone()).collect();
+            assert!(whole.len() >= 9, "{path}: {whole:?}");
+            let base = path.replace("pageNumber=1", "").replace("?&", "?");
+            let mut seen = Vec::new();
+            let mut query = format!("{base}&pageSize=2");
+            loop {
+                let current = page(&app, CUSTOMER, &query.replace("?&", "?")).await;
+                seen.extend(current["items"].as_array().expect("items").iter().map(|item| item[field].clone()));
+                match current["nextCursor"].as_str() {
+                    Some(cursor) => query = format!("{base}&pageSize=2&cursor={cursor}"),
+                    None => break,
+                }
+            }
+            assert_eq!(seen, whole, "{path}");
+        }
+        // A history cursor continues its own direction only.
+        let first = page(&app, CUSTOMER, &format!("/v1/jobs/{id}/statusHistory?pageSize=1")).await;
+        let cursor = first["nextCursor"].as_str().expect("a cursor");
+        app.get(&format!("/v1/jobs/{id}/statusHistory?direction=descending&cursor={cursor}"), CUSTOMER)
+            .await
+            .assert_problem(400, "/problems/invalid-paging");
+        app.get(&format!("/v1/jobs/{id}/events?pageNumber=12&pageSize=1000"), CUSTOMER)
+            .await
+            .assert_problem(400, "/problems/invalid-paging");
     }
 }

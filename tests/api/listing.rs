@@ -266,7 +266,8 @@ backend_tests! {
             "pageSize=",
             "pageSize=1.5",
             "pageNumber=0",
-            "pageNumber=2147484",
+            "pageNumber=10001",
+            "pageNumber=12&pageSize=1000",
             "pageNumber=-1",
             "pageNumber=99999999999",
             "pageNumber=abc",
@@ -282,11 +283,11 @@ backend_tests! {
         let page = list(&app, CUSTOMER, "pageSize=1000").await;
         assert_eq!(page["pageSize"], 1000);
         assert_eq!(page["pageItemCount"], 1);
-        let page = list(&app, CUSTOMER, "pageNumber=2147483").await;
-        assert_eq!(page["pageNumber"], 2147483);
+        let page = list(&app, CUSTOMER, "pageNumber=10000&pageSize=1").await;
+        assert_eq!(page["pageNumber"], 10000);
         assert_eq!(page["items"], json!([]));
         assert_eq!(page["hasMore"], false);
-        let page = list(&app, CUSTOMER, "pageNumber=2147483&pageSize=1000").await;
+        let page = list(&app, CUSTOMER, "pageNumber=11&pageSize=1000").await;
         assert_eq!(page["items"], json!([]));
         let page = list(&app, CUSTOMER, "pageNumber=1&pageSize=1").await;
         assert_eq!(page["pageItemCount"], 1);
@@ -319,5 +320,127 @@ backend_tests! {
             let name = last.split('=').next().unwrap_or_default();
             assert!(problem["detail"].as_str().unwrap_or_default().contains(name), "?{query}: {problem}");
         }
+    }
+}
+
+/// Follows `nextCursor` from the first page of `query` (with `pageSize`), returning every
+/// job id seen, in order, and how many pages it took.
+async fn follow_cursors(app: &TestApp, customer: i64, query: &str, page_size: u32) -> (Vec<Uuid>, usize) {
+    follow_cursors_from(app, customer, query, page_size, None).await
+}
+
+/// The same, from the page `cursor` starts.
+async fn follow_cursors_from(
+    app: &TestApp,
+    customer: i64,
+    query: &str,
+    page_size: u32,
+    mut cursor: Option<String>,
+) -> (Vec<Uuid>, usize) {
+    let mut ids = Vec::new();
+    let mut pages = 0;
+    loop {
+        let mut page_query = format!("{query}&pageSize={page_size}");
+        if let Some(cursor) = &cursor {
+            page_query.push_str(&format!("&cursor={cursor}"));
+        }
+        let page = list(app, customer, &page_query).await;
+        pages += 1;
+        for job in page["items"].as_array().expect("items") {
+            ids.push(job["id"].as_str().and_then(|id| Uuid::parse_str(id).ok()).expect("an id"));
+        }
+        match page["nextCursor"].as_str() {
+            Some(next) => {
+                assert_eq!(page["hasMore"], true, "a cursor only while more follow");
+                cursor = Some(next.to_owned());
+            }
+            None => {
+                assert_eq!(page["hasMore"], false);
+                return (ids, pages);
+            }
+        }
+        assert!(pages < 100, "the cursors end");
+    }
+}
+
+backend_tests! {
+    /// Following `nextCursor` reads every job of a list once, in the list's order, for
+    /// each order and direction and with filters, the same jobs a single page holds.
+    async fn next_cursors_read_every_job_once_in_order(app: TestApp) {
+        let mut ids = Vec::new();
+        for n in 0..23 {
+            let id = app.create_job_with(CUSTOMER, json!({"typeId": 1 + n % 2, "contactId": 2})).await;
+            ids.push(id);
+        }
+        // Touch some so that the update order differs from the creation order.
+        for id in ids.iter().step_by(3) {
+            app.patch(&format!("/v1/jobs/{id}"), CUSTOMER, json!({"description": "touched"})).await.assert_status(204);
+        }
+        app.create_job(OTHER_CUSTOMER).await;
+        for query in [
+            "sortBy=createdAt&direction=ascending",
+            "sortBy=createdAt&direction=descending",
+            "sortBy=updatedAt&direction=ascending",
+            "sortBy=updatedAt&direction=descending",
+            "typeId=2&direction=descending",
+            "status=new",
+        ] {
+            let whole = list_ids(&app, CUSTOMER, &format!("{query}&pageSize=1000")).await;
+            let (followed, pages) = follow_cursors(&app, CUSTOMER, query, 4).await;
+            assert_eq!(followed, whole, "?{query}");
+            assert_eq!(pages, whole.len().div_ceil(4).max(1), "?{query}");
+        }
+    }
+
+    /// Jobs created while a client pages through never shift a page: nothing is seen twice
+    /// or skipped, and in creation order the new ones come at the end.
+    async fn jobs_created_while_paging_shift_nothing(app: TestApp) {
+        let mut before = Vec::new();
+        for _ in 0..9 {
+            before.push(app.create_job(CUSTOMER).await);
+        }
+        let first = list(&app, CUSTOMER, "pageSize=4").await;
+        let mut seen: Vec<Uuid> = first["items"].as_array().expect("items").iter()
+            .map(|job| Uuid::parse_str(job["id"].as_str().expect("id")).expect("a uuid")).collect();
+        let mut added = Vec::new();
+        for _ in 0..3 {
+            added.push(app.create_job(CUSTOMER).await);
+        }
+        let cursor = first["nextCursor"].as_str().expect("a cursor").to_owned();
+        let (rest, _) = follow_cursors_from(&app, CUSTOMER, "sortBy=createdAt", 4, Some(cursor)).await;
+        seen.extend(rest);
+        let expected: Vec<Uuid> = before.iter().chain(&added).copied().collect();
+        assert_eq!(seen, expected);
+    }
+
+    /// A cursor continues only the list it came from, never with a page number, and a
+    /// numbered page deeper than 10 000 items is refused with a pointer to the cursor.
+    async fn cursors_are_checked_and_deep_offsets_point_to_them(app: TestApp) {
+        for _ in 0..3 {
+            app.create_job_with(CUSTOMER, json!({"typeId": 5, "contactId": 2})).await;
+        }
+        let page = list(&app, CUSTOMER, "typeId=5&pageSize=1").await;
+        let cursor = page["nextCursor"].as_str().expect("a cursor").to_owned();
+        list(&app, CUSTOMER, &format!("typeId=5&pageSize=1&cursor={cursor}")).await;
+        for query in [
+            format!("typeId=6&cursor={cursor}"),
+            format!("typeId=5&direction=descending&cursor={cursor}"),
+            format!("typeId=5&sortBy=updatedAt&cursor={cursor}"),
+            format!("cursor={cursor}"),
+            format!("typeId=5&pageNumber=2&cursor={cursor}"),
+            "cursor=not-a-cursor".to_owned(),
+            "cursor=".to_owned(),
+            format!("cursor={}", "A".repeat(5000)),
+        ] {
+            let problem = app.get(&format!("/v1/jobs?{query}"), CUSTOMER).await.assert_problem(400, "/problems/invalid-paging");
+            let detail = problem["detail"].as_str().unwrap_or_default();
+            assert!(detail.contains("cursor") && detail.len() < 300, "?{query}: {detail}");
+        }
+        app.get(&format!("/v1/jobs?typeId=5&cursor={cursor}&cursor={cursor}"), CUSTOMER)
+            .await
+            .assert_problem(400, "/problems/invalid-query");
+        let problem = app.get("/v1/jobs?pageNumber=101&pageSize=101", CUSTOMER).await.assert_problem(400, "/problems/invalid-paging");
+        assert!(problem["detail"].as_str().is_some_and(|detail| detail.contains("nextCursor")), "{problem}");
+        list(&app, CUSTOMER, "pageNumber=101&pageSize=100").await;
     }
 }

@@ -37,6 +37,7 @@ const OPERATIONS: &[(&str, &str, Kind, &[&str])] = &[
             "direction",
             "pageNumber",
             "pageSize",
+            "cursor",
         ],
     ),
     ("get", "/v1/jobs/{jobId}", Kind::Read, &[]),
@@ -53,7 +54,7 @@ const OPERATIONS: &[(&str, &str, Kind, &[&str])] = &[
         "get",
         "/v1/jobs/{jobId}/statusHistory",
         Kind::Read,
-        &["sortBy", "direction", "pageNumber", "pageSize"],
+        &["sortBy", "direction", "pageNumber", "pageSize", "cursor"],
     ),
     (
         "get",

@@ -12,9 +12,13 @@ pub struct PageRequest {
 }
 
 impl PageRequest {
-    pub const MAX_NUMBER: u32 = 2_147_483;
+    pub const MAX_NUMBER: u32 = 10_000;
     pub const MAX_SIZE: u32 = 1000;
     pub const DEFAULT_SIZE: u32 = 100;
+    /// The most rows a numbered page may skip. An offset costs the store every row it
+    /// skips; pages further in are reached by cursor (keyset), which costs what the page
+    /// holds however deep it is.
+    pub const MAX_OFFSET: i64 = 10_000;
 
     pub fn offset(self) -> i64 {
         i64::from(self.number - 1) * i64::from(self.size)
@@ -40,19 +44,20 @@ impl PageRequest {
     }
 }
 
-/// A page of one job's events: a page number or a place after a sequence (what a cursor
-/// holds), at most `page.size` events, and at most [`Self::MAX_BYTES`] of them (at least
-/// one event, however large), so that neither the answer nor the server's memory grows
-/// with the events' size.
+/// A page of one job's events or status history, which are ordered by sequence: a page
+/// number or a place after a sequence (what a cursor holds), at most `page.size` entries.
+/// A page of events also stops before [`Self::MAX_BYTES`] (with at least one event,
+/// however large), so that neither the answer nor the server's memory grows with the
+/// events' size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EventPageRequest {
+pub struct SequencePage {
     pub page: PageRequest,
-    /// Only events after this sequence (then the page number is 1).
+    /// Only entries after this sequence, in the page's order (then the page number is 1).
     pub after_sequence: Option<i64>,
 }
 
-impl EventPageRequest {
-    /// The stored payload and metadata a page holds at most, in bytes.
+impl SequencePage {
+    /// The stored payload and metadata a page of events holds at most, in bytes.
     pub const MAX_BYTES: usize = 1024 * 1024;
 
     /// Events with sequences above this one, skipping `offset()` of them.
@@ -114,6 +119,14 @@ impl Direction {
             Direction::Descending => "DESC",
         }
     }
+
+    /// The comparison that keeps what comes after a key in this direction.
+    pub fn after_sql(self) -> &'static str {
+        match self {
+            Direction::Ascending => ">",
+            Direction::Descending => "<",
+        }
+    }
 }
 
 /// Which timestamp a job list is ordered by (ties broken by job id, which is time-ordered).
@@ -131,6 +144,25 @@ impl JobSort {
             JobSort::UpdatedAt => "updated_at",
         }
     }
+
+    /// Where `job` stands in a list of this order.
+    pub fn key_of(self, job: &crate::model::view::JobView) -> JobKey {
+        JobKey {
+            at: match self {
+                JobSort::CreatedAt => job.created_at,
+                JobSort::UpdatedAt => job.updated_at,
+            },
+            job_id: job.id,
+        }
+    }
+}
+
+/// Where a page of a job list continues (what its cursor holds): after the job with this
+/// id and this value of the list's order, in the list's direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobKey {
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub job_id: uuid::Uuid,
 }
 
 /// Filters of a job list; every one given must match. `created_from` is inclusive,
@@ -167,9 +199,9 @@ mod tests {
     #[test]
     fn the_largest_offset_fits() {
         let request = PageRequest {
-            number: PageRequest::MAX_NUMBER,
+            number: u32::MAX,
             size: PageRequest::MAX_SIZE,
         };
-        assert_eq!(request.offset(), 2_147_482_000);
+        assert_eq!(request.offset(), 4_294_967_294_000);
     }
 }

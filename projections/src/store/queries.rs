@@ -3,7 +3,7 @@
 
 use crate::error::StoreError;
 use crate::log::LoggedEvent;
-use crate::model::paging::{Direction, EventPageRequest, JobFilter, Page, PageRequest};
+use crate::model::paging::{Direction, JobFilter, JobKey, Page, PageRequest, SequencePage};
 use crate::model::view::{JobView, StatusHistoryEntry};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -46,11 +46,14 @@ impl StoredEvent {
 pub trait JobQueries: Send + Sync {
     async fn job(&self, customer_id: i64, job_id: Uuid) -> Result<Option<JobView>, StoreError>;
 
+    /// A page of the customer's jobs: by page number, or after `after` (a cursor's key,
+    /// for the filter's order) when given.
     async fn list_jobs(
         &self,
         customer_id: i64,
         filter: &JobFilter,
         page: PageRequest,
+        after: Option<JobKey>,
     ) -> Result<Page<JobView>, StoreError>;
 
     async fn status_history(
@@ -58,7 +61,7 @@ pub trait JobQueries: Send + Sync {
         customer_id: i64,
         job_id: Uuid,
         direction: Direction,
-        page: PageRequest,
+        page: SequencePage,
     ) -> Result<Option<Page<StatusHistoryEntry>>, StoreError>;
 
     /// A page of the job's events, bounded in count and in bytes.
@@ -66,7 +69,7 @@ pub trait JobQueries: Send + Sync {
         &self,
         customer_id: i64,
         job_id: Uuid,
-        page: EventPageRequest,
+        page: SequencePage,
     ) -> Result<Option<Page<StoredEvent>>, StoreError>;
 
     /// Answers when the store does.

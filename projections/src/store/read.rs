@@ -10,7 +10,7 @@ use super::queries::{JobQueries, StoredEvent};
 use super::rows::ProjectionTables;
 use super::sql::{ClientSql, JobSql, LogSql};
 use crate::error::StoreError;
-use crate::model::paging::{Direction, EventPageRequest, JobFilter, Page, PageRequest};
+use crate::model::paging::{Direction, JobFilter, JobKey, Page, PageRequest, SequencePage};
 use crate::model::view::{JobView, StatusHistoryEntry};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -155,6 +155,7 @@ impl<B: Backend> JobQueries for Store<B> {
         customer_id: i64,
         filter: &JobFilter,
         page: PageRequest,
+        after: Option<JobKey>,
     ) -> Result<Page<JobView>, StoreError> {
         // A list's cost is the caller's choice (page depth, filters): the customer waits for
         // one of its turns, and the query is stopped past the statement bound.
@@ -168,7 +169,7 @@ impl<B: Backend> JobQueries for Store<B> {
             watched.stop = B::abandonment_guard(&mut watched.connection).await?;
         }
         let client_side_bound = self.statement_bound.filter(|_| watched.stop.is_armed());
-        let listing = B::Db::list_jobs(&mut watched.connection, customer_id, filter, page);
+        let listing = B::Db::list_jobs(&mut watched.connection, customer_id, filter, page, after);
         let outcome = match client_side_bound {
             Some(bound) => match tokio::time::timeout(bound, listing).await {
                 Ok(outcome) => outcome,
@@ -186,21 +187,21 @@ impl<B: Backend> JobQueries for Store<B> {
         customer_id: i64,
         job_id: Uuid,
         direction: Direction,
-        page: PageRequest,
+        page: SequencePage,
     ) -> Result<Option<Page<StatusHistoryEntry>>, StoreError> {
         if self.job(customer_id, job_id).await?.is_none() {
             return Ok(None);
         }
         let entries =
             B::Db::status_history(&self.pool, &job_id.to_string(), direction, page).await?;
-        Ok(Some(page.into_page(entries)))
+        Ok(Some(page.into_page(entries, false)))
     }
 
     async fn events(
         &self,
         customer_id: i64,
         job_id: Uuid,
-        page: EventPageRequest,
+        page: SequencePage,
     ) -> Result<Option<Page<StoredEvent>>, StoreError> {
         if self.job(customer_id, job_id).await?.is_none() {
             return Ok(None);
@@ -213,7 +214,7 @@ impl<B: Backend> JobQueries for Store<B> {
             page.after(),
             page.page.fetch_limit(),
             page.offset(),
-            EventPageRequest::MAX_BYTES,
+            SequencePage::MAX_BYTES,
         )
         .await?;
         let events = events.iter().map(StoredEvent::from_logged).collect();

@@ -3,7 +3,7 @@
 
 use super::Connection;
 use crate::error::StoreError;
-use crate::model::paging::{Direction, JobFilter, PageRequest};
+use crate::model::paging::{Direction, JobFilter, JobKey, PageRequest, SequencePage};
 use crate::model::view::{JobView, StatusHistoryEntry, SummaryDocument};
 use crate::store::rows::{
     column_list, history_values, numbered, select_list, summary_upsert, summary_values,
@@ -73,19 +73,24 @@ pub trait JobSql: Database {
     // The read side.
 
     /// One page of the customer's jobs that pass `filter`.
+    /// Up to `page.fetch_limit()` of the customer's jobs: the page `page.number`, or the
+    /// first page after `after` when given.
     async fn list_jobs(
         connection: &mut Connection<Self>,
         customer_id: i64,
         filter: &JobFilter,
         page: PageRequest,
+        after: Option<JobKey>,
     ) -> Result<Vec<JobView>, StoreError>;
 
     /// One page of a job's status history.
+    /// Up to `page.fetch_limit()` of the job's status changes in `direction`: the page
+    /// `page.number`, or the first after the sequence a cursor named.
     async fn status_history(
         pool: &Pool<Self>,
         job_id: &str,
         direction: Direction,
-        page: PageRequest,
+        page: SequencePage,
     ) -> Result<Vec<StatusHistoryEntry>, StoreError>;
 
     async fn ping(pool: &Pool<Self>) -> Result<(), StoreError>;
@@ -291,6 +296,7 @@ where
         customer_id: i64,
         filter: &JobFilter,
         page: PageRequest,
+        after: Option<JobKey>,
     ) -> Result<Vec<JobView>, StoreError> {
         // The conditions, each with its placeholder, then the values in the same order.
         let mut sql = String::from("SELECT document FROM job_summary WHERE customer_id = $1");
@@ -323,12 +329,23 @@ where
             condition(&mut sql, " AND created_at < ");
         }
         let column = filter.sort.column();
+        if after.is_some() {
+            // A keyset: the index on (customer_id, column, job_id) starts right there.
+            sql.push_str(&format!(
+                " AND ({column}, job_id) {} (${}, ${})",
+                filter.direction.after_sql(),
+                parameters + 1,
+                parameters + 2
+            ));
+            parameters += 2;
+        }
         let direction = filter.direction.sql();
         sql.push_str(&format!(
             " ORDER BY {column} {direction}, job_id {direction} LIMIT ${} OFFSET ${}",
             parameters + 1,
             parameters + 2
         ));
+        let after_id = after.map(|key| key.job_id.to_string());
         let mut query = sqlx::query_scalar(&sql).bind(customer_id);
         for status in &filter.statuses {
             query = query.bind(status.as_str());
@@ -348,9 +365,13 @@ where
         if let Some(to) = filter.created_to {
             query = query.bind(to);
         }
+        if let (Some(key), Some(id)) = (after, &after_id) {
+            query = query.bind(key.at).bind(id.as_str());
+        }
+        let offset = if after.is_some() { 0 } else { page.offset() };
         let rows: Vec<Json<JobView>> = query
             .bind(page.fetch_limit())
-            .bind(page.offset())
+            .bind(offset)
             .fetch_all(&mut *connection)
             .await?;
         Ok(rows.into_iter().map(|json| json.0).collect())
@@ -360,18 +381,26 @@ where
         pool: &Pool<Self>,
         job_id: &str,
         direction: Direction,
-        page: PageRequest,
+        page: SequencePage,
     ) -> Result<Vec<StatusHistoryEntry>, StoreError> {
+        let after = match page.after_sequence {
+            Some(_) => format!(" AND sequence {} $4", direction.after_sql()),
+            None => String::new(),
+        };
         let sql = format!(
             "SELECT {} FROM job_status_history \
-             WHERE job_id = $1 ORDER BY sequence {} LIMIT $2 OFFSET $3",
+             WHERE job_id = $1{after} ORDER BY sequence {} LIMIT $2 OFFSET $3",
             select_list(&HISTORY_COLUMNS[1..]),
             direction.sql()
         );
-        let rows = sqlx::query(&sql)
+        let mut query = sqlx::query(&sql)
             .bind(job_id)
-            .bind(page.fetch_limit())
-            .bind(page.offset())
+            .bind(page.page.fetch_limit())
+            .bind(page.offset());
+        if let Some(sequence) = page.after_sequence {
+            query = query.bind(sequence);
+        }
+        let rows = query
             .fetch_all(pool)
             .await?;
         let mut entries = Vec::with_capacity(rows.len());
