@@ -41,12 +41,14 @@ pub struct Application {
     router: axum::Router,
     backend: &'static str,
     service: Arc<JobService>,
+    store: projections::JobStore,
     key_retention: Duration,
     connection_limits: ConnectionLimits,
 }
 
-/// How often the server purges idempotency keys past their retention.
-const KEY_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+/// How often the server purges idempotency keys past their retention and refreshes the
+/// query planner's statistics.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(3600);
 
 impl Application {
     /// Connects the store (applying migrations), loads or makes the token signing key, and
@@ -94,6 +96,7 @@ impl Application {
             router: router(state),
             backend: store.backend_name(),
             service,
+            store,
             key_retention: settings.key_retention.duration(),
             connection_limits: settings.connections.limits(),
         })
@@ -108,14 +111,14 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then lets in-flight requests finish (within the
-    /// shutdown timeout; see [`connections::serve`]). Meanwhile
-    /// purges idempotency keys past their retention, at start and every hour, and keeps
-    /// the metrics' histograms folded.
+    /// shutdown timeout; see [`connections::serve`]). Meanwhile, at start and every hour,
+    /// purges idempotency keys past their retention and refreshes the planner's statistics
+    /// (SQLite), and keeps the metrics' histograms folded.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let purging = tokio::spawn(purge_keys(self.service, self.key_retention));
+        let purging = tokio::spawn(upkeep(self.service, self.store, self.key_retention));
         let folding = tokio::spawn(crate::telemetry::keep_metrics_folded());
         let served =
             connections::serve(self.listener, self.router, self.connection_limits, shutdown).await;
@@ -125,13 +128,18 @@ impl Application {
     }
 }
 
-/// Deletes idempotency keys older than `retention`, every [`KEY_PURGE_INTERVAL`]. Servers
-/// sharing a database each do so; the deletes are idempotent.
-async fn purge_keys(service: Arc<JobService>, retention: Duration) {
-    let mut ticks = tokio::time::interval(KEY_PURGE_INTERVAL);
+/// Every [`UPKEEP_INTERVAL`]: deletes idempotency keys older than `retention` (servers
+/// sharing a database each do so; the deletes are idempotent), and refreshes the planner's
+/// statistics, so that a filtered list keeps being served by its filter's index as the
+/// store grows.
+async fn upkeep(service: Arc<JobService>, store: projections::JobStore, retention: Duration) {
+    let mut ticks = tokio::time::interval(UPKEEP_INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
+        if let Err(error) = store.refresh_planner_statistics().await {
+            tracing::warn!(%error, "could not refresh the planner's statistics; trying again later");
+        }
         match service.purge_keys(retention).await {
             Ok(0) => {}
             Ok(purged) => tracing::info!(purged, "purged idempotency keys past their retention"),

@@ -32,6 +32,8 @@ pub mod store;
 
 pub use error::{store_unavailable, StoreError};
 pub use model::metadata::{self, EventMetadata};
-pub use model::paging::{self, Direction, JobFilter, JobKey, JobSort, Page, PageRequest, SequencePage};
+pub use model::paging::{
+    self, Direction, JobFilter, JobKey, JobSort, Page, PageRequest, SequencePage,
+};
 pub use model::view::{self, JobView, StatusHistoryEntry};
 pub use store::{connect, ClientRecord, ClientRegistry, JobQueries, JobStore, StoredEvent};

@@ -13,8 +13,8 @@ use crate::http::extract::{
 use crate::http::idempotency::{answer_response, under_key, IdempotencyKeyHeader, RequestKey};
 use crate::http::problem::Problem;
 use crate::http::query::{
-    EventCursor, EventPaging, HistoryCursor, HistorySortBy, JobCursor, JobSortBy, Paging, QueryParams,
-    SortDirection,
+    EventCursor, EventPaging, HistoryCursor, HistorySortBy, JobCursor, JobSortBy, Paging,
+    QueryParams, SortDirection,
 };
 use crate::http::requests::*;
 use crate::http::AppState;

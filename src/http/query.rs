@@ -289,7 +289,12 @@ fn unwrap_cursor(cursor: &str, prefix: &str) -> Option<String> {
     let text = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(cursor)
         .ok()?;
-    Some(String::from_utf8(text).ok()?.strip_prefix(prefix)?.to_owned())
+    Some(
+        String::from_utf8(text)
+            .ok()?
+            .strip_prefix(prefix)?
+            .to_owned(),
+    )
 }
 
 /// The `nextCursor` of a page of a job's events: the sequence of its last event.
@@ -370,9 +375,14 @@ impl JobCursor {
     fn fingerprint(filter: &JobFilter) -> String {
         use sha2::{Digest, Sha256};
         let micros = |at: Option<domain::Timestamp>| {
-            at.map(|at| at.timestamp_micros().to_string()).unwrap_or_default()
+            at.map(|at| at.timestamp_micros().to_string())
+                .unwrap_or_default()
         };
-        let mut statuses: Vec<&str> = filter.statuses.iter().map(|status| status.as_str()).collect();
+        let mut statuses: Vec<&str> = filter
+            .statuses
+            .iter()
+            .map(|status| status.as_str())
+            .collect();
         statuses.sort_unstable();
         statuses.dedup();
         let canonical = format!(
@@ -387,7 +397,10 @@ impl JobCursor {
             micros(filter.created_to),
         );
         let digest = Sha256::digest(canonical.as_bytes());
-        digest[..8].iter().map(|byte| format!("{byte:02x}")).collect()
+        digest[..8]
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect()
     }
 }
 

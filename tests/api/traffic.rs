@@ -379,8 +379,7 @@ async fn clone_summaries(store: &TestStore, seed: Uuid, count: u32) {
 
 /// The costliest list a caller can ask for: the deepest numbered page, the largest, every
 /// filter.
-const PATHOLOGICAL_LIST: &str =
-    "/v1/jobs?pageNumber=11&pageSize=1000&status=new&status=scheduled\
+const PATHOLOGICAL_LIST: &str = "/v1/jobs?pageNumber=11&pageSize=1000&status=new&status=scheduled\
     &typeId=1&contactId=2&reference=none-of-them&createdFrom=2000-01-01T00:00:00Z\
     &createdTo=2999-01-01T00:00:00Z&sortBy=updatedAt&direction=descending";
 

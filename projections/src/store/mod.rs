@@ -44,7 +44,7 @@ pub use clients::{ClientRecord, ClientRegistry};
 pub use postgres::{PostgresBackend, PostgresJobStore};
 pub use queries::{JobQueries, StoredEvent};
 pub use rows::ProjectionTables;
-pub use sql::MigrationApplied;
+pub use sql::{job_list_sql, MigrationApplied};
 pub use sqlite::{SqliteBackend, SqliteJobStore};
 pub use write::{AppendError, CommandStore, Commit, Held, JobSnapshot, StoredJob, SNAPSHOT_EVERY};
 
@@ -110,6 +110,17 @@ pub async fn open_bounded(
 }
 
 impl JobStore {
+    /// Brings the query planner's statistics up to date where the database does not keep
+    /// them itself: SQLite. Without them, SQLite serves a filtered job list by the index of
+    /// its order and reads every job of the customer. (PostgreSQL's autovacuum analyzes
+    /// on its own.) Cheap: SQLite samples at most a thousand rows per index.
+    pub async fn refresh_planner_statistics(&self) -> Result<(), StoreError> {
+        match self {
+            JobStore::Postgres(_) => Ok(()),
+            JobStore::Sqlite(store) => store.analyze().await,
+        }
+    }
+
     /// The store behind every face.
     fn faces(&self) -> Arc<dyn StoreFaces> {
         match self {

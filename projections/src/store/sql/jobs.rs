@@ -30,6 +30,61 @@ fn keep_prepared<DB: Database>() -> bool {
     DB::NAME != "SQLite"
 }
 
+/// The statement of a job list with `filter` (and a keyset when `keyset`). Its parameters,
+/// in order: the customer, each status, type, contact, reference, created from, created to
+/// (each one the filter gives), the keyset's order value and job id (when `keyset`), the
+/// limit and the offset. Public so that tests and operators can see its plans.
+pub fn job_list_sql(filter: &JobFilter, keyset: bool) -> String {
+    // The conditions, each with its placeholder, then the values in the same order.
+    let mut sql = String::from("SELECT document FROM job_summary WHERE customer_id = $1");
+    let mut parameters = 1;
+    if !filter.statuses.is_empty() {
+        let first = parameters + 1;
+        parameters += filter.statuses.len();
+        sql.push_str(&format!(
+            " AND status IN ({})",
+            numbered(first, filter.statuses.len())
+        ));
+    }
+    let mut condition = |sql: &mut String, text: &str| {
+        parameters += 1;
+        sql.push_str(&format!("{text}${parameters}"));
+    };
+    if filter.type_id.is_some() {
+        condition(&mut sql, " AND type_id = ");
+    }
+    if filter.contact_id.is_some() {
+        condition(&mut sql, " AND contact_id = ");
+    }
+    if filter.reference.is_some() {
+        condition(&mut sql, " AND reference = ");
+    }
+    if filter.created_from.is_some() {
+        condition(&mut sql, " AND created_at >= ");
+    }
+    if filter.created_to.is_some() {
+        condition(&mut sql, " AND created_at < ");
+    }
+    let column = filter.sort.column();
+    if keyset {
+        // A keyset: the index on (customer_id, column, job_id) starts right there.
+        sql.push_str(&format!(
+            " AND ({column}, job_id) {} (${}, ${})",
+            filter.direction.after_sql(),
+            parameters + 1,
+            parameters + 2
+        ));
+        parameters += 2;
+    }
+    let direction = filter.direction.sql();
+    sql.push_str(&format!(
+        " ORDER BY {column} {direction}, job_id {direction} LIMIT ${} OFFSET ${}",
+        parameters + 1,
+        parameters + 2
+    ));
+    sql
+}
+
 /// A migration that `migrate` applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MigrationApplied {
@@ -298,53 +353,7 @@ where
         page: PageRequest,
         after: Option<JobKey>,
     ) -> Result<Vec<JobView>, StoreError> {
-        // The conditions, each with its placeholder, then the values in the same order.
-        let mut sql = String::from("SELECT document FROM job_summary WHERE customer_id = $1");
-        let mut parameters = 1;
-        if !filter.statuses.is_empty() {
-            let first = parameters + 1;
-            parameters += filter.statuses.len();
-            sql.push_str(&format!(
-                " AND status IN ({})",
-                numbered(first, filter.statuses.len())
-            ));
-        }
-        let mut condition = |sql: &mut String, text: &str| {
-            parameters += 1;
-            sql.push_str(&format!("{text}${parameters}"));
-        };
-        if filter.type_id.is_some() {
-            condition(&mut sql, " AND type_id = ");
-        }
-        if filter.contact_id.is_some() {
-            condition(&mut sql, " AND contact_id = ");
-        }
-        if filter.reference.is_some() {
-            condition(&mut sql, " AND reference = ");
-        }
-        if filter.created_from.is_some() {
-            condition(&mut sql, " AND created_at >= ");
-        }
-        if filter.created_to.is_some() {
-            condition(&mut sql, " AND created_at < ");
-        }
-        let column = filter.sort.column();
-        if after.is_some() {
-            // A keyset: the index on (customer_id, column, job_id) starts right there.
-            sql.push_str(&format!(
-                " AND ({column}, job_id) {} (${}, ${})",
-                filter.direction.after_sql(),
-                parameters + 1,
-                parameters + 2
-            ));
-            parameters += 2;
-        }
-        let direction = filter.direction.sql();
-        sql.push_str(&format!(
-            " ORDER BY {column} {direction}, job_id {direction} LIMIT ${} OFFSET ${}",
-            parameters + 1,
-            parameters + 2
-        ));
+        let sql = job_list_sql(filter, after.is_some());
         let after_id = after.map(|key| key.job_id.to_string());
         let mut query = sqlx::query_scalar(&sql).bind(customer_id);
         for status in &filter.statuses {
@@ -400,9 +409,7 @@ where
         if let Some(sequence) = page.after_sequence {
             query = query.bind(sequence);
         }
-        let rows = query
-            .fetch_all(pool)
-            .await?;
+        let rows = query.fetch_all(pool).await?;
         let mut entries = Vec::with_capacity(rows.len());
         for row in rows {
             let status: String = row.try_get("status")?;

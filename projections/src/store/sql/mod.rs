@@ -16,7 +16,7 @@ mod keys;
 mod log;
 
 pub use clients::ClientSql;
-pub use jobs::{JobSql, MigrationApplied};
+pub use jobs::{job_list_sql, JobSql, MigrationApplied};
 pub use keys::KeySql;
 pub use log::LogSql;
 

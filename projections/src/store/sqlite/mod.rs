@@ -93,6 +93,18 @@ impl Store<SqliteBackend> {
     }
 }
 
+impl Store<SqliteBackend> {
+    /// Refreshes the planner's statistics (`sqlite_stat1`), sampling at most a thousand
+    /// rows per index; queued behind this process's writers, as it writes too.
+    pub async fn analyze(&self) -> Result<(), StoreError> {
+        let _writer = self.backend.exclusive_writer().await;
+        sqlx::raw_sql("PRAGMA analysis_limit = 1000; ANALYZE")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl Backend for SqliteBackend {
     type Db = sqlx::Sqlite;
