@@ -42,6 +42,7 @@ pub struct Application {
     backend: &'static str,
     service: Arc<JobService>,
     store: projections::JobStore,
+    auth: Arc<Authenticator>,
     key_retention: Duration,
     connection_limits: ConnectionLimits,
 }
@@ -68,11 +69,12 @@ impl Application {
         {
             return Err(StartError::LogAhead(ahead));
         }
-        let key = settings
-            .tokens
-            .key_source(&settings.store.data_dir)
-            .load()?;
-        let keys = TokenKeys::new(&key, settings.tokens.policy())?;
+        let key_source = settings.tokens.key_source(&settings.store.data_dir);
+        let keys = TokenKeys::from_ring(
+            &key_source.load()?,
+            key_source.file(),
+            settings.tokens.policy(),
+        )?;
         let hasher = tokio::task::spawn_blocking(SecretHasher::new)
             .await
             .map_err(HashError::from)??;
@@ -86,9 +88,10 @@ impl Application {
         // Installed before the first request, so no early measurement is dropped.
         crate::telemetry::metrics();
         let service = Arc::new(JobService::new(&store));
+        let auth = Arc::new(Authenticator::new(keys, Arc::new(hasher), store.clients()));
         let state = AppState {
             service: service.clone(),
-            auth: Arc::new(Authenticator::new(keys, Arc::new(hasher), store.clients())),
+            auth: auth.clone(),
             limits: Arc::new(RateLimits::new(&settings.rate_limits)),
         };
         Ok(Self {
@@ -97,6 +100,7 @@ impl Application {
             backend: store.backend_name(),
             service,
             store,
+            auth,
             key_retention: settings.key_retention.duration(),
             connection_limits: settings.connections.limits(),
         })
@@ -120,10 +124,12 @@ impl Application {
     ) -> std::io::Result<()> {
         let purging = tokio::spawn(upkeep(self.service, self.store, self.key_retention));
         let folding = tokio::spawn(crate::telemetry::keep_metrics_folded());
+        let rereading = tokio::spawn(reread_keys(self.auth));
         let served =
             connections::serve(self.listener, self.router, self.connection_limits, shutdown).await;
         purging.abort();
         folding.abort();
+        rereading.abort();
         served
     }
 }
@@ -147,6 +153,18 @@ async fn upkeep(service: Arc<JobService>, store: projections::JobStore, retentio
                 tracing::warn!(%error, "could not purge idempotency keys; trying again later")
             }
         }
+    }
+}
+
+/// Re-reads the token signing key file whenever it changes (checked every
+/// [`crate::auth::tokens::KEY_FILE_RELOAD`]): a key rotated in, or retired, takes effect
+/// without a restart.
+async fn reread_keys(auth: Arc<Authenticator>) {
+    let mut ticks = tokio::time::interval(crate::auth::tokens::KEY_FILE_RELOAD);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        auth.keys().reload_if_changed();
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod clients;
 mod events;
+mod keys;
 mod projection;
 mod table;
 
@@ -33,6 +34,9 @@ pub enum AdminCommand {
     /// Manage the OAuth clients that may call the API.
     #[command(subcommand)]
     Clients(ClientsCommand),
+    /// Rotate and retire the token signing keys (servers pick changes up within seconds).
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// Apply the database migrations not applied yet, and say which.
     Migrate,
     /// Show the audit trail of one job from the event store: who did what, when and why.
@@ -128,6 +132,10 @@ pub enum AdminError {
     LogAhead(projections::log::TransactionsAhead),
     #[error("interrupted; the live projection is unchanged")]
     Interrupted,
+    #[error(transparent)]
+    Keys(#[from] crate::auth::keys::KeyError),
+    #[error("{0}")]
+    KeyRetirement(String),
 }
 
 impl AdminError {
@@ -142,6 +150,10 @@ impl AdminError {
 
 /// Runs one command, writing its report to `out` (progress goes to standard error).
 pub async fn run(cli: AdminCli, out: &mut impl Write) -> Result<(), AdminError> {
+    // The keys live in a file, not in the store.
+    if let AdminCommand::Keys(command) = cli.command {
+        return keys::run(command, &cli.store.data_dir, out);
+    }
     // `migrate` reports what it applies, so it must find the migrations still pending.
     let store = match cli.command {
         AdminCommand::Migrate => cli.store.open_unmigrated().await?,
@@ -157,6 +169,7 @@ pub async fn run(cli: AdminCli, out: &mut impl Write) -> Result<(), AdminError> 
         }
     }
     match cli.command {
+        AdminCommand::Keys(_) => Ok(()),
         AdminCommand::Clients(command) => clients::run(&store, command, out).await,
         AdminCommand::Migrate => projection::migrate(&store, out).await,
         AdminCommand::History { job_id, format } => {

@@ -6,6 +6,7 @@
 //! signature, trusting what it said for at most that long ([`recent`]).
 
 pub mod clients;
+pub mod keys;
 pub mod recent;
 pub mod secrets;
 pub mod tokens;
@@ -172,6 +173,11 @@ impl Authenticator {
             clients,
             recent: recent::RecentClients::default(),
         }
+    }
+
+    /// The keys tokens are signed and checked with.
+    pub fn keys(&self) -> &TokenKeys {
+        &self.keys
     }
 
     /// RFC 6749 §4.4: checks the client's credentials (always with one slow hash check, known

@@ -1,176 +1,26 @@
 //! Access tokens: HS256-signed JWTs naming the client (`sub`), the token (`jti`), the granted
-//! scopes and the customers the client may act for. The signing key comes from
-//! configuration, or is generated once into the data directory and reused.
+//! scopes and the customers the client may act for, and in their header the key that
+//! signed them (`kid`). The keys are a ring (see [`crate::auth::keys`]): the newest signs,
+//! every one verifies, and a key file is re-read every [`KEY_FILE_RELOAD`], so keys rotate
+//! without a restart.
 
+use crate::auth::keys::{read_ring, KeyRing, SigningKey};
 use crate::auth::Scope;
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, SystemTime};
 use uuid::Uuid;
 
-/// HMAC-SHA256 keys shorter than its output add nothing but weakness (RFC 7518 §3.2).
-pub const MIN_KEY_BYTES: usize = 32;
-
-/// The file a generated key is kept in, inside the data directory.
-pub const GENERATED_KEY_FILE: &str = "token-signing.key";
-
-/// Random bytes in a generated key: twice what HS256 needs, at no cost.
-const GENERATED_KEY_BYTES: usize = 64;
+pub use crate::auth::keys::{KeyError, KeySource, GENERATED_KEY_FILE, MIN_KEY_BYTES};
 
 /// Clock skew tolerated on `exp` and `nbf`.
 const LEEWAY_SECONDS: u64 = 30;
 
-#[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    #[error("cannot read the token signing key file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot create the token signing key file {path}: {source}")]
-    Create {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(
-        "the token signing key {origin} is {length} bytes; at least {MIN_KEY_BYTES} are needed"
-    )]
-    TooShort { origin: String, length: usize },
-    #[error("the token signing key cannot be used: {0}")]
-    Unusable(#[from] jsonwebtoken::errors::Error),
-}
-
-/// Where the signing key comes from.
-pub enum KeySource<'a> {
-    /// The key itself (its bytes, as given).
-    Inline(&'a str),
-    /// A file whose content (less trailing whitespace) is the key.
-    File(&'a Path),
-    /// `token-signing.key` in this directory, generated on first use.
-    Generated(&'a Path),
-}
-
-impl KeySource<'_> {
-    pub fn load(&self) -> Result<Vec<u8>, KeyError> {
-        let (origin, key) = match self {
-            KeySource::Inline(key) => ("given".to_owned(), key.as_bytes().to_vec()),
-            KeySource::File(path) => (format!("in {}", path.display()), read_key_file(path)?),
-            KeySource::Generated(dir) => {
-                let path = dir.join(GENERATED_KEY_FILE);
-                std::fs::create_dir_all(dir).map_err(|source| KeyError::Create {
-                    path: path.clone(),
-                    source,
-                })?;
-                (format!("in {}", path.display()), load_or_generate(&path)?)
-            }
-        };
-        if key.len() < MIN_KEY_BYTES {
-            return Err(KeyError::TooShort {
-                origin,
-                length: key.len(),
-            });
-        }
-        Ok(key)
-    }
-}
-
-fn read_key_file(path: &Path) -> Result<Vec<u8>, KeyError> {
-    warn_if_readable_by_others(path);
-    let mut key = std::fs::read(path).map_err(|source| KeyError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    while key.last().is_some_and(u8::is_ascii_whitespace) {
-        key.pop();
-    }
-    Ok(key)
-}
-
-/// Anyone who can read the key can mint tokens for every client: say so when others can.
-fn warn_if_readable_by_others(path: &Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        if let Ok(metadata) = std::fs::metadata(path) {
-            let mode = metadata.permissions().mode();
-            if mode & 0o077 != 0 {
-                tracing::warn!(
-                    path = %path.display(),
-                    mode = format!("{:o}", mode & 0o777),
-                    "the token signing key is readable by other users; chmod 600 it"
-                );
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = path;
-}
-
-/// Reads the key at `path`, or makes one there. Several processes may start at once on one
-/// data directory: each writes its candidate to a private temporary file and links it into
-/// place, which fails if another got there first; then everyone reads the winner. Nobody
-/// ever reads a half-written key. On a file system without hard links, the key is written
-/// in place instead (exclusive create, so still only one wins).
-fn load_or_generate(path: &Path) -> Result<Vec<u8>, KeyError> {
-    if path.exists() {
-        return read_key_file(path);
-    }
-    let create_error = |source| KeyError::Create {
-        path: path.to_owned(),
-        source,
-    };
-    let key = crate::auth::secrets::random_hex(GENERATED_KEY_BYTES);
-    let candidate = path.with_extension(format!("tmp-{}", Uuid::now_v7().simple()));
-    let written = write_private(&candidate, &key);
-    let linked = written.and_then(|()| std::fs::hard_link(&candidate, path));
-    let _ = std::fs::remove_file(&candidate);
-    let placed = match linked {
-        Err(error) if error.kind() != std::io::ErrorKind::AlreadyExists => {
-            write_private(path, &key)
-        }
-        other => other,
-    };
-    match placed {
-        Ok(()) => sync_directory(path).map_err(create_error)?,
-        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(error) => return Err(create_error(error)),
-    }
-    read_key_file(path)
-}
-
-/// Makes a new directory entry durable: without it, a crash could lose the key file, and
-/// every token issued with it would stop working after the restart.
-fn sync_directory(path: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    if let Some(dir) = path.parent() {
-        let dir = if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        };
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    #[cfg(not(unix))]
-    let _ = path;
-    Ok(())
-}
-
-/// Writes a new file readable by its owner only (mode 0600 on Unix), durably.
-fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
-    file.write_all(content.as_bytes())?;
-    file.write_all(b"\n")?;
-    file.sync_all()
-}
+/// How often a key file is checked for changes (a rotation, a retired key).
+pub const KEY_FILE_RELOAD: Duration = Duration::from_secs(5);
 
 /// What a token says. Registered claims plus `scope` (space-separated, as in RFC 9068) and
 /// `customers`, the customer ids the client may act for.
@@ -202,28 +52,125 @@ pub struct TokenPolicy {
     pub lifetime: Duration,
 }
 
-/// Signs and checks tokens with one key.
-pub struct TokenKeys {
+/// A key of the ring, ready to sign and verify.
+struct PreparedKey {
+    id: String,
+    signs_from: Option<DateTime<Utc>>,
     encoding: EncodingKey,
     decoding: DecodingKey,
+}
+
+/// The ring, prepared.
+struct PreparedRing {
+    keys: Vec<PreparedKey>,
+}
+
+impl PreparedRing {
+    fn new(ring: &KeyRing) -> Result<Self, KeyError> {
+        let keys = ring
+            .keys()
+            .iter()
+            .map(|key: &SigningKey| {
+                Ok(PreparedKey {
+                    id: key.id.clone(),
+                    signs_from: key.signs_from,
+                    encoding: EncodingKey::from_secret(&key.secret)?,
+                    decoding: DecodingKey::from_secret(&key.secret)?,
+                })
+            })
+            .collect::<Result<Vec<_>, KeyError>>()?;
+        Ok(PreparedRing { keys })
+    }
+
+    fn signing(&self, now: DateTime<Utc>) -> Option<&PreparedKey> {
+        self.keys
+            .iter()
+            .find(|key| key.signs_from.is_none_or(|from| from <= now))
+    }
+}
+
+/// The key file a ring came from, and what it looked like when last read.
+struct WatchedFile {
+    path: PathBuf,
+    seen: Mutex<Option<(SystemTime, u64)>>,
+}
+
+/// Signs and checks tokens with a ring of keys.
+pub struct TokenKeys {
+    ring: RwLock<Arc<PreparedRing>>,
+    file: Option<WatchedFile>,
     validation: Validation,
     policy: TokenPolicy,
 }
 
 impl TokenKeys {
+    /// Keys of one secret (its id derived from it), as tests and tools have them.
     pub fn new(key: &[u8], policy: TokenPolicy) -> Result<Self, KeyError> {
+        Self::from_ring(
+            &KeyRing::single(SigningKey::derived(key.to_vec())),
+            None,
+            policy,
+        )
+    }
+
+    /// The ring, re-read from `file` (when it came from one) by [`Self::reload_if_changed`].
+    pub fn from_ring(
+        ring: &KeyRing,
+        file: Option<PathBuf>,
+        policy: TokenPolicy,
+    ) -> Result<Self, KeyError> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[&policy.issuer]);
         validation.set_audience(&[&policy.audience]);
         validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
         validation.validate_nbf = true;
         validation.leeway = LEEWAY_SECONDS;
+        let file = file.map(|path| WatchedFile {
+            seen: Mutex::new(file_stamp(&path)),
+            path,
+        });
         Ok(Self {
-            encoding: EncodingKey::from_secret(key)?,
-            decoding: DecodingKey::from_secret(key)?,
+            ring: RwLock::new(Arc::new(PreparedRing::new(ring)?)),
+            file,
             validation,
             policy,
         })
+    }
+
+    fn current(&self) -> Arc<PreparedRing> {
+        self.ring
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Re-reads the key file if it changed since last read. A file that no longer reads
+    /// as a ring leaves the keys as they were (and says why): a half-done edit must not
+    /// log everyone out. Returns whether the keys changed.
+    pub fn reload_if_changed(&self) -> bool {
+        let Some(file) = &self.file else {
+            return false;
+        };
+        let stamp = file_stamp(&file.path);
+        {
+            let mut seen = file.seen.lock().unwrap_or_else(PoisonError::into_inner);
+            if *seen == stamp {
+                return false;
+            }
+            *seen = stamp;
+        }
+        match read_ring(&file.path).and_then(|ring| PreparedRing::new(&ring)) {
+            Ok(ring) => {
+                let ids: Vec<&str> = ring.keys.iter().map(|key| key.id.as_str()).collect();
+                tracing::info!(keys = ?ids, "token signing keys re-read");
+                *self.ring.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(ring);
+                true
+            }
+            Err(error) => {
+                tracing::warn!(%error, "the token signing key file changed but cannot be used; keeping the keys as they were");
+                false
+            }
+        }
     }
 
     pub fn issue(
@@ -246,8 +193,13 @@ impl TokenKeys {
             scope: Scope::join(scopes),
             customers: customers.to_vec(),
         };
-        let access_token =
-            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?;
+        let ring = self.current();
+        let key = ring
+            .signing(now)
+            .ok_or(jsonwebtoken::errors::ErrorKind::InvalidKeyFormat)?;
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(key.id.clone());
+        let access_token = jsonwebtoken::encode(&header, &claims, &key.encoding)?;
         Ok(IssuedToken {
             access_token,
             token_id,
@@ -255,12 +207,34 @@ impl TokenKeys {
         })
     }
 
-    /// The claims of a token this key signed, for this issuer and audience, valid now. Any
-    /// other algorithm (`none` included) is refused.
+    /// The claims of a token a key of the ring signed, for this issuer and audience, valid
+    /// now. Any other algorithm (`none` included) is refused. A token names its key
+    /// (`kid`): an unknown one is refused; one without (issued before keys had ids) is
+    /// checked against each key.
     pub fn verify(&self, token: &str) -> Result<Claims, jsonwebtoken::errors::Error> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map(|data| data.claims)
+        use jsonwebtoken::errors::ErrorKind;
+        let header = jsonwebtoken::decode_header(token)?;
+        let ring = self.current();
+        let candidates = ring
+            .keys
+            .iter()
+            .filter(|key| header.kid.as_ref().is_none_or(|kid| *kid == key.id));
+        let mut failure: jsonwebtoken::errors::Error = ErrorKind::InvalidSignature.into();
+        for key in candidates {
+            match jsonwebtoken::decode::<Claims>(token, &key.decoding, &self.validation) {
+                Ok(data) => return Ok(data.claims),
+                Err(error) if *error.kind() == ErrorKind::InvalidSignature => failure = error,
+                Err(error) => return Err(error),
+            }
+        }
+        Err(failure)
     }
+}
+
+/// When the file last changed, and its length: what tells a rewrite (rename included).
+fn file_stamp(path: &std::path::Path) -> Option<(SystemTime, u64)> {
+    let metadata = std::fs::metadata(path).ok()?;
+    Some((metadata.modified().ok()?, metadata.len()))
 }
 
 #[cfg(test)]
@@ -344,38 +318,30 @@ mod tests {
     }
 
     #[test]
-    fn a_generated_key_is_private_and_reused() {
-        let dir = std::env::temp_dir().join(format!("jobs-key-{}", Uuid::now_v7().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let first = KeySource::Generated(&dir).load().unwrap();
-        let second = KeySource::Generated(&dir).load().unwrap();
-        assert_eq!(first, second);
-        assert!(first.len() >= MIN_KEY_BYTES);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.join(GENERATED_KEY_FILE))
-                .unwrap()
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
-        let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
-        assert_eq!(leftovers.len(), 1, "no temporary files remain");
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn processes_starting_together_agree_on_one_key() {
-        let dir = std::env::temp_dir().join(format!("jobs-key-{}", Uuid::now_v7().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let keys: Vec<Vec<u8>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..8)
-                .map(|_| scope.spawn(|| KeySource::Generated(&dir).load().unwrap()))
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).collect()
-        });
-        assert!(keys.windows(2).all(|pair| pair[0] == pair[1]));
-        std::fs::remove_dir_all(&dir).unwrap();
+    fn a_token_names_its_key_and_each_key_of_the_ring_verifies_its_own() {
+        let now = Utc::now();
+        let ring = KeyRing::single(SigningKey::derived(KEY.to_vec()));
+        let rotated = ring.rotated(now);
+        let old = TokenKeys::from_ring(&ring, None, policy()).unwrap();
+        let new = TokenKeys::from_ring(&rotated, None, policy()).unwrap();
+        let before = old
+            .issue(Uuid::now_v7(), &[Scope::JobsRead], &[1], now)
+            .unwrap();
+        let after = new
+            .issue(Uuid::now_v7(), &[Scope::JobsRead], &[1], now)
+            .unwrap();
+        let kid = |token: &str| jsonwebtoken::decode_header(token).unwrap().kid.unwrap();
+        assert_eq!(kid(&before.access_token), ring.keys()[0].id);
+        assert_eq!(kid(&after.access_token), rotated.keys()[0].id);
+        assert!(
+            new.verify(&before.access_token).is_ok(),
+            "the old key still verifies"
+        );
+        assert!(new.verify(&after.access_token).is_ok());
+        assert_eq!(
+            old.verify(&after.access_token).unwrap_err().kind(),
+            &ErrorKind::InvalidSignature,
+            "a key the ring lacks verifies nothing"
+        );
     }
 }

@@ -4,8 +4,8 @@
 
 use crate::backend_tests;
 use crate::support::{
-    base_url, launch, request_token, server_command, start, terminate, token_for_customer, Backend,
-    TestStore, BINARY, PATIENCE,
+    base_url, launch, request_token, server_command, start, succeeded, terminate,
+    token_for_customer, Backend, TestStore, BINARY, PATIENCE,
 };
 use jobs_service::auth::Scope;
 use serde_json::json;
@@ -219,7 +219,7 @@ async fn an_unreachable_store_answers_503() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_configured_signing_key_and_token_lifetime_are_used() {
     let store = TestStore::new(Backend::Sqlite).await;
-    let key = "a configured key, long enough for HS256";
+    let key = "3c9e1f7a5b2d8046e1c3a5b7d9f02468ace13579bdf02468a1c3e5f7092b4d6f";
     let key_file = store.data_dir.join("configured.key");
     std::fs::write(&key_file, format!("{key}\n")).expect("key file");
     let (mut server, line) = launch(
@@ -268,12 +268,38 @@ async fn an_unusable_signing_key_is_a_one_line_failure() {
         .output()
         .await
         .expect("runs");
-    for (output, expected) in [(short, "at least 32"), (absent, "no-such.key")] {
+    let phrase = server_command(&store, "127.0.0.1:0")
+        .env("JOBS_TOKEN_KEY", "a configured key, long enough for HS256")
+        .output()
+        .await
+        .expect("runs");
+    let patterned = server_command(&store, "127.0.0.1:0")
+        .env("JOBS_TOKEN_KEY", "abab1212".repeat(8))
+        .output()
+        .await
+        .expect("runs");
+    let malformed_file = store.data_dir.join("malformed.key");
+    std::fs::write(&malformed_file, "k1 one two three four\n").expect("writes");
+    let malformed = server_command(&store, "127.0.0.1:0")
+        .arg("--token-key-file")
+        .arg(&malformed_file)
+        .output()
+        .await
+        .expect("runs");
+    for (output, expected) in [
+        (short, "at least 32"),
+        (absent, "no-such.key"),
+        (phrase, "does not look random"),
+        (patterned, "does not look random"),
+        (malformed, "KID SECRET"),
+    ] {
         let reason = failure_reason(&output);
         assert!(reason.contains(expected), "{reason}");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(
-            !stderr.contains("too short"),
+            !stderr.contains("too short")
+                && !stderr.contains("long enough")
+                && !stderr.contains("abab"),
             "the key itself is never printed: {stderr}"
         );
     }
@@ -318,4 +344,82 @@ async fn the_request_log_names_the_client_but_never_its_token() {
         log.iter().all(|line| !line.contains(secret_part)),
         "no token in the log: {log:#?}"
     );
+}
+
+/// The `kid` in a token's header.
+fn key_id(token: &str) -> String {
+    jsonwebtoken::decode_header(token)
+        .expect("a JWT")
+        .kid
+        .expect("tokens name their key")
+}
+
+backend_tests! {
+    /// `jobs-admin keys rotate` while the server runs: tokens signed before keep working,
+    /// new ones are signed with the new key once its time comes, and retiring the old key
+    /// ends only the tokens it signed. Nobody is logged out by a rotation, and no restart
+    /// is needed.
+    async fn signing_keys_rotate_without_a_restart(store: TestStore) {
+        let (mut server, url) = start(&store).await;
+        let client = store.register_client(&Scope::ALL, &[9]).await;
+        let http = reqwest::Client::new();
+        let token = || async {
+            let response = request_token(&http, &url, &client, None).await;
+            assert_eq!(response.status(), 200);
+            let body: serde_json::Value = response.json().await.expect("JSON");
+            body["access_token"].as_str().expect("a token").to_owned()
+        };
+        let status_with = |token: String| {
+            let http = http.clone();
+            let url = url.clone();
+            async move {
+                http.get(format!("{url}/v1/jobs"))
+                    .bearer_auth(token)
+                    .header("Customer-Id", "9")
+                    .send()
+                    .await
+                    .expect("answers")
+                    .status()
+                    .as_u16()
+            }
+        };
+        let before = token().await;
+        let old_key = key_id(&before);
+
+        let rotated = succeeded(&store.admin(&["keys", "rotate"]).await);
+        let new_key = rotated
+            .split_whitespace()
+            .nth(2)
+            .expect("the new key's id")
+            .trim_end_matches(':')
+            .to_owned();
+        assert_ne!(new_key, old_key);
+        assert_eq!(key_id(&token().await), old_key, "the old key signs until the new one's time");
+        let listed = succeeded(&store.admin(&["keys", "list"]).await);
+        assert!(listed.contains(&format!("{old_key}\tsigns")) && listed.contains(&new_key), "{listed}");
+
+        // The new key signs once its time has come and the server has re-read the file.
+        let deadline = std::time::Instant::now() + PATIENCE;
+        let after = loop {
+            let fresh = token().await;
+            if key_id(&fresh) == new_key {
+                break fresh;
+            }
+            assert!(std::time::Instant::now() < deadline, "the new key never signed");
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        };
+        assert_eq!(status_with(before.clone()).await, 200, "tokens of the old key still work");
+        assert_eq!(status_with(after.clone()).await, 200);
+
+        let refused = store.admin(&["keys", "retire", &new_key]).await;
+        assert!(!refused.status.success(), "the signing key cannot be retired");
+        succeeded(&store.admin(&["keys", "retire", &old_key]).await);
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while status_with(before.clone()).await != 401 {
+            assert!(std::time::Instant::now() < deadline, "the retired key's tokens still work");
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+        assert_eq!(status_with(after).await, 200, "only the retired key's tokens end");
+        assert!(terminate(&mut server).await.success());
+    }
 }

@@ -297,6 +297,9 @@ impl TestStore {
         jobs_service::auth::tokens::KeySource::Generated(&self.data_dir)
             .load()
             .expect("the server's signing key")
+            .keys()[0]
+            .secret
+            .clone()
     }
 }
 
