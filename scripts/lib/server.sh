@@ -10,12 +10,14 @@
 #   issue_token ADMIN URL CUSTOMER
 #                             registers a client with every scope for CUSTOMER (with the
 #                             jobs-admin binary ADMIN, on the store at URL) and gets it a token
-#                             from the running server; sets access_token
+#                             from the running server; sets access_token, client_id and
+#                             client_secret
 #   create_scratch_database   creates the scratch database; sets scratch_url
 
 source scripts/lib/postgres.sh
 
 server_pid="" server_address="" work="" database="" scratch_url="" access_token=""
+client_id="" client_secret=""
 
 cleanup_runs() {
   stop_server
@@ -56,13 +58,13 @@ stop_server() {
 }
 
 issue_token() {
-  local admin=$1 url=$2 customer=$3 created id secret
+  local admin=$1 url=$2 customer=$3 created
   created=$("$admin" --database-url "$url" --data-dir "$work" clients create \
     --name "scripts (customer $customer)" --scope jobs:read --scope jobs:write --customer "$customer")
-  id=$(awk '/^client_id:/ {print $2}' <<<"$created")
-  secret=$(awk '/^client_secret:/ {print $2}' <<<"$created")
+  client_id=$(awk '/^client_id:/ {print $2}' <<<"$created")
+  client_secret=$(awk '/^client_secret:/ {print $2}' <<<"$created")
   access_token=$(curl -sf -X POST "$server_address/auth/tokens" -d grant_type=client_credentials \
-    -d "client_id=$id" -d "client_secret=$secret" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+    -d "client_id=$client_id" -d "client_secret=$client_secret" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
   [ -n "$access_token" ] || fail "no access token for customer $customer"
 }
 

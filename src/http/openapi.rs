@@ -197,6 +197,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
             }
         }
     }
+    add_links_from_create(&mut doc);
     let catalogue: serde_json::Map<String, serde_json::Value> = ProblemType::ALL
         .iter()
         .map(|kind| (kind.uri(), serde_json::Value::from(kind.title())))
@@ -206,6 +207,44 @@ pub fn document() -> utoipa::openapi::OpenApi {
         serde_json::Value::Object(catalogue),
     );
     doc
+}
+
+/// Links from the 201 of `POST /v1/jobs` to every operation on the job it made, passing the
+/// new job's id and the same `Customer-Id`: a client generator (or a stateful fuzzer) then
+/// knows which id each operation wants, and can walk a job through its lifecycle.
+fn add_links_from_create(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::link::LinkBuilder;
+    use utoipa::openapi::RefOr;
+    let mut links = Vec::new();
+    for (path, item) in &doc.paths.paths {
+        if !path.starts_with("/v1/jobs/{jobId}") {
+            continue;
+        }
+        let operations = [&item.get, &item.put, &item.post, &item.patch, &item.delete];
+        for operation in operations.into_iter().flatten() {
+            let Some(id) = &operation.operation_id else {
+                continue;
+            };
+            let link = LinkBuilder::new()
+                .operation_id(id.clone())
+                .parameter("path.jobId", "$response.body#/id")
+                .parameter("header.Customer-Id", "$request.header.Customer-Id")
+                .description(format!("The new job's {path}"))
+                .build();
+            links.push((id.clone(), link));
+        }
+    }
+    let created = doc
+        .paths
+        .paths
+        .get_mut("/v1/jobs")
+        .and_then(|item| item.post.as_mut())
+        .and_then(|create| create.responses.responses.get_mut("201"));
+    if let Some(RefOr::T(created)) = created {
+        for (id, link) in links {
+            created.links.insert(id, RefOr::T(link));
+        }
+    }
 }
 
 /// OAuth 2.0 client credentials against our own token endpoint, with the service's scopes.

@@ -32,14 +32,17 @@ use utoipa::ToSchema;
 #[allow(dead_code)] // documentation only: the handler reads the form itself
 pub struct TokenRequestForm {
     /// Must be `client_credentials`.
-    #[schema(example = "client_credentials")]
+    #[schema(example = "client_credentials", pattern = "^client_credentials$")]
     grant_type: String,
-    /// The client id `jobs-admin clients create` printed.
+    /// The client id `jobs-admin clients create` printed (a UUID).
+    #[schema(format = Uuid)]
     client_id: Option<String>,
-    /// The secret `jobs-admin clients create` printed (once).
+    /// The secret `jobs-admin clients create` printed (once): 64 hexadecimal digits.
+    #[schema(pattern = "^[0-9a-f]{64}$")]
     client_secret: Option<String>,
     /// Space-separated scopes to grant (`jobs:read`, `jobs:write`), each one the client
     /// holds. Omitted or empty: every scope the client holds.
+    #[schema(pattern = "^ *(jobs:(read|write) *)*$")]
     scope: Option<String>,
 }
 

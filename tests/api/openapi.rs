@@ -431,3 +431,36 @@ backend_tests! {
         assert_eq!(app.job(1, id).await["status"], "new", "nothing changed");
     }
 }
+
+backend_tests! {
+    /// The 201 of `POST /v1/jobs` links to every operation on the job it made, passing its
+    /// id and the same `Customer-Id`, and each link names an operation that exists: what
+    /// lets a generator (and the stateful fuzzing in scripts/fuzz) walk a job's lifecycle.
+    async fn creating_a_job_links_to_every_operation_on_it(app: TestApp) {
+        let doc = document(&app).await;
+        let links = doc["paths"]["/v1/jobs"]["post"]["responses"]["201"]["links"]
+            .as_object()
+            .expect("the 201 has links");
+        let mut expected = Vec::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            if !path.starts_with("/v1/jobs/{jobId}") {
+                continue;
+            }
+            for (method, operation) in item.as_object().expect("a path item") {
+                if HTTP_METHODS.contains(&method.as_str()) {
+                    expected.push(operation["operationId"].as_str().expect("an operationId").to_owned());
+                }
+            }
+        }
+        expected.sort();
+        let mut linked: Vec<String> = links.keys().cloned().collect();
+        linked.sort();
+        assert_eq!(linked, expected, "a link per operation on the job");
+        for (name, link) in links {
+            assert_eq!(link["operationId"], name.as_str());
+            assert_eq!(link["parameters"]["path.jobId"], "$response.body#/id");
+            assert_eq!(link["parameters"]["header.Customer-Id"], "$request.header.Customer-Id");
+        }
+        assert!(expected.len() >= 12, "{expected:?}");
+    }
+}
