@@ -2,10 +2,10 @@
 //! (every response carries `x-request-id`: the caller's, when it sent a sane one, else a
 //! fresh UUID v7), [`log_request`] (one line per request, with its id, and a failure's cause
 //! chain — the only place errors are logged), [`finish_problems`] (every error answer is a
-//! complete problem) and, per route, [`record_metrics`].
+//! complete problem), [`refuse_oversized_headers`] (431) and, per route, [`record_metrics`].
 
 use crate::http::context::{CallerSlot, ErrorReport, RequestId, X_REQUEST_ID};
-use crate::http::problem::{Problem, PROBLEM_JSON};
+use crate::http::problem::{Problem, ProblemType, PROBLEM_JSON};
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request};
 use axum::http::{header, HeaderValue};
@@ -31,6 +31,37 @@ pub async fn assign_request_id(mut request: Request, next: Next) -> Response {
         response.headers_mut().insert(X_REQUEST_ID.clone(), value);
     }
     response
+}
+
+/// The longest header value accepted: a bearer token is well under 1 KiB, and nothing the
+/// service reads needs more.
+pub const MAX_HEADER_VALUE_BYTES: usize = 8 * 1024;
+
+/// The most header bytes (names and values) a request may carry.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// Answers 431 with a problem when one header value, or all of them together, are longer
+/// than the service can have a use for, before anything reads them. (hyper itself refuses
+/// heads past its 400 KiB buffer with a bare 431, which no middleware sees.)
+pub async fn refuse_oversized_headers(request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let longest = headers.values().map(HeaderValue::len).max().unwrap_or(0);
+    let total: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if longest > MAX_HEADER_VALUE_BYTES || total > MAX_HEADER_BYTES {
+        let problem = Problem::new(
+            ProblemType::HeadersTooLarge,
+            axum::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            format!(
+                "a header value may hold at most {MAX_HEADER_VALUE_BYTES} bytes, and all \
+                 headers together {MAX_HEADER_BYTES}"
+            ),
+        );
+        return axum::response::IntoResponse::into_response(problem);
+    }
+    next.run(request).await
 }
 
 /// The target of the request log line. It is the module that wrote it before the

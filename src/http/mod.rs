@@ -67,7 +67,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api)
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi::document()))
-        // Outermost first: request id → request log → problem finishing → timeout.
+        // Outermost first: request id → request log → problem finishing → header sizes →
+        // panics → timeout.
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             REQUEST_TIMEOUT,
@@ -75,6 +76,9 @@ pub fn router(state: AppState) -> Router {
         // A panic is a bug, but it answers a 500 problem like any other, not a dropped
         // connection.
         .layer(CatchPanicLayer::new())
+        .layer(axum::middleware::from_fn(
+            middleware::refuse_oversized_headers,
+        ))
         .layer(axum::middleware::from_fn(middleware::finish_problems))
         .layer(axum::middleware::from_fn(middleware::log_request))
         .layer(axum::middleware::from_fn(middleware::assign_request_id))

@@ -138,6 +138,11 @@ pub fn document() -> utoipa::openapi::OpenApi {
     .header("RateLimit-Policy", quota_policy.clone())
     .header("RateLimit", quota_state.clone())
     .build();
+    let headers_too_large = problem(
+        "A header value over 8 KiB, or headers over 32 KiB in all \
+         (`/problems/headers-too-large`); nothing was done",
+    )
+    .build();
     for (path, item) in doc.paths.paths.iter_mut() {
         let operations = [
             (Scope::JobsRead, &mut item.get),
@@ -171,6 +176,9 @@ pub fn document() -> utoipa::openapi::OpenApi {
                 responses
                     .entry("429".to_owned())
                     .or_insert_with(|| RefOr::T(too_many.clone()));
+                responses
+                    .entry("431".to_owned())
+                    .or_insert_with(|| RefOr::T(headers_too_large.clone()));
             }
             if protected {
                 // Every answer after authentication tells the client its quota.

@@ -64,6 +64,7 @@ problem_types! {
     JobNotFound => ("job-not-found", "Job not found", NOT_FOUND),
     UnsupportedMediaType => ("unsupported-media-type", "Unsupported media type", UNSUPPORTED_MEDIA_TYPE),
     PayloadTooLarge => ("payload-too-large", "Request body too large", PAYLOAD_TOO_LARGE),
+    HeadersTooLarge => ("headers-too-large", "Request headers too large", REQUEST_HEADER_FIELDS_TOO_LARGE),
     Validation => ("validation", "Validation failed", UNPROCESSABLE_ENTITY),
     JobAlreadyExists => ("job-already-exists", "Job already exists", UNPROCESSABLE_ENTITY),
     JobAlreadyCancelled => ("job-already-cancelled", "Job already cancelled with another reason", UNPROCESSABLE_ENTITY),
