@@ -112,6 +112,17 @@ fn parse_custom_fields(
     errors: &mut FieldErrors,
     inputs: Vec<JsonObject<CustomFieldInput>>,
 ) -> Option<CustomFields> {
+    // Too many fields is one error: checking each of thousands would answer an `errors`
+    // map of hundreds of kilobytes (review C7).
+    if inputs.len() > CustomFields::MAX {
+        errors.add(
+            "customFields",
+            domain::values::ValueError::TooMany {
+                max: CustomFields::MAX,
+            },
+        );
+        return None;
+    }
     let mut fields = Vec::with_capacity(inputs.len());
     for (index, JsonObject(input)) in inputs.into_iter().enumerate() {
         let definition_id = errors.check(

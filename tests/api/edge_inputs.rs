@@ -153,6 +153,14 @@ backend_tests! {
             assert!(detail.len() < 300, "{case}: the input is not copied back: {} bytes", detail.len());
         }
 
+        // Thousands of invalid custom fields: one error, not one per field (review C7).
+        let fields: Vec<serde_json::Value> = (0..3000).map(|_| json!({"definitionId": 0})).collect();
+        let body = json!({"typeId": 1, "contactId": 2, "customFields": fields}).to_string();
+        let reply = send(app.client.post(format!("{}/v1/jobs", app.address)).header("customer-id", CUSTOMER.to_string()).body(body)).await;
+        let problem = reply.assert_problem(422, "/problems/validation");
+        assert_eq!(problem["errors"].as_object().map(|errors| errors.len()), Some(1), "{problem}");
+        assert!(reply.text.len() < 2_000, "{} bytes", reply.text.len());
+
         // Over-long header values, one or many.
         let long = "v".repeat(9 * 1024);
         let request = app.client.put(&cancel).header("customer-id", CUSTOMER.to_string()).header("x-note", long.as_str());
