@@ -27,6 +27,10 @@ pub enum KeysCommand {
     Retire {
         /// The key's id (see `keys list`).
         id: String,
+        /// Retire it even while tokens it signed may still be valid (a day after the
+        /// rotation at most; sooner when the server's `--token-ttl` is shorter).
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         file: KeyFile,
     },
@@ -84,10 +88,12 @@ pub fn run(command: KeysCommand, data_dir: &Path, out: &mut impl Write) -> Resul
             )?;
             Ok(())
         }
-        KeysCommand::Retire { id, file } => {
+        KeysCommand::Retire { id, force, file } => {
             let path = file.path(data_dir);
             let ring = read_ring(&path)?;
-            let retired = ring.without(&id, now).map_err(AdminError::KeyRetirement)?;
+            let retired = ring
+                .without(&id, now, force)
+                .map_err(AdminError::KeyRetirement)?;
             write_ring(&path, &retired)?;
             writeln!(
                 out,

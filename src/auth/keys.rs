@@ -26,6 +26,10 @@ pub const GENERATED_KEY_FILE: &str = "token-signing.key";
 /// Random bytes in a generated key: twice what HS256 needs, at no cost.
 const GENERATED_KEY_BYTES: usize = 64;
 
+/// The longest a token lives (`--token-ttl`'s bound) plus the clock skew tolerated: a key
+/// retired this long after it stopped signing ends no valid token.
+const MAX_TOKEN_LIFETIME: chrono::Duration = chrono::Duration::seconds(86_400 + 30);
+
 /// How long after `jobs-admin keys rotate` the new key starts signing: servers re-read the
 /// key file every [`crate::auth::tokens::KEY_FILE_RELOAD`], so by then each verifies it.
 pub const ROTATION_DELAY: std::time::Duration = std::time::Duration::from_secs(12);
@@ -184,7 +188,13 @@ impl KeyRing {
         if keys.is_empty() {
             return Err(malformed("it holds no key".into()));
         }
-        Ok(KeyRing { keys })
+        let ring = KeyRing { keys };
+        if ring.signing(Utc::now()).is_none() {
+            return Err(malformed(
+                "no key signs yet: every SIGNS_FROM is still to come".into(),
+            ));
+        }
+        Ok(ring)
     }
 
     /// The ring as a key file's text.
@@ -225,17 +235,40 @@ impl KeyRing {
         KeyRing { keys }
     }
 
-    /// The ring without the key `id`; refused when that key signs now (or would leave the
-    /// ring empty), since tokens would then stop being issued.
-    pub fn without(&self, id: &str, now: DateTime<Utc>) -> Result<Self, String> {
-        if self.find(id).is_none() {
+    /// The ring without the key `id`. Refused when that key signs now (tokens would stop
+    /// being issued), and — unless `force` — while tokens it signed may still be valid: until
+    /// the longest token lifetime has passed since the key signing now took over (or
+    /// always, when that is not known).
+    pub fn without(&self, id: &str, now: DateTime<Utc>, force: bool) -> Result<Self, String> {
+        let Some(position) = self.keys.iter().position(|key| key.id == id) else {
             return Err(format!("no key has the id {id}"));
-        }
-        if self.signing(now).is_some_and(|key| key.id == id) {
+        };
+        let signing = self.signing(now);
+        if signing.is_some_and(|key| key.id == id) {
             return Err(format!(
                 "the key {id} signs new tokens now; rotate first, and retire it once the \
                  tokens it signed have expired"
             ));
+        }
+        let signing_position = signing
+            .and_then(|key| self.keys.iter().position(|other| other.id == key.id))
+            .unwrap_or(0);
+        let replaced_at = signing.and_then(|key| key.signs_from);
+        let safe_from = replaced_at.map(|at| at + MAX_TOKEN_LIFETIME);
+        let may_still_verify =
+            position > signing_position && safe_from.is_none_or(|from| now < from);
+        if may_still_verify && !force {
+            return Err(match safe_from {
+                Some(from) => format!(
+                    "tokens the key {id} signed may be valid until {}; retire it then, or \
+                     with --force once the server's --token-ttl has passed since the rotation",
+                    from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ),
+                None => format!(
+                    "when the key {id} last signed is not known; retire it with --force once \
+                     the server's --token-ttl has passed since the rotation"
+                ),
+            });
         }
         let keys: Vec<SigningKey> = self
             .keys
@@ -539,10 +572,17 @@ mod tests {
         assert_eq!(reread, rotated, "the file text reads back as the same ring");
         let later = now + chrono::Duration::seconds(13);
         assert!(
-            reread.without(&new, later).is_err(),
-            "the signing key stays"
+            reread.without(&new, later, true).is_err(),
+            "the signing key stays, even forced"
         );
-        let retired = reread.without(&old, later).unwrap();
+        let refused = reread.without(&old, later, false).unwrap_err();
+        assert!(refused.contains("may be valid until"), "{refused}");
+        let a_day_on = later + chrono::Duration::days(1) + chrono::Duration::seconds(31);
+        assert_eq!(
+            reread.without(&old, a_day_on, false).unwrap().keys().len(),
+            1
+        );
+        let retired = reread.without(&old, later, true).unwrap();
         assert_eq!(retired.keys().len(), 1);
         assert!(retired.find(&old).is_none());
     }
@@ -551,6 +591,10 @@ mod tests {
     fn malformed_key_files_say_what_is_wrong() {
         for (text, expected) in [
             ("", "no key"),
+            (
+                &format!("k1 {HEX} 2999-01-01T00:00:00Z"),
+                "no key signs yet",
+            ),
             ("k1 a b c d", "KID SECRET"),
             (&format!("k1 {HEX}\nk1 {HEX}"), "twice"),
             (&format!("k/1 {HEX}"), "id must be"),

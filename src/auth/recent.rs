@@ -31,7 +31,8 @@ pub enum Standing {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Registered {
     pub scopes: Vec<Scope>,
-    pub customers: Vec<i64>,
+    /// A set: a token naming thousands of customers is checked against it per request.
+    pub customers: std::collections::HashSet<i64>,
 }
 
 #[derive(Default)]
@@ -58,7 +59,7 @@ impl RecentClients {
                     .iter()
                     .filter_map(|s| Scope::parse(s))
                     .collect(),
-                customers: client.customer_ids,
+                customers: client.customer_ids.into_iter().collect(),
             })),
             None => Standing::Unknown,
         };

@@ -73,6 +73,10 @@ pub async fn serve(
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
+        // Finished connections are reaped here too: while connections keep arriving,
+        // `biased` never gets to the `join_next` branch, and each finished task would keep
+        // its allocation until joined.
+        while connections.try_join_next().is_some() {}
         let (stream, peer) = tokio::select! {
             biased;
             () = &mut shutdown => break,

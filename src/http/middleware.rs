@@ -33,12 +33,12 @@ pub async fn assign_request_id(mut request: Request, next: Next) -> Response {
     response
 }
 
-/// The longest header value accepted: a bearer token is well under 1 KiB, and nothing the
-/// service reads needs more.
-pub const MAX_HEADER_VALUE_BYTES: usize = 8 * 1024;
+/// The longest header value accepted: room for a bearer token naming some two thousand
+/// customers; nothing else the service reads comes close.
+pub const MAX_HEADER_VALUE_BYTES: usize = 16 * 1024;
 
 /// The most header bytes (names and values) a request may carry.
-pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 /// Answers 431 with a problem when one header value, or all of them together, are longer
 /// than the service can have a use for, before anything reads them. (hyper itself refuses

@@ -139,7 +139,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     .header("RateLimit", quota_state.clone())
     .build();
     let headers_too_large = problem(
-        "A header value over 8 KiB, or headers over 32 KiB in all \
+        "A header value over 16 KiB, or headers over 64 KiB in all \
          (`/problems/headers-too-large`); nothing was done",
     )
     .build();

@@ -265,7 +265,8 @@ pub struct Paging {
     /// The `nextCursor` of the previous page (of the same list: same order, direction and
     /// filters): the page starts right after its last item. Following `nextCursor` reads
     /// every item once, at the same cost however deep, and items added meanwhile never
-    /// shift a page.
+    /// shift a page (a job changed meanwhile may move in an `updatedAt` order, or leave or
+    /// enter a status filter).
     cursor: Option<String>,
 }
 

@@ -209,11 +209,14 @@ impl RateLimits {
             .map(|limit| limit.check(key))
     }
 
-    /// Counts a token request for `client_id` (as sent: an unknown id counts too).
+    /// Counts a token request for `client_id` — the id it names, however spelt (a UUID
+    /// has many spellings: case, hyphens, braces, `urn:uuid:`), so that one client cannot
+    /// be given many buckets; ids that are no UUID share one bucket.
     pub fn token_client_id(&self, client_id: &str) -> Option<Quota> {
+        let key = uuid::Uuid::parse_str(client_id).ok();
         self.tokens_per_client_id
             .as_ref()
-            .map(|limit| limit.check(client_id))
+            .map(|limit| limit.check(key))
     }
 }
 
@@ -358,5 +361,38 @@ mod tests {
             .unwrap()
             .is_limited());
         assert!(limits.client(uuid::Uuid::nil()).is_none(), "off");
+    }
+
+    #[test]
+    fn every_spelling_of_a_client_id_counts_against_one_bucket() {
+        let limits = RateLimits::new(&crate::config::RateLimitOptions {
+            rate_limit: 0,
+            token_rate_limit: 2,
+        });
+        let id = uuid::Uuid::now_v7();
+        let spellings = [
+            id.to_string(),
+            id.to_string().to_uppercase(),
+            id.simple().to_string(),
+            id.urn().to_string(),
+        ];
+        let limited = spellings
+            .iter()
+            .filter(|spelling| {
+                limits
+                    .token_client_id(spelling)
+                    .is_some_and(|quota| quota.is_limited())
+            })
+            .count();
+        assert_eq!(limited, 2, "two requests fit, whatever the spelling");
+        assert!(!limits.token_client_id("not a uuid").unwrap().is_limited());
+        assert!(!limits
+            .token_client_id("another non-uuid")
+            .unwrap()
+            .is_limited());
+        assert!(
+            limits.token_client_id("a third").unwrap().is_limited(),
+            "non-UUIDs share a bucket"
+        );
     }
 }

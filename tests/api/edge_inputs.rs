@@ -162,13 +162,13 @@ backend_tests! {
         assert!(reply.text.len() < 2_000, "{} bytes", reply.text.len());
 
         // Over-long header values, one or many.
-        let long = "v".repeat(9 * 1024);
+        let long = "v".repeat(17 * 1024);
         let request = app.client.put(&cancel).header("customer-id", CUSTOMER.to_string()).header("x-note", long.as_str());
         let problem = send(request.body(r#"{"reason": "headers"}"#)).await.assert_problem(431, "/problems/headers-too-large");
         assert!(problem["requestId"].as_str().is_some_and(|id| !id.is_empty()), "{problem}");
         let mut many = app.client.put(&cancel).header("customer-id", CUSTOMER.to_string());
         for n in 0..8 {
-            many = many.header(format!("x-note-{n}"), "w".repeat(5 * 1024));
+            many = many.header(format!("x-note-{n}"), "w".repeat(9 * 1024));
         }
         send(many.body(r#"{"reason": "headers"}"#)).await.assert_problem(431, "/problems/headers-too-large");
 

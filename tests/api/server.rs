@@ -413,7 +413,9 @@ backend_tests! {
 
         let refused = store.admin(&["keys", "retire", &new_key]).await;
         assert!(!refused.status.success(), "the signing key cannot be retired");
-        succeeded(&store.admin(&["keys", "retire", &old_key]).await);
+        let early = store.admin(&["keys", "retire", &old_key]).await;
+        assert!(!early.status.success(), "not while its tokens may be valid, unless forced");
+        succeeded(&store.admin(&["keys", "retire", "--force", &old_key]).await);
         let deadline = std::time::Instant::now() + PATIENCE;
         while status_with(before.clone()).await != 401 {
             assert!(std::time::Instant::now() < deadline, "the retired key's tokens still work");

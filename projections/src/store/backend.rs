@@ -144,10 +144,25 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// for it, where the store needs one to (SQLite, whose statements would otherwise run
     /// to their end); PostgreSQL's own `statement_timeout` bounds its statements, and its
     /// guard does nothing.
+    ///
+    /// Only this crate can call it (see [`CrateOnly`]): the guard holds the connection's
+    /// raw handle without borrowing it, and is sound only while the caller keeps the
+    /// connection checked out for as long as the guard lives, which `read.rs` does.
     async fn abandonment_guard(
         _connection: &mut Connection<Self::Db>,
+        _caller: CrateOnly,
     ) -> Result<QueryGuard, StoreError> {
         Ok(QueryGuard::none())
+    }
+}
+
+/// A value only this crate can make: taken by trait methods that are public only because
+/// the trait is, and must not be called from outside.
+pub struct CrateOnly(());
+
+impl CrateOnly {
+    pub(crate) fn new() -> Self {
+        CrateOnly(())
     }
 }
 
@@ -235,6 +250,9 @@ impl<B: Backend> Clone for Store<B> {
 impl<B: Backend> Store<B> {
     pub(super) fn new(pool: sqlx::Pool<B::Db>, events: B::Events, backend: B) -> Self {
         let connections = Arc::new(ConnectionStash::new(&pool));
+        let list_turns = Arc::new(CustomerTurns::for_pool(
+            pool.options().get_max_connections() as usize,
+        ));
         Store {
             pool,
             events: Arc::new(events),
@@ -243,7 +261,7 @@ impl<B: Backend> Store<B> {
             lookups: Arc::new(lookup_queue()),
             connections,
             statement_bound: None,
-            list_turns: Arc::default(),
+            list_turns,
         }
     }
 

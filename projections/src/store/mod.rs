@@ -39,7 +39,7 @@ use crate::verify::ProjectionCheck;
 use std::sync::Arc;
 
 pub use crate::error::StoreError;
-pub use backend::{Backend, QueryGuard, SessionBounds, Store};
+pub use backend::{Backend, CrateOnly, QueryGuard, SessionBounds, Store};
 pub use clients::{ClientRecord, ClientRegistry};
 pub use postgres::{PostgresBackend, PostgresJobStore};
 pub use queries::{JobQueries, StoredEvent};

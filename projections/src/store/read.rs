@@ -3,7 +3,7 @@
 //! `sql/`, scoped to the caller's customer. Lookups of one job by id — every GET of a job
 //! and every command's 404 check — arriving together share one query.
 
-use super::backend::{Backend, QueryGuard, Store};
+use super::backend::{Backend, CrateOnly, QueryGuard, Store};
 use super::clients::{ClientRecord, ClientRegistry};
 use super::group::GroupQueue;
 use super::queries::{JobQueries, StoredEvent};
@@ -114,8 +114,10 @@ type ViewOrError = Result<Option<JobView>, Arc<StoreError>>;
 /// back: PostgreSQL notices the closed socket within `client_connection_check_interval`
 /// (set with the session bounds) and cancels the query.
 struct Watched<DB: sqlx::Database> {
-    connection: sqlx::pool::PoolConnection<DB>,
+    /// Declared before the connection, so that even a guard still armed when the fields
+    /// drop runs while the connection is checked out.
     stop: QueryGuard,
+    connection: sqlx::pool::PoolConnection<DB>,
     finished: bool,
 }
 
@@ -161,12 +163,12 @@ impl<B: Backend> JobQueries for Store<B> {
         // one of its turns, and the query is stopped past the statement bound.
         let _turn = self.list_turns.take(customer_id).await;
         let mut watched = Watched {
-            connection: self.pool.acquire().await?,
             stop: QueryGuard::none(),
+            connection: self.pool.acquire().await?,
             finished: false,
         };
         if self.statement_bound.is_some() {
-            watched.stop = B::abandonment_guard(&mut watched.connection).await?;
+            watched.stop = B::abandonment_guard(&mut watched.connection, CrateOnly::new()).await?;
         }
         let client_side_bound = self.statement_bound.filter(|_| watched.stop.is_armed());
         let listing = B::Db::list_jobs(&mut watched.connection, customer_id, filter, page, after);
@@ -178,6 +180,8 @@ impl<B: Backend> JobQueries for Store<B> {
             },
             None => listing.await,
         };
+        // Finished (well or not): nothing to stop, and the connection goes back as usual.
+        std::mem::replace(&mut watched.stop, QueryGuard::none()).finished();
         watched.finished = true;
         Ok(page.into_page(outcome?))
     }

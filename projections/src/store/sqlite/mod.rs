@@ -334,6 +334,7 @@ impl Backend for SqliteBackend {
     /// away: this guard interrupts it then (see `bulk::interrupt_guard`).
     async fn abandonment_guard(
         connection: &mut SqliteConnection,
+        _caller: super::backend::CrateOnly,
     ) -> Result<crate::store::QueryGuard, StoreError> {
         bulk::interrupt_guard(connection).await
     }
