@@ -78,6 +78,7 @@ impl Application {
         let hasher = tokio::task::spawn_blocking(SecretHasher::new)
             .await
             .map_err(HashError::from)??;
+        connections::make_room_for(settings.connections.limits().max_connections);
         let listener =
             TcpListener::bind(settings.listen)
                 .await

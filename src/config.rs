@@ -48,7 +48,8 @@ pub struct Settings {
 #[derive(Debug, Clone, Copy, Args)]
 pub struct ConnectionOptions {
     /// Connections served at once. One more is answered 503 (problem+json, `Retry-After`)
-    /// and closed, so the server never runs out of file descriptors.
+    /// and closed. The server raises its open-file limit to fit (up to the hard limit, and
+    /// warns when that is short).
     #[arg(long, env = "JOBS_MAX_CONNECTIONS", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: u32,

@@ -54,6 +54,27 @@ const REFUSAL_PATIENCE: Duration = Duration::from_secs(1);
 /// file descriptors, say), so the loop does not spin while the cause lasts.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
+/// File descriptors kept beside the connections: the database pool, SQLite's files, the
+/// key file, the log.
+const DESCRIPTORS_BESIDE_CONNECTIONS: u64 = 256;
+
+/// Raises the process's soft open-file limit as far as the hard limit allows, so that
+/// `max_connections` can be reached before accepting fails for want of descriptors (the
+/// usual soft limit, 1024, is the default cap itself); says so when even that is short.
+pub fn make_room_for(max_connections: usize) {
+    let wanted = max_connections as u64 + DESCRIPTORS_BESIDE_CONNECTIONS;
+    match rlimit::increase_nofile_limit(wanted) {
+        Ok(limit) if limit >= wanted => {}
+        Ok(limit) => tracing::warn!(
+            limit,
+            max_connections,
+            "the open-file limit is below what --max-connections needs; connections past \
+             about limit - 256 will fail to be accepted (raise the hard limit, ulimit -Hn)"
+        ),
+        Err(error) => tracing::warn!(%error, "cannot read or raise the open-file limit"),
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown` completes, then drains as the module's
 /// doc says.
 pub async fn serve(
@@ -317,6 +338,15 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_open_file_limit_is_raised_to_fit_the_connections() {
+        let (_, hard) = rlimit::Resource::NOFILE.get().unwrap();
+        let connections = 2000.min(hard.saturating_sub(DESCRIPTORS_BESIDE_CONNECTIONS)) as usize;
+        make_room_for(connections);
+        let (soft, _) = rlimit::Resource::NOFILE.get().unwrap();
+        assert!(soft >= connections as u64 + DESCRIPTORS_BESIDE_CONNECTIONS, "{soft}");
+    }
 
     #[tokio::test]
     async fn a_write_the_reader_never_takes_fails_after_the_timeout() {

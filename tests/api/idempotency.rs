@@ -335,3 +335,31 @@ backend_tests! {
         assert!(!output.status.success());
     }
 }
+
+backend_tests! {
+    /// A backlog larger than one purge batch is purged whole, batch by batch, and keys
+    /// still within their retention stay.
+    async fn a_large_backlog_of_keys_is_purged_in_batches(app: TestApp) {
+        create(&app, "seed", &new_job()).await.assert_status(201);
+        create(&app, "recent", &new_job()).await.assert_status(201);
+        let old = now_ms() - 25 * 3_600_000;
+        let copies = if app.store.is_postgres() {
+            format!(
+                "INSERT INTO idempotency_keys (customer_id, client_id, idempotency_key, fingerprint, created_at_ms) \
+                 SELECT customer_id, client_id, 'old-' || n, fingerprint, {old} \
+                 FROM idempotency_keys, generate_series(1, 12000) AS n WHERE idempotency_key = 'seed'"
+            )
+        } else {
+            format!(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 12000) \
+                 INSERT INTO idempotency_keys (customer_id, client_id, idempotency_key, fingerprint, created_at_ms) \
+                 SELECT customer_id, client_id, 'old-' || i, fingerprint, {old} \
+                 FROM idempotency_keys, n WHERE idempotency_key = 'seed'"
+            )
+        };
+        app.store.execute_sql(&copies).await;
+        let output = app.store.admin(&["purge-keys"]).await;
+        assert!(succeeded(&output).contains("purged 12000 idempotency key"), "{output:?}");
+        assert_eq!(app.store.count("SELECT count(*) FROM idempotency_keys").await, 2);
+    }
+}

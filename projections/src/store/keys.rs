@@ -15,6 +15,9 @@ use uuid::Uuid;
 /// between its read and its write. Each lost round means someone else made progress.
 const CLAIM_ROUNDS: usize = 4;
 
+/// Keys deleted per statement when purging.
+const PURGE_BATCH: i64 = 5_000;
+
 #[async_trait]
 impl<B: Backend> IdempotencyKeys for Store<B> {
     async fn claim(
@@ -73,9 +76,21 @@ impl<B: Backend> IdempotencyKeys for Store<B> {
         B::Db::delete_claimed_key(&self.pool, claim).await
     }
 
+    /// In batches of [`PURGE_BATCH`], each its own statement (and, on SQLite, its own turn
+    /// at the write lock): after a long backlog one DELETE of everything could run past the
+    /// server's statement timeout, fail every hour and let the backlog grow.
     async fn purge(&self, older_than: Duration) -> Result<u64, StoreError> {
-        let _writer = self.backend.exclusive_writer().await;
         let age_ms = i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX / 2);
-        B::Db::purge_keys(&self.pool, B::NOW_MS, age_ms).await
+        let mut purged = 0;
+        loop {
+            let deleted = {
+                let _writer = self.backend.exclusive_writer().await;
+                B::Db::purge_keys(&self.pool, B::NOW_MS, age_ms, PURGE_BATCH).await?
+            };
+            purged += deleted;
+            if deleted < PURGE_BATCH as u64 {
+                return Ok(purged);
+            }
+        }
     }
 }

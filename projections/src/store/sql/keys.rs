@@ -80,9 +80,14 @@ pub trait KeySql: Database {
         answer: &StoredAnswer,
     ) -> Result<bool, sqlx::Error>;
 
-    /// Deletes the keys created more than `age_ms` before the database's `now`; returns
-    /// how many.
-    async fn purge_keys(pool: &Pool<Self>, now: &str, age_ms: i64) -> Result<u64, StoreError>;
+    /// Deletes up to `batch` of the keys created more than `age_ms` before the database's
+    /// `now`; returns how many.
+    async fn purge_keys(
+        pool: &Pool<Self>,
+        now: &str,
+        age_ms: i64,
+        batch: i64,
+    ) -> Result<u64, StoreError>;
 }
 
 #[async_trait]
@@ -227,11 +232,20 @@ where
         Ok(done.rows_affected() == 1)
     }
 
-    async fn purge_keys(pool: &Pool<Self>, now: &str, age_ms: i64) -> Result<u64, StoreError> {
+    async fn purge_keys(
+        pool: &Pool<Self>,
+        now: &str,
+        age_ms: i64,
+        batch: i64,
+    ) -> Result<u64, StoreError> {
         let done = sqlx::query(&format!(
-            "DELETE FROM idempotency_keys WHERE created_at_ms < {now} - $1"
+            "DELETE FROM idempotency_keys \
+             WHERE (customer_id, client_id, idempotency_key) IN (\
+               SELECT customer_id, client_id, idempotency_key FROM idempotency_keys \
+               WHERE created_at_ms < {now} - $1 LIMIT $2)"
         ))
         .bind(age_ms)
+        .bind(batch)
         .execute(pool)
         .await?;
         Ok(done.rows_affected())
