@@ -345,7 +345,10 @@ mod tests {
         let connections = 2000.min(hard.saturating_sub(DESCRIPTORS_BESIDE_CONNECTIONS)) as usize;
         make_room_for(connections);
         let (soft, _) = rlimit::Resource::NOFILE.get().unwrap();
-        assert!(soft >= connections as u64 + DESCRIPTORS_BESIDE_CONNECTIONS, "{soft}");
+        assert!(
+            soft >= connections as u64 + DESCRIPTORS_BESIDE_CONNECTIONS,
+            "{soft}"
+        );
     }
 
     #[tokio::test]
