@@ -190,6 +190,7 @@ pub struct JobService {
     commands: Arc<dyn CommandStore>,
     keys: Arc<dyn IdempotencyKeys>,
     queries: Arc<dyn JobQueries>,
+    log: Arc<dyn projections::log::EventLog>,
     services: JobServices,
     locks: JobLocks,
 }
@@ -200,6 +201,7 @@ impl JobService {
             commands: store.commands(),
             keys: store.idempotency_keys(),
             queries: store.queries(),
+            log: store.log(),
             services: JobServices::system_clock(),
             locks: JobLocks::new(),
         }
@@ -207,6 +209,11 @@ impl JobService {
 
     pub fn queries(&self) -> &dyn JobQueries {
         self.queries.as_ref()
+    }
+
+    /// The global event log, which the change feed reads.
+    pub fn log(&self) -> &dyn projections::log::EventLog {
+        self.log.as_ref()
     }
 
     /// The customer's job; [`ServiceError::NotFound`] for another customer's job too.

@@ -6,6 +6,7 @@ pub mod connections;
 pub mod context;
 pub mod error;
 pub mod extract;
+pub mod feed;
 pub mod health;
 pub mod idempotency;
 pub mod jobs;
@@ -56,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs/{jobId}/cancel", put(cancel_job))
         .route("/v1/jobs/{jobId}/statusHistory", get(status_history))
         .route("/v1/jobs/{jobId}/events", get(job_events))
+        .route("/v1/events", get(feed::change_feed))
         .route("/auth/tokens", post(tokens::issue_token))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))

@@ -32,6 +32,7 @@ use utoipa::OpenApi;
         crate::http::jobs::cancel_job,
         crate::http::jobs::status_history,
         crate::http::jobs::job_events,
+        crate::http::feed::change_feed,
         crate::http::tokens::issue_token,
         crate::http::health::live,
         crate::http::health::ready,

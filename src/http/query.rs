@@ -237,6 +237,34 @@ impl QueryParams {
         })
     }
 
+    /// The change feed's `cursor`, `limit` and `wait`.
+    pub fn feed_paging(&mut self) -> Result<FeedRequest, ApiError> {
+        let after = self
+            .take_one("cursor")?
+            .map(|cursor| {
+                FeedCursor::read(&cursor).ok_or_else(|| invalid_cursor("the change feed"))
+            })
+            .transpose()?
+            .unwrap_or(projections::log::LogCursor::START);
+        let limit = self.take_parsed(
+            "limit",
+            ProblemType::InvalidPaging,
+            "an integer from 1 to 1000",
+            |raw| raw.parse::<i64>().ok().filter(|n| (1..=1000).contains(n)),
+        )?;
+        let wait = self.take_parsed(
+            "wait",
+            ProblemType::InvalidQuery,
+            "a whole number of seconds from 0 to 30",
+            |raw| raw.parse::<u64>().ok().filter(|n| *n <= 30),
+        )?;
+        Ok(FeedRequest {
+            after,
+            limit: limit.unwrap_or(100),
+            wait: std::time::Duration::from_secs(wait.unwrap_or(0)),
+        })
+    }
+
     /// Refuses whatever parameter is left unread.
     pub fn finish(self) -> Result<(), ApiError> {
         match self.0.first() {
@@ -296,6 +324,55 @@ fn unwrap_cursor(cursor: &str, prefix: &str) -> Option<String> {
             .strip_prefix(prefix)?
             .to_owned(),
     )
+}
+
+/// A request for a page of the change feed.
+pub struct FeedRequest {
+    pub after: projections::log::LogCursor,
+    pub limit: i64,
+    pub wait: std::time::Duration,
+}
+
+/// The cursor of the change feed: a place in the global log.
+pub struct FeedCursor;
+
+impl FeedCursor {
+    const PREFIX: &'static str = "feed:";
+
+    pub fn at(cursor: projections::log::LogCursor) -> String {
+        wrap_cursor(&format!(
+            "{}{}:{}",
+            Self::PREFIX,
+            cursor.transaction,
+            cursor.position
+        ))
+    }
+
+    fn read(cursor: &str) -> Option<projections::log::LogCursor> {
+        let text = unwrap_cursor(cursor, Self::PREFIX)?;
+        let (transaction, position) = text.split_once(':')?;
+        let cursor = projections::log::LogCursor {
+            transaction: transaction.parse().ok()?,
+            position: position.parse().ok()?,
+        };
+        (cursor.transaction >= 0 && cursor.position >= 0).then_some(cursor)
+    }
+}
+
+/// The OpenAPI description of the change feed's parameters.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query, rename_all = "camelCase")]
+#[allow(dead_code)] // documentation only: read by `QueryParams::feed_paging`
+pub struct FeedPaging {
+    /// The `nextCursor` of the previous page; without it, the feed starts at the first event.
+    cursor: Option<String>,
+    /// 1…1000, default 100: the most events a page holds.
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u32>,
+    /// 0…30, default 0: seconds to hold a request that finds nothing new, answering as soon
+    /// as something commits (held at most 29 s, under the request timeout).
+    #[param(minimum = 0, maximum = 30)]
+    wait: Option<u32>,
 }
 
 /// The `nextCursor` of a page of a job's events: the sequence of its last event.

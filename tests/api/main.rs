@@ -11,6 +11,7 @@ mod conditional;
 mod crash;
 mod edge_inputs;
 mod event_log;
+mod feed;
 mod group_commit;
 mod idempotency;
 mod lifecycle;

@@ -62,6 +62,12 @@ const OPERATIONS: &[(&str, &str, Kind, &[&str])] = &[
         Kind::Read,
         &["pageNumber", "pageSize", "cursor"],
     ),
+    (
+        "get",
+        "/v1/events",
+        Kind::Read,
+        &["cursor", "limit", "wait"],
+    ),
 ];
 
 /// The keys of an OpenAPI path item that name operations.

@@ -1,0 +1,131 @@
+//! `GET /v1/events`, the change feed: a customer's events across its jobs in commit order,
+//! each once when followed by cursor, never another customer's; `wait` answers as soon as
+//! something commits.
+
+use crate::backend_tests;
+use crate::support::{Backend, TestApp};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+const CUSTOMER: i64 = 71;
+const OTHER_CUSTOMER: i64 = 72;
+
+async fn feed(app: &TestApp, customer: i64, query: &str) -> Value {
+    let reply = app.get(&format!("/v1/events?{query}"), customer).await;
+    reply.assert_status(200);
+    let page = reply.json();
+    assert!(
+        page["nextCursor"]
+            .as_str()
+            .is_some_and(|cursor| !cursor.is_empty()),
+        "{page}"
+    );
+    page
+}
+
+/// Every event of the customer's feed from the start, following cursors `limit` at a time.
+async fn follow(app: &TestApp, customer: i64, limit: u32) -> (Vec<Value>, String) {
+    let mut events = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let query = match &cursor {
+            Some(cursor) => format!("limit={limit}&cursor={cursor}"),
+            None => format!("limit={limit}"),
+        };
+        let page = feed(app, customer, &query).await;
+        let items = page["items"].as_array().expect("items").clone();
+        let next = page["nextCursor"].as_str().expect("a cursor").to_owned();
+        if items.is_empty() {
+            return (events, next);
+        }
+        assert!(items.len() <= limit as usize);
+        events.extend(items);
+        cursor = Some(next);
+    }
+}
+
+backend_tests! {
+    /// The feed holds exactly the customer's events — each once, in the order they were
+    /// recorded, with who acted and in which request — and none of another customer's.
+    async fn the_feed_holds_each_of_the_customers_events_once_in_order(app: TestApp) {
+        let mut mine = Vec::new();
+        for n in 0..3 {
+            let id = app.create_job(CUSTOMER).await;
+            app.create_job(OTHER_CUSTOMER).await;
+            if n != 1 {
+                app.command(CUSTOMER, id, "cancel", json!({"reason": format!("reason {n}")})).await.assert_status(204);
+            }
+            mine.push(id);
+        }
+        let (events, _) = follow(&app, CUSTOMER, 2).await;
+        let seen: Vec<(String, String)> = events
+            .iter()
+            .map(|event| (event["jobId"].as_str().unwrap_or_default().to_owned(), event["eventType"].as_str().unwrap_or_default().to_owned()))
+            .collect();
+        let expected: Vec<(String, String)> = vec![
+            (mine[0].to_string(), "JobCreated".into()),
+            (mine[0].to_string(), "JobCancelled".into()),
+            (mine[1].to_string(), "JobCreated".into()),
+            (mine[2].to_string(), "JobCreated".into()),
+            (mine[2].to_string(), "JobCancelled".into()),
+        ];
+        assert_eq!(seen, expected);
+        let (client, _) = app.default_client(CUSTOMER).await;
+        for event in &events {
+            assert_eq!(event["clientId"], client.to_string());
+            assert!(event["requestId"].as_str().is_some_and(|id| !id.is_empty()));
+            assert!(event["recordedAt"].is_string() && event["sequence"].as_i64().is_some());
+        }
+        assert_eq!(events[1]["payload"]["reason"], "reason 0");
+        // The same whole feed in one page, and the other customer sees only its own.
+        let whole = feed(&app, CUSTOMER, "limit=1000").await;
+        assert_eq!(whole["items"].as_array().map(Vec::len), Some(5));
+        let (theirs, _) = follow(&app, OTHER_CUSTOMER, 10).await;
+        assert_eq!(theirs.len(), 3);
+        assert!(theirs.iter().all(|event| !mine.iter().any(|id| event["jobId"] == id.to_string())));
+    }
+
+    /// Caught up, a request with `wait` is answered as soon as an event commits — with that
+    /// event — and one that finds nothing answers an empty page with the same cursor.
+    async fn wait_answers_as_soon_as_something_commits(app: TestApp) {
+        app.create_job(CUSTOMER).await;
+        let (_, end) = follow(&app, CUSTOMER, 100).await;
+        let started = Instant::now();
+        let empty = feed(&app, CUSTOMER, &format!("cursor={end}&wait=1")).await;
+        assert!(started.elapsed() >= Duration::from_millis(900), "held for the wait");
+        assert_eq!(empty["items"], json!([]));
+        assert_eq!(empty["nextCursor"], end.as_str());
+
+        let waiting = async {
+            let started = Instant::now();
+            let page = feed(&app, CUSTOMER, &format!("cursor={end}&wait=20")).await;
+            (page, started.elapsed())
+        };
+        let creating = async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            app.create_job(CUSTOMER).await
+        };
+        let ((page, took), created): ((Value, Duration), Uuid) = tokio::join!(waiting, creating);
+        assert_eq!(page["items"][0]["jobId"], created.to_string());
+        assert_eq!(page["items"][0]["eventType"], "JobCreated");
+        assert!(took < Duration::from_secs(10), "answered when the job committed, not at the end of the wait: {took:?}");
+    }
+
+    /// Bad paging is refused, and the feed needs `jobs:read` like every read.
+    async fn bad_feed_requests_are_refused(app: TestApp) {
+        for (query, problem_type) in [
+            ("limit=0", "/problems/invalid-paging"),
+            ("limit=1001", "/problems/invalid-paging"),
+            ("wait=31", "/problems/invalid-query"),
+            ("wait=-1", "/problems/invalid-query"),
+            ("cursor=bm90LWEtZmVlZA", "/problems/invalid-paging"),
+            ("cursor=", "/problems/invalid-paging"),
+            ("since=1", "/problems/invalid-query"),
+        ] {
+            app.get(&format!("/v1/events?{query}"), CUSTOMER).await.assert_problem(400, problem_type);
+        }
+        let unauthenticated = app.send_as_is(app.build(reqwest::Method::GET, "/v1/events", Some(CUSTOMER), None).bearer_auth("not-a-token")).await;
+        unauthenticated.assert_problem(401, "/problems/unauthorized");
+    }
+}
