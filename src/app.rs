@@ -40,6 +40,8 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     backend: &'static str,
+    /// `/metrics` on a listener of its own (`--metrics-listen`).
+    metrics_listener: Option<TcpListener>,
     service: Arc<JobService>,
     store: projections::JobStore,
     auth: Arc<Authenticator>,
@@ -86,6 +88,14 @@ impl Application {
                     address: settings.listen,
                     source,
                 })?;
+        let metrics_listener = match settings.metrics_listen {
+            Some(address) => Some(
+                TcpListener::bind(address)
+                    .await
+                    .map_err(|source| StartError::Listen { address, source })?,
+            ),
+            None => None,
+        };
         // Installed before the first request, so no early measurement is dropped.
         crate::telemetry::metrics();
         let service = Arc::new(JobService::new(&store));
@@ -97,7 +107,8 @@ impl Application {
         };
         Ok(Self {
             listener,
-            router: router(state),
+            router: router(state, metrics_listener.is_some()),
+            metrics_listener,
             backend: store.backend_name(),
             service,
             store,
@@ -115,6 +126,11 @@ impl Application {
         self.backend
     }
 
+    /// Where `/metrics` is served apart, if it is (`--metrics-listen`).
+    pub fn metrics_addr(&self) -> Option<std::io::Result<SocketAddr>> {
+        self.metrics_listener.as_ref().map(TcpListener::local_addr)
+    }
+
     /// Serves until `shutdown` completes, then lets in-flight requests finish (within the
     /// shutdown timeout; see [`connections::serve`]). Meanwhile, at start and every hour,
     /// purges idempotency keys past their retention and refreshes the planner's statistics
@@ -126,11 +142,26 @@ impl Application {
         let purging = tokio::spawn(upkeep(self.service, self.store, self.key_retention));
         let folding = tokio::spawn(crate::telemetry::keep_metrics_folded());
         let rereading = tokio::spawn(reread_keys(self.auth));
+        let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+        let metrics = self.metrics_listener.map(|listener| {
+            tokio::spawn(connections::serve(
+                listener,
+                crate::http::metrics_router(),
+                self.connection_limits,
+                async {
+                    let _ = metrics_stopped.await;
+                },
+            ))
+        });
         let served =
             connections::serve(self.listener, self.router, self.connection_limits, shutdown).await;
         purging.abort();
         folding.abort();
         rereading.abort();
+        drop(stop_metrics);
+        if let Some(metrics) = metrics {
+            let _ = metrics.await;
+        }
         served
     }
 }

@@ -32,6 +32,16 @@ pub struct Settings {
     #[command(flatten)]
     pub connections: ConnectionOptions,
 
+    /// How log lines are written: `text` for people, `json` (one object per line) for log
+    /// shippers.
+    #[arg(long, env = "JOBS_LOG_FORMAT", value_enum, default_value_t = crate::telemetry::LogFormat::Text)]
+    pub log_format: crate::telemetry::LogFormat,
+
+    /// Serve `/metrics` on this address alone (and not beside the public API), so that
+    /// operators need not expose it. Default: on the public listener.
+    #[arg(long, env = "JOBS_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Seconds one database statement may run before it is stopped (503 to its caller): on
     /// PostgreSQL every statement of the server, and a transaction may sit idle as long; on
     /// SQLite the job lists, whose cost the caller chooses. jobs-admin is not bounded.

@@ -12,20 +12,42 @@ use tracing_appender::non_blocking::WorkerGuard;
 /// was about 4% of a loaded server's CPU). No line is dropped: should stderr stop taking
 /// them, loggers wait once 128 000 lines are queued, as they waited on each write before.
 /// Keep the returned guard until the process ends: dropping it writes what is queued.
+///
+/// `format` is text for people, or one JSON object per line for log shippers, its event
+/// fields (`message`, `method`, `path`, `status`, `request_id`, …) at the top level beside
+/// `timestamp`, `level` and `target`.
 #[must_use = "dropping the guard stops the log writer"]
-pub fn init() -> WorkerGuard {
+pub fn init(format: LogFormat) -> WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .thread_name("jobs-log-writer")
         .finish(std::io::BufWriter::new(std::io::stderr()));
-    let _ = tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_writer(writer);
+    let _ = match format {
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+    };
     guard
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Text for people (coloured on a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
 }
 
 /// Commands per group commit: one at rest, up to the group's bound (128) under load.

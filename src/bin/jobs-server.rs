@@ -13,8 +13,15 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let log_writer = jobs_service::telemetry::init();
-    let outcome = serve().await;
+    let settings = match parse_settings() {
+        Ok(settings) => settings,
+        Err(Failure { reason, status }) => {
+            eprintln!("jobs-server: {reason}");
+            return status;
+        }
+    };
+    let log_writer = jobs_service::telemetry::init(settings.log_format);
+    let outcome = serve(settings).await;
     // The log's last lines are written before the failure's own line, which follows them.
     drop(log_writer);
     match outcome {
@@ -41,10 +48,11 @@ impl Failure {
     }
 }
 
-/// Parses the configuration and serves until a signal stops the server.
-async fn serve() -> Result<(), Failure> {
-    let settings = match Settings::try_parse() {
-        Ok(settings) => settings,
+/// The configuration from the command line and environment; a bad one is a one-line
+/// failure with status 2 (`--help` and `--version` print and exit).
+fn parse_settings() -> Result<Settings, Failure> {
+    match Settings::try_parse() {
+        Ok(settings) => Ok(settings),
         Err(error) => {
             use clap::error::ErrorKind;
             if matches!(
@@ -56,18 +64,27 @@ async fn serve() -> Result<(), Failure> {
             // One line, like every other start-up failure (clap's own adds usage text).
             let text = error.to_string();
             let reason = text.lines().next().unwrap_or("invalid arguments");
-            return Err(Failure {
+            Err(Failure {
                 reason: reason.trim_start_matches("error: ").to_owned(),
                 status: ExitCode::from(2),
-            });
+            })
         }
-    };
+    }
+}
+
+/// Serves until a signal stops the server.
+async fn serve(settings: Settings) -> Result<(), Failure> {
     let application = Application::build(&settings).await.map_err(Failure::new)?;
     // Before the address is printed: from then on a signal must stop the server gracefully.
     let shutdown = shutdown_signal();
     let address = application.local_addr().map_err(Failure::new)?;
+    let metrics = match application.metrics_addr() {
+        Some(Ok(metrics)) => format!("; metrics on http://{metrics}/metrics"),
+        Some(Err(error)) => return Err(Failure::new(error)),
+        None => String::new(),
+    };
     println!(
-        "jobs-server listening on http://{address} (store: {})",
+        "jobs-server listening on http://{address} (store: {}{metrics})",
         application.backend()
     );
     application

@@ -78,8 +78,10 @@ pub struct FeedPage {
 /// Every event of the customer's jobs, across all of them, in the order they committed:
 /// follow `nextCursor` to see each exactly once, including events whose transaction
 /// committed after a later one's (they are held back until nothing can still commit before
-/// them). Another customer's events are never shown. With `wait=N`, a request that finds
-/// nothing new is held up to N seconds (at most 29) until something commits.
+/// them). So an empty page means "nothing more yet", never "the end": on PostgreSQL a
+/// committed event waits while any older transaction of the database server is still
+/// open. Another customer's events are never shown. With `wait=N`, a request that finds
+/// nothing new is held up to N seconds (at most 29) until something shows.
 #[utoipa::path(get, path = "/v1/events", tag = "jobs",
     params(CustomerIdHeader, FeedPaging),
     responses(

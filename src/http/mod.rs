@@ -42,9 +42,11 @@ pub struct AppState {
     pub limits: Arc<rate_limits::RateLimits>,
 }
 
-pub fn router(state: AppState) -> Router {
+/// The service's routes. `/metrics` is among them unless `metrics_apart` (it is then served
+/// on a listener of its own, by [`metrics_router`]).
+pub fn router(state: AppState, metrics_apart: bool) -> Router {
     use jobs::*;
-    let api = Router::new()
+    let mut api = Router::new()
         .route("/v1/jobs", get(list_jobs).post(create_job))
         .route("/v1/jobs/{jobId}", get(get_job).patch(update_job))
         .route("/v1/jobs/{jobId}/schedule", put(schedule_job))
@@ -60,15 +62,30 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events", get(feed::change_feed))
         .route("/auth/tokens", post(tokens::issue_token))
         .route("/health/live", get(health::live))
-        .route("/health/ready", get(health::ready))
-        .route("/metrics", get(health::metrics))
+        .route("/health/ready", get(health::ready));
+    if !metrics_apart {
+        api = api.route("/metrics", get(health::metrics));
+    }
+    let api = api
         .route_layer(axum::middleware::from_fn(rate_limits::add_quota_headers))
         .route_layer(axum::middleware::from_fn(middleware::record_metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state);
-    Router::new()
-        .merge(api)
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi::document()))
+    with_common_layers(
+        Router::new()
+            .merge(api)
+            .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi::document())),
+    )
+}
+
+/// `/metrics` alone, for `--metrics-listen`.
+pub fn metrics_router() -> Router {
+    with_common_layers(Router::new().route("/metrics", get(health::metrics)))
+}
+
+/// What every answer goes through, on any listener.
+fn with_common_layers(routes: Router) -> Router {
+    routes
         // Outermost first: request id → request log → problem finishing → header sizes →
         // panics → timeout.
         .layer(TimeoutLayer::with_status_code(

@@ -425,3 +425,76 @@ backend_tests! {
         assert!(terminate(&mut server).await.success());
     }
 }
+
+/// `--log-format json`: every log line is one JSON object, the request line's fields at
+/// its top level, for log shippers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_can_be_json_lines() {
+    let store = TestStore::new(Backend::Sqlite).await;
+    let mut command = server_command(&store, "127.0.0.1:0");
+    command
+        .args(["--log-format", "json"])
+        .stderr(Stdio::piped());
+    let (mut server, line) = launch(&mut command).await;
+    let url = base_url(&line);
+    let live = reqwest::get(format!("{url}/health/live"))
+        .await
+        .expect("answers");
+    assert_eq!(live.status(), 200);
+    let mut stderr = server.stderr.take().expect("stderr");
+    assert!(terminate(&mut server).await.success());
+    let mut text = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut text)
+        .await
+        .expect("reads");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("a JSON line: {line}")))
+        .collect();
+    let request = lines
+        .iter()
+        .find(|line| line["message"] == "request" && line["path"] == "/health/live")
+        .unwrap_or_else(|| panic!("the request line: {text}"));
+    assert_eq!(request["status"], 200);
+    assert_eq!(request["level"], "INFO");
+    assert!(
+        request["request_id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty()),
+        "{request}"
+    );
+    assert!(request["timestamp"].is_string());
+}
+
+/// `--metrics-listen`: `/metrics` is served there and no longer beside the public API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_can_be_served_on_a_listener_of_their_own() {
+    let store = TestStore::new(Backend::Sqlite).await;
+    let mut command = server_command(&store, "127.0.0.1:0");
+    command
+        .args(["--metrics-listen", "127.0.0.1:0"])
+        .stderr(Stdio::null());
+    let (mut server, line) = launch(&mut command).await;
+    let public = base_url(&line);
+    let metrics = line
+        .split_whitespace()
+        .map(|word| word.trim_end_matches(')'))
+        .find(|word| word.starts_with("http://") && word.ends_with("/metrics"))
+        .unwrap_or_else(|| panic!("the metrics address in {line:?}"))
+        .to_owned();
+    let get = |url: String| async move { reqwest::get(url).await.expect("answers") };
+    assert_eq!(get(format!("{public}/health/live")).await.status(), 200);
+    assert_eq!(
+        get(format!("{public}/metrics")).await.status(),
+        404,
+        "not on the public listener"
+    );
+    let scraped = get(metrics.clone()).await;
+    assert_eq!(scraped.status(), 200);
+    let body = scraped.text().await.expect("text");
+    assert!(body.contains("jobs_http_requests_total"), "{body}");
+    let elsewhere = get(metrics.replace("/metrics", "/health/live")).await;
+    assert_eq!(elsewhere.status(), 404, "only /metrics there");
+    assert!(terminate(&mut server).await.success());
+}
