@@ -14,7 +14,7 @@ use crate::http::AppState;
 use axum::body::Bytes;
 use axum::extract::connect_info::ConnectInfo;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
@@ -84,11 +84,10 @@ pub struct TokenResponse {
 pub async fn issue_token(
     State(app): State<AppState>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Response {
     let peer = peer.map(|Extension(ConnectInfo(address))| address.ip());
-    let result = issue(&app, peer, &headers, body).await;
+    let result = issue(&app, peer, request).await;
     let outcome = match &result {
         Ok(_) => "issued",
         Err(ApiError::TooManyRequests(_)) => "rate_limited",
@@ -108,19 +107,22 @@ pub async fn issue_token(
     response
 }
 
-/// Checks run cheapest first: the caller's address against its rate limit, the request's
-/// shape, the client id against its rate limit, and only then the slow secret check.
+/// Checks run cheapest first: the caller's address against its rate limit (before the body
+/// is even read), the request's shape, the client id against its rate limit, and only then
+/// the slow secret check.
 async fn issue(
     app: &AppState,
     peer: Option<IpAddr>,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Result<TokenResponse, ApiError> {
     if let Some(quota) = peer.and_then(|address| app.limits.token_address(address)) {
         if quota.is_limited() {
             return Err(ApiError::TooManyRequests(quota));
         }
     }
+    let headers = request.headers().clone();
+    let headers = &headers;
+    let body: Result<Bytes, BytesRejection> = Bytes::from_request(request, app).await;
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge

@@ -108,6 +108,16 @@ backend_tests! {
             .await;
         token_request.assert_problem(400, "/problems/unsupported-grant-type");
         assert!(token_request.text.len() < 2_000);
+        // Past the 64 KiB bound, a token request is refused unread.
+        let oversized = app
+            .send_as_is(
+                app.client
+                    .post(format!("{}/auth/tokens", app.address))
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(format!("grant_type={}", "x".repeat(70_000))),
+            )
+            .await;
+        oversized.assert_problem(413, "/problems/payload-too-large");
     }
 }
 
