@@ -5,9 +5,10 @@
 //! nothing new until something arrives, so a mirror need not poll hard.
 
 use crate::http::access::{Authorized, Read};
+use crate::http::cursors::FeedCursor;
 use crate::http::error::ApiError;
 use crate::http::extract::{CustomerIdHeader, QueryPairs};
-use crate::http::query::{FeedCursor, FeedPaging, QueryParams};
+use crate::http::query::{FeedPaging, QueryParams};
 use crate::http::AppState;
 use axum::extract::State;
 use axum::Json;

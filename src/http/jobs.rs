@@ -6,6 +6,7 @@
 use crate::http::access::{Authorized, Read, Write};
 use crate::http::conditional::{entity_tag, etag, IfMatch, IfMatchHeader};
 use crate::http::context::RequestId;
+use crate::http::cursors::{EventCursor, HistoryCursor, JobCursor};
 use crate::http::error::ApiError;
 use crate::http::extract::{
     CustomerIdHeader, JobId, JobIdPath, JsonBody, OptionalJsonBody, QueryPairs, RawBody,
@@ -13,8 +14,7 @@ use crate::http::extract::{
 use crate::http::idempotency::{answer_response, under_key, IdempotencyKeyHeader, RequestKey};
 use crate::http::problem::Problem;
 use crate::http::query::{
-    EventCursor, EventPaging, HistoryCursor, HistorySortBy, JobCursor, JobSortBy, Paging,
-    QueryParams, SortDirection,
+    EventPaging, HistorySortBy, JobSortBy, Paging, QueryParams, SortDirection,
 };
 use crate::http::requests::*;
 use crate::http::AppState;

@@ -4,6 +4,7 @@ pub mod access;
 pub mod conditional;
 pub mod connections;
 pub mod context;
+pub mod cursors;
 pub mod error;
 pub mod extract;
 pub mod feed;
