@@ -9,7 +9,6 @@ use crate::http::context::{CallerSlot, RequestId};
 use crate::http::error::ApiError;
 use crate::http::extract::Customer;
 use crate::http::problem::ProblemType;
-use crate::http::rate_limits::QuotaSlot;
 use crate::http::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::{header, request::Parts, HeaderMap};
@@ -76,7 +75,7 @@ impl<R: RequiredScope> FromRequestParts<AppState> for Authorized<R> {
             })?;
         CallerSlot::fill(parts, caller.client_id.to_string());
         if let Some(quota) = state.limits.client(caller.client_id) {
-            QuotaSlot::fill(&parts.extensions, quota);
+            CallerSlot::fill_quota(parts, quota);
             if quota.is_limited() {
                 return Err(rejected("rate_limited", ApiError::TooManyRequests(quota)));
             }

@@ -69,7 +69,8 @@ pub async fn refuse_oversized_headers(request: Request, next: Next) -> Response 
 const REQUEST_LOG_TARGET: &str = "jobs_service::telemetry";
 
 /// One line per request: method, path, status, duration, request id, the acting client when
-/// authenticated (and a failure's cause).
+/// authenticated (and a failure's cause). Also adds the client's `RateLimit` fields, which
+/// the authentication extractor left in the same slot.
 pub async fn log_request(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
@@ -77,7 +78,12 @@ pub async fn log_request(mut request: Request, next: Next) -> Response {
     let request_id = RequestId::of(&request);
     let caller = CallerSlot::default();
     request.extensions_mut().insert(caller.clone());
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
+    // The caller's rate limit, told on every answer after authentication (the slot saves
+    // a middleware and an allocation of its own per request).
+    if let Some(quota) = caller.quota() {
+        quota.write_headers(response.headers_mut());
+    }
     let status = response.status().as_u16();
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     let client = caller.caller().unwrap_or("-");

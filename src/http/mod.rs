@@ -68,7 +68,6 @@ pub fn router(state: AppState, metrics_apart: bool) -> Router {
         api = api.route("/metrics", get(health::metrics));
     }
     let api = api
-        .route_layer(axum::middleware::from_fn(rate_limits::add_quota_headers))
         .route_layer(axum::middleware::from_fn(middleware::record_metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state);

@@ -13,15 +13,12 @@
 //! (draft-ietf-httpapi-ratelimit-headers): the policy's quota and window, and what is left
 //! of it with the seconds until it is whole again.
 
-use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
-use axum::middleware::Next;
-use axum::response::Response;
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// Every limit's window: quotas are per second.
@@ -218,30 +215,6 @@ impl RateLimits {
             .as_ref()
             .map(|limit| limit.check(key))
     }
-}
-
-/// Where the `/v1` authentication extractor leaves its client's [`Quota`], so that
-/// [`add_quota_headers`] can tell every answer — success or not — what is left.
-#[derive(Clone, Default)]
-pub struct QuotaSlot(Arc<OnceLock<Quota>>);
-
-impl QuotaSlot {
-    pub fn fill(extensions: &axum::http::Extensions, quota: Quota) {
-        if let Some(slot) = extensions.get::<QuotaSlot>() {
-            let _ = slot.0.set(quota);
-        }
-    }
-}
-
-/// Adds the `RateLimit` fields of the request's client to its answer, when a limit applied.
-pub async fn add_quota_headers(mut request: Request, next: Next) -> Response {
-    let slot = QuotaSlot::default();
-    request.extensions_mut().insert(slot.clone());
-    let mut response = next.run(request).await;
-    if let Some(quota) = slot.0.get() {
-        quota.write_headers(response.headers_mut());
-    }
-    response
 }
 
 #[cfg(test)]
