@@ -85,6 +85,11 @@ impl std::fmt::Debug for SigningKey {
 }
 
 impl SigningKey {
+    /// Whether its time to sign has come by `now` (the newest such key of a ring signs).
+    pub fn may_sign_at(&self, now: DateTime<Utc>) -> bool {
+        self.signs_from.is_none_or(|from| from <= now)
+    }
+
     /// A key whose id is derived from its secret (16 hex digits of its SHA-256: naming the
     /// key without revealing anything of it).
     pub fn derived(secret: Vec<u8>) -> Self {
@@ -119,9 +124,7 @@ impl KeyRing {
 
     /// The key that signs at `now`: the first (newest) whose `signs_from` has come.
     pub fn signing(&self, now: DateTime<Utc>) -> Option<&SigningKey> {
-        self.keys
-            .iter()
-            .find(|key| key.signs_from.is_none_or(|from| from <= now))
+        self.keys.iter().find(|key| key.may_sign_at(now))
     }
 
     pub fn find(&self, id: &str) -> Option<&SigningKey> {

@@ -54,8 +54,7 @@ pub struct TokenPolicy {
 
 /// A key of the ring, ready to sign and verify.
 struct PreparedKey {
-    id: String,
-    signs_from: Option<DateTime<Utc>>,
+    key: SigningKey,
     encoding: EncodingKey,
     decoding: DecodingKey,
 }
@@ -72,10 +71,9 @@ impl PreparedRing {
             .iter()
             .map(|key: &SigningKey| {
                 Ok(PreparedKey {
-                    id: key.id.clone(),
-                    signs_from: key.signs_from,
                     encoding: EncodingKey::from_secret(&key.secret)?,
                     decoding: DecodingKey::from_secret(&key.secret)?,
+                    key: key.clone(),
                 })
             })
             .collect::<Result<Vec<_>, KeyError>>()?;
@@ -85,7 +83,7 @@ impl PreparedRing {
     fn signing(&self, now: DateTime<Utc>) -> Option<&PreparedKey> {
         self.keys
             .iter()
-            .find(|key| key.signs_from.is_none_or(|from| from <= now))
+            .find(|prepared| prepared.key.may_sign_at(now))
     }
 }
 
@@ -161,7 +159,11 @@ impl TokenKeys {
         }
         match read_ring(&file.path).and_then(|ring| PreparedRing::new(&ring)) {
             Ok(ring) => {
-                let ids: Vec<&str> = ring.keys.iter().map(|key| key.id.as_str()).collect();
+                let ids: Vec<&str> = ring
+                    .keys
+                    .iter()
+                    .map(|prepared| prepared.key.id.as_str())
+                    .collect();
                 tracing::info!(keys = ?ids, "token signing keys re-read");
                 *self.ring.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(ring);
                 true
@@ -198,7 +200,7 @@ impl TokenKeys {
             .signing(now)
             .ok_or(jsonwebtoken::errors::ErrorKind::InvalidKeyFormat)?;
         let mut header = Header::new(Algorithm::HS256);
-        header.kid = Some(key.id.clone());
+        header.kid = Some(key.key.id.clone());
         let access_token = jsonwebtoken::encode(&header, &claims, &key.encoding)?;
         Ok(IssuedToken {
             access_token,
@@ -215,10 +217,12 @@ impl TokenKeys {
         use jsonwebtoken::errors::ErrorKind;
         let header = jsonwebtoken::decode_header(token)?;
         let ring = self.current();
-        let candidates = ring
-            .keys
-            .iter()
-            .filter(|key| header.kid.as_ref().is_none_or(|kid| *kid == key.id));
+        let candidates = ring.keys.iter().filter(|prepared| {
+            header
+                .kid
+                .as_ref()
+                .is_none_or(|kid| *kid == prepared.key.id)
+        });
         let mut failure: jsonwebtoken::errors::Error = ErrorKind::InvalidSignature.into();
         for key in candidates {
             match jsonwebtoken::decode::<Claims>(token, &key.decoding, &self.validation) {
