@@ -9,7 +9,8 @@
 //!    paging. No database.
 //! 2. [`error`] — the store's error, and the one classification of database failures.
 //! 3. [`log`] — the global log in commit order: cursor, logged event, the reader trait;
-//!    [`idempotency`] — idempotency keys' claims and stored answers, and their trait.
+//!    [`idempotency`] — idempotency keys' claims and stored answers, and their trait;
+//!    [`webhooks`] — webhook subscriptions and their delivery state, and their trait.
 //! 4. [`rebuild`] and [`verify`] — replaying the log into fresh tables and swapping them in;
 //!    folding every job and comparing. They define what they need of a store as traits.
 //! 5. [`store`] — the two databases, implementing those traits, the write path and the read
@@ -24,6 +25,7 @@ pub mod error;
 pub mod log;
 
 pub mod idempotency;
+pub mod webhooks;
 
 pub mod rebuild;
 pub mod verify;

@@ -146,6 +146,19 @@ pub trait EventLog: Send + Sync {
         end: i64,
     ) -> Result<i64, StoreError>;
 
+    /// A cursor before every event that is not final yet and after all but a few final
+    /// ones: where a reader that wants "what happens from now on" starts. It may see some
+    /// events that committed just before (at least once, never fewer).
+    async fn head(&self) -> Result<LogCursor, StoreError>;
+
+    /// How many events after `after` the log holds, counting up to `cap`.
+    async fn count_after(
+        &self,
+        after: LogCursor,
+        filter: &LogFilter,
+        cap: i64,
+    ) -> Result<i64, StoreError>;
+
     /// The cursor just after the event at global `position`, if there is one, and whether
     /// that event is final yet (nothing can still commit before it).
     async fn cursor_after(&self, position: i64) -> Result<Option<(LogCursor, bool)>, StoreError>;

@@ -183,7 +183,7 @@ backend_tests! {
     async fn migrate_applies_and_reports_the_migrations(store: TestStore) {
         let applied = succeeded(&store.admin(&["migrate"]).await);
         let versions: Vec<&str> = applied.lines().filter_map(|l| l.strip_prefix("applied ")).collect();
-        assert_eq!(versions.len(), 9, "{applied}");
+        assert_eq!(versions.len(), 13, "{applied}");
         assert!(versions[0].starts_with("20261129000001 event store"), "{applied}");
         let names = store.schema_names().await;
         assert!(names.iter().any(|n| n == "job_summary") && names.iter().any(|n| n == "idempotency_keys"));

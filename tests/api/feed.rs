@@ -3,7 +3,7 @@
 //! something commits.
 
 use crate::backend_tests;
-use crate::support::{Backend, TestApp};
+use crate::support::{Backend, TestApp, TestStore};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -140,5 +140,91 @@ backend_tests! {
         }
         let unauthenticated = app.send_as_is(app.build(reqwest::Method::GET, "/v1/events", Some(CUSTOMER), None).bearer_auth("not-a-token")).await;
         unauthenticated.assert_problem(401, "/problems/unauthorized");
+    }
+}
+
+/// Applies every migration before the events' customer column to the store, as a database
+/// of an earlier release would have them.
+async fn migrate_as_before_the_customer_column(store: &TestStore) {
+    const FIRST_AFTER: i64 = 20261201000002;
+    let backend = if store.is_postgres() {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(backend);
+    let earlier = store.data_dir.join("earlier-migrations");
+    std::fs::create_dir_all(&earlier).expect("a directory");
+    for entry in std::fs::read_dir(&source).expect("the migrations") {
+        let path = entry.expect("an entry").path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("a name")
+            .to_owned();
+        let version: i64 = name
+            .split('_')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .expect("a version");
+        if version < FIRST_AFTER {
+            std::fs::copy(&path, earlier.join(&name)).expect("copied");
+        }
+    }
+    let migrator = sqlx::migrate::Migrator::new(earlier.as_path())
+        .await
+        .expect("migrations");
+    if store.is_postgres() {
+        let pool = sqlx::PgPool::connect(&store.database_url)
+            .await
+            .expect("connects");
+        migrator.run(&pool).await.expect("migrated");
+        pool.close().await;
+    } else {
+        let options: sqlx::sqlite::SqliteConnectOptions =
+            store.database_url.parse().expect("a SQLite URL");
+        let pool = sqlx::SqlitePool::connect_with(options.create_if_missing(true))
+            .await
+            .expect("connects");
+        migrator.run(&pool).await.expect("migrated");
+        pool.close().await;
+    }
+}
+
+backend_tests! {
+    /// Events stored before the customer column existed are filled by the migration that
+    /// adds it, so the feed (which reads through the column's index) shows them.
+    async fn events_stored_before_the_customer_column_are_in_the_feed(store: TestStore) {
+        migrate_as_before_the_customer_column(&store).await;
+        let metadata = |customer: i64| {
+            format!(r#"{{"customerId": "{customer}", "clientId": "c", "tokenId": "t", "requestId": "r"}}"#)
+        };
+        let payload = r#"{"JobCreated": {"customerId": 1, "typeId": 1, "contactId": 2, "occurredAt": "2026-11-30T00:00:00Z"}}"#;
+        let mut jobs = Vec::new();
+        for n in 0..30 {
+            let customer = if n % 3 == 0 { CUSTOMER } else { OTHER_CUSTOMER };
+            let job = Uuid::now_v7();
+            if customer == CUSTOMER {
+                jobs.push(job);
+            }
+            store
+                .execute_sql(&format!(
+                    "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
+                     event_version, payload, metadata) VALUES ('Job', '{job}', 1, 'JobCreated', \
+                     '1.0', '{payload}', '{}')",
+                    metadata(customer)
+                ))
+                .await;
+        }
+        let app = TestApp::with_settings(store, &[]).await;
+        if app.store.is_postgres() {
+            assert_eq!(app.store.count("SELECT count(*) FROM events WHERE customer_id IS NULL").await, 0);
+        }
+        let (events, _) = follow(&app, CUSTOMER, 4, jobs.len()).await;
+        let shown: Vec<&str> = events.iter().filter_map(|e| e["jobId"].as_str()).collect();
+        let expected: Vec<String> = jobs.iter().map(Uuid::to_string).collect();
+        assert_eq!(shown, expected);
     }
 }

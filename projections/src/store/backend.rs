@@ -36,11 +36,13 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// This database's migrations (`migrations/postgres` or `migrations/sqlite`).
     fn migrator() -> &'static sqlx::migrate::Migrator;
 
-    // The global log. Log queries take the cursor `($1 transaction, $2 position)`,
-    // optionally the customer `$3`, and at most `$4` events, in log order.
+    // The global log. Log queries take the cursor `($1 transaction, $2 position)`, the
+    // customer `$3`, and at most `$4` events, in log order. Each comes twice: for every
+    // customer (`$3` NULL), and for the customer `$3` through its index.
 
     /// Final events after a cursor: none that commits later can sort before them.
     const READ_LOG: &'static str;
+    const READ_CUSTOMER_LOG: &'static str;
     /// Every committed event after a cursor, for use while writers are held back.
     const READ_COMMITTED: &'static str;
     /// Where the log ends now: a transaction bound, or 0 for "no bound".
@@ -48,6 +50,12 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// How many committed events after the cursor, of transactions before `$4`, a read
     /// cannot return yet (up to 1000).
     const HELD_BACK: &'static str;
+    const CUSTOMER_HELD_BACK: &'static str;
+    /// The log's head (see `EventLog::head`), as `(transaction, position)`.
+    const LOG_HEAD: &'static str;
+    /// How many events after the cursor, of the customer if given, up to `$4`.
+    const COUNT_AFTER: &'static str;
+    const CUSTOMER_COUNT_AFTER: &'static str;
     /// The cursor of the event at position `$1`, and whether it is final.
     const CURSOR_AT: &'static str;
     /// The expression of a row's writing transaction, as a log cursor holds it.

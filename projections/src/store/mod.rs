@@ -14,8 +14,8 @@
 //! - `keys.rs`: idempotency keys' claims (their answers are written by `write.rs`);
 //! - `group.rs`: the queue that groups commits and lookups; `stash.rs`: the connections the
 //!   hot paths keep, to skip sqlx's ping on each release;
-//! - `clients.rs`: the OAuth client registry, kept here because it shares the pool, the
-//!   migrations and SQLite's writer queue.
+//! - `clients.rs`: the OAuth client registry, and `webhooks.rs`: webhook subscriptions, kept
+//!   here because they share the pool, the migrations and SQLite's writer queue.
 
 mod backend;
 mod clients;
@@ -30,12 +30,14 @@ pub mod sqlite;
 mod stash;
 mod turns;
 mod upkeep;
+mod webhooks;
 mod write;
 
 use crate::idempotency::IdempotencyKeys;
 use crate::log::EventLog;
 use crate::rebuild::ProjectionRebuild;
 use crate::verify::ProjectionCheck;
+use crate::webhooks::WebhookStore;
 use std::sync::Arc;
 
 pub use crate::error::StoreError;
@@ -57,6 +59,7 @@ trait StoreFaces:
     + ProjectionRebuild
     + ProjectionCheck
     + ClientRegistry
+    + WebhookStore
 {
 }
 
@@ -68,6 +71,7 @@ impl<S> StoreFaces for S where
         + ProjectionRebuild
         + ProjectionCheck
         + ClientRegistry
+        + WebhookStore
 {
 }
 
@@ -173,6 +177,11 @@ impl JobStore {
     }
 
     pub fn clients(&self) -> Arc<dyn ClientRegistry> {
+        self.faces()
+    }
+
+    /// Webhook subscriptions and their delivery state.
+    pub fn webhooks(&self) -> Arc<dyn WebhookStore> {
         self.faces()
     }
 }

@@ -67,18 +67,49 @@ impl Store<PostgresBackend> {
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
-/// Log queries: after the cursor `($1 transaction, $2 position)`, optionally for the customer
-/// `$3`, at most `$4` events, in (transaction, position) order.
+/// Log queries: after the cursor `($1 transaction, $2 position)`, of every customer (`$3`
+/// is then NULL) or of the customer `$3` — two statements, so that the second is planned
+/// on the customer's index (`events_by_customer`) — at most `$4` events, in (transaction,
+/// position) order.
 macro_rules! log_query {
-    ($horizon:literal) => {
+    ($horizon:literal, $customer:expr) => {
         concat!(
             "SELECT transaction_id::text::bigint AS \"transaction\", position, aggregate_type, \
              aggregate_id, sequence, event_type, event_version, recorded_at, \
              payload::text AS payload, metadata::text AS metadata \
              FROM events WHERE (transaction_id, position) > ($1::bigint::text::xid8, $2) ",
             $horizon,
-            " AND ($3::text IS NULL OR metadata->>'customerId' = $3) \
-             ORDER BY transaction_id, position LIMIT $4"
+            " ",
+            $customer,
+            " ORDER BY transaction_id, position LIMIT $4"
+        )
+    };
+}
+
+/// The customer conditions of log queries: every customer's events, or `$3`'s.
+macro_rules! every_customer {
+    () => {
+        "AND $3::text IS NULL"
+    };
+}
+macro_rules! one_customer {
+    () => {
+        "AND customer_id = $3"
+    };
+}
+
+/// A count of log events after the cursor, with a further condition and a bound.
+macro_rules! log_count {
+    ($condition:literal, $customer:expr, $bound:literal) => {
+        concat!(
+            "SELECT count(*) FROM (SELECT 1 FROM events \
+             WHERE (transaction_id, position) > ($1::bigint::text::xid8, $2) ",
+            $condition,
+            " ",
+            $customer,
+            " LIMIT ",
+            $bound,
+            ") AS counted"
         )
     };
 }
@@ -114,14 +145,27 @@ impl Backend for PostgresBackend {
 
     /// Only events of transactions older than every running one: nothing can commit before
     /// them any more.
-    const READ_LOG: &'static str = log_query!("AND transaction_id < log_horizon()");
-    const READ_COMMITTED: &'static str = log_query!("");
+    const READ_LOG: &'static str =
+        log_query!("AND transaction_id < log_horizon()", every_customer!());
+    const READ_CUSTOMER_LOG: &'static str =
+        log_query!("AND transaction_id < log_horizon()", one_customer!());
+    const READ_COMMITTED: &'static str = log_query!("", every_customer!());
     /// Transactions from this id on began after the call.
     const LOG_END: &'static str = "SELECT log_end()";
-    const HELD_BACK: &'static str = "SELECT count(*) FROM (SELECT 1 FROM events \
-         WHERE (transaction_id, position) > ($1::bigint::text::xid8, $2) \
-         AND transaction_id < $4::bigint::text::xid8 \
-         AND ($3::text IS NULL OR metadata->>'customerId' = $3) LIMIT 1000) AS waiting";
+    const HELD_BACK: &'static str = log_count!(
+        "AND transaction_id < $4::bigint::text::xid8",
+        every_customer!(),
+        "1000"
+    );
+    const CUSTOMER_HELD_BACK: &'static str = log_count!(
+        "AND transaction_id < $4::bigint::text::xid8",
+        one_customer!(),
+        "1000"
+    );
+    /// Transactions below the horizon are final; those from it on may still commit.
+    const LOG_HEAD: &'static str = "SELECT log_horizon()::text::bigint, CAST(0 AS BIGINT)";
+    const COUNT_AFTER: &'static str = log_count!("", every_customer!(), "$4");
+    const CUSTOMER_COUNT_AFTER: &'static str = log_count!("", one_customer!(), "$4");
     const CURSOR_AT: &'static str = "SELECT transaction_id::text::bigint, position, \
          transaction_id < log_horizon() FROM events WHERE position = $1";
     const TRANSACTION: &'static str = "transaction_id::text::bigint";

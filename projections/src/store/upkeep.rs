@@ -30,7 +30,8 @@ impl<B: Backend> EventLog for Store<B> {
         limit: i64,
     ) -> Result<Vec<LoggedEvent>, StoreError> {
         let mut connection = self.pool.acquire().await?;
-        B::read_log(&mut connection, B::READ_LOG, after, filter, limit).await
+        let sql = pick(filter, B::READ_LOG, B::READ_CUSTOMER_LOG);
+        B::read_log(&mut connection, sql, after, filter, limit).await
     }
 
     async fn log_end(&self) -> Result<i64, StoreError> {
@@ -43,7 +44,22 @@ impl<B: Backend> EventLog for Store<B> {
         filter: &LogFilter,
         end: i64,
     ) -> Result<i64, StoreError> {
-        B::Db::held_back(&self.pool, B::HELD_BACK, after, filter, end).await
+        let sql = pick(filter, B::HELD_BACK, B::CUSTOMER_HELD_BACK);
+        B::Db::count_log(&self.pool, sql, after, filter, end).await
+    }
+
+    async fn head(&self) -> Result<LogCursor, StoreError> {
+        B::Db::log_cursor(&self.pool, B::LOG_HEAD).await
+    }
+
+    async fn count_after(
+        &self,
+        after: LogCursor,
+        filter: &LogFilter,
+        cap: i64,
+    ) -> Result<i64, StoreError> {
+        let sql = pick(filter, B::COUNT_AFTER, B::CUSTOMER_COUNT_AFTER);
+        B::Db::count_log(&self.pool, sql, after, filter, cap).await
     }
 
     async fn cursor_after(&self, position: i64) -> Result<Option<(LogCursor, bool)>, StoreError> {
@@ -73,6 +89,15 @@ impl<B: Backend> EventLog for Store<B> {
 
     async fn event_count(&self) -> Result<i64, StoreError> {
         B::Db::event_count(&self.pool).await
+    }
+}
+
+/// The statement of a log query for the filter: every customer's, or one customer's.
+fn pick(filter: &LogFilter, every: &'static str, one: &'static str) -> &'static str {
+    if filter.customer_id.is_some() {
+        one
+    } else {
+        every
     }
 }
 

@@ -34,13 +34,18 @@ pub trait LogSql: Database {
 
     async fn log_end(pool: &Pool<Self>, sql: &str) -> Result<i64, StoreError>;
 
-    async fn held_back(
+    /// Runs a count on the log whose parameters are the cursor, the customer and a bound
+    /// (`HELD_BACK`'s transaction bound, or `COUNT_AFTER`'s cap).
+    async fn count_log(
         pool: &Pool<Self>,
         sql: &str,
         after: LogCursor,
         filter: &LogFilter,
-        end: i64,
+        bound: i64,
     ) -> Result<i64, StoreError>;
+
+    /// The cursor a query with no parameters selects (`LOG_HEAD`).
+    async fn log_cursor(pool: &Pool<Self>, sql: &str) -> Result<LogCursor, StoreError>;
 
     async fn cursor_at(
         pool: &Pool<Self>,
@@ -138,20 +143,28 @@ where
         Ok(sqlx::query_scalar(sql).fetch_one(pool).await?)
     }
 
-    async fn held_back(
+    async fn count_log(
         pool: &Pool<Self>,
         sql: &str,
         after: LogCursor,
         filter: &LogFilter,
-        end: i64,
+        bound: i64,
     ) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar(sql)
             .bind(after.transaction)
             .bind(after.position)
             .bind(filter.customer_id.map(|id| id.to_string()))
-            .bind(end)
+            .bind(bound)
             .fetch_one(pool)
             .await?)
+    }
+
+    async fn log_cursor(pool: &Pool<Self>, sql: &str) -> Result<LogCursor, StoreError> {
+        let (transaction, position): (i64, i64) = sqlx::query_as(sql).fetch_one(pool).await?;
+        Ok(LogCursor {
+            transaction,
+            position,
+        })
     }
 
     async fn cursor_at(

@@ -122,12 +122,22 @@ impl Backend for SqliteBackend {
     /// them does.
     const READ_LOG: &'static str = "SELECT position, aggregate_type, aggregate_id, sequence, \
          event_type, event_version, recorded_at, payload, metadata FROM events \
-         WHERE position > $2 AND ($3 IS NULL OR metadata ->> 'customerId' = $3) \
-         ORDER BY position LIMIT $4";
+         WHERE position > $2 AND $3 IS NULL ORDER BY position LIMIT $4";
+    /// Through `events_by_customer`: the customer's events in rowid order.
+    const READ_CUSTOMER_LOG: &'static str = "SELECT position, aggregate_type, aggregate_id, \
+         sequence, event_type, event_version, recorded_at, payload, metadata FROM events \
+         WHERE customer_id = $3 AND position > $2 ORDER BY position LIMIT $4";
     const READ_COMMITTED: &'static str = Self::READ_LOG;
 
     const LOG_END: &'static str = "SELECT CAST(0 AS BIGINT)";
     const HELD_BACK: &'static str = "SELECT CAST(0 AS BIGINT)";
+    const CUSTOMER_HELD_BACK: &'static str = Self::HELD_BACK;
+    const LOG_HEAD: &'static str =
+        "SELECT CAST(0 AS BIGINT), coalesce(max(position), 0) FROM events";
+    const COUNT_AFTER: &'static str =
+        "SELECT count(*) FROM (SELECT 1 FROM events WHERE position > $2 AND $3 IS NULL LIMIT $4)";
+    const CUSTOMER_COUNT_AFTER: &'static str = "SELECT count(*) FROM (SELECT 1 FROM events \
+         WHERE customer_id = $3 AND position > $2 LIMIT $4)";
     const CURSOR_AT: &'static str =
         "SELECT CAST(0 AS BIGINT), position, TRUE FROM events WHERE position = $1";
     const TRANSACTION: &'static str = "CAST(0 AS BIGINT)";

@@ -1,0 +1,20 @@
+-- A customer column on the events (issue 14), so a customer's part of the log — the change
+-- feed, webhook delivery, `jobs-admin export --customer` — is read through an index instead
+-- of by filtering every event's metadata. Adding a nullable column is instant (no rewrite,
+-- a moment's lock); new events get their customer from a trigger, whoever inserts them;
+-- events already stored are filled by the next migration, in batches, while servers keep
+-- writing. The value is the metadata's `customerId` as written (text).
+ALTER TABLE events ADD COLUMN customer_id text;
+
+CREATE FUNCTION events_customer_id() RETURNS trigger
+    LANGUAGE plpgsql AS
+$$
+BEGIN
+    NEW.customer_id := NEW.metadata ->> 'customerId';
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER events_customer_id
+    BEFORE INSERT ON events
+    FOR EACH ROW EXECUTE FUNCTION events_customer_id();
