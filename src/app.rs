@@ -9,6 +9,7 @@ use crate::http::connections::{self, ConnectionLimits};
 use crate::http::rate_limits::RateLimits;
 use crate::http::{router, AppState};
 use crate::service::JobService;
+use crate::webhooks::Deliverer;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,6 +29,8 @@ pub enum StartError {
     /// A restored log whose order new events would break (see `jobs-admin repair-log`).
     #[error("{0}")]
     LogAhead(projections::log::TransactionsAhead),
+    #[error("cannot prepare the webhook client: {0}")]
+    WebhookClient(#[source] reqwest::Error),
     #[error("cannot listen on {address}: {source}")]
     Listen {
         address: SocketAddr,
@@ -47,6 +50,7 @@ pub struct Application {
     auth: Arc<Authenticator>,
     key_retention: Duration,
     connection_limits: ConnectionLimits,
+    deliverer: Arc<Deliverer>,
 }
 
 /// How often the server purges idempotency keys past their retention and refreshes the
@@ -100,10 +104,21 @@ impl Application {
         crate::telemetry::metrics();
         let service = Arc::new(JobService::new(&store));
         let auth = Arc::new(Authenticator::new(keys, Arc::new(hasher), store.clients()));
+        let webhook_targets = settings.webhooks.policy();
+        let deliverer = Deliverer::new(
+            store.webhooks(),
+            store.log(),
+            service.commit_signal(),
+            webhook_targets.clone(),
+            settings.webhooks.retry_window(),
+        )
+        .map_err(StartError::WebhookClient)?;
         let state = AppState {
             service: service.clone(),
             auth: auth.clone(),
             limits: Arc::new(RateLimits::new(&settings.rate_limits)),
+            webhooks: store.webhooks(),
+            webhook_targets: Arc::new(webhook_targets),
         };
         Ok(Self {
             listener,
@@ -115,6 +130,7 @@ impl Application {
             auth,
             key_retention: settings.key_retention.duration(),
             connection_limits: settings.connections.limits(),
+            deliverer: Arc::new(deliverer),
         })
     }
 
@@ -142,6 +158,10 @@ impl Application {
         let purging = tokio::spawn(upkeep(self.service, self.store, self.key_retention));
         let folding = tokio::spawn(crate::telemetry::keep_metrics_folded());
         let rereading = tokio::spawn(reread_keys(self.auth));
+        let (stop_delivering, delivering_stopped) = tokio::sync::oneshot::channel::<()>();
+        let delivering = tokio::spawn(self.deliverer.run(async {
+            let _ = delivering_stopped.await;
+        }));
         let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
         let metrics = self.metrics_listener.map(|listener| {
             tokio::spawn(connections::serve(
@@ -158,6 +178,10 @@ impl Application {
         purging.abort();
         folding.abort();
         rereading.abort();
+        // Deliveries stop after the requests: the deliverer gives its leases up, so another
+        // server takes over at once.
+        drop(stop_delivering);
+        let _ = delivering.await;
         drop(stop_metrics);
         if let Some(metrics) = metrics {
             let _ = metrics.await;

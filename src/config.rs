@@ -51,6 +51,9 @@ pub struct Settings {
 
     #[command(flatten)]
     pub rate_limits: RateLimitOptions,
+
+    #[command(flatten)]
+    pub webhooks: crate::webhooks::WebhookOptions,
 }
 
 /// How the server treats connections: the bounds that keep a few careless or hostile

@@ -8,6 +8,7 @@
 //!   metrics, wiring everything below; [`admin`] — the commands of `jobs-admin`;
 //! - [`http`] — the router and handlers; every error answer is a problem (`http::problem`
 //!   holds the catalogue, `http::error::ApiError` decides which);
+//! - [`webhooks`] — subscriptions' delivery: targets, signatures, the deliverer;
 //! - [`auth`] — clients, secrets and tokens;
 //! - [`service`] — runs commands through the `Job` aggregate with retries, and answers
 //!   queries; it fails with its own `ServiceError`, which `http` maps to problems.
@@ -19,6 +20,7 @@ pub mod config;
 pub mod http;
 pub mod service;
 pub mod telemetry;
+pub mod webhooks;
 
 pub use app::{Application, StartError};
 pub use config::Settings;

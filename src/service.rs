@@ -193,6 +193,9 @@ pub struct JobService {
     log: Arc<dyn projections::log::EventLog>,
     services: JobServices,
     locks: JobLocks,
+    /// Signalled after every commit of this process, so readers of the log (webhook
+    /// deliverers) need not poll hard for what this server writes.
+    commits: Arc<tokio::sync::Notify>,
 }
 
 impl JobService {
@@ -204,7 +207,13 @@ impl JobService {
             log: store.log(),
             services: JobServices::system_clock(),
             locks: JobLocks::new(),
+            commits: Arc::new(tokio::sync::Notify::new()),
         }
+    }
+
+    /// Signalled (`notify_waiters`) after each commit of this process.
+    pub fn commit_signal(&self) -> Arc<tokio::sync::Notify> {
+        self.commits.clone()
     }
 
     pub fn queries(&self) -> &dyn JobQueries {
@@ -454,9 +463,12 @@ impl JobService {
             held: Some(Held::new(exclusive)),
         };
         match self.commands.append(commit).await {
-            Ok(()) => Ok(Attempt::Done {
-                version: new_version,
-            }),
+            Ok(()) => {
+                self.commits.notify_waiters();
+                Ok(Attempt::Done {
+                    version: new_version,
+                })
+            }
             Err(AppendError::Conflict) => Ok(Attempt::Raced),
             Err(AppendError::ClaimLost) => Err(ServiceError::KeyInFlight),
             Err(AppendError::OutcomeUnknown(error)) => {

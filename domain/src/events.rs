@@ -30,6 +30,20 @@ pub enum JobEvent {
 }
 
 impl JobEvent {
+    /// Every event type's name (see [`Self::type_name`]).
+    pub const TYPE_NAMES: [&'static str; 10] = [
+        "JobCreated",
+        "JobUpdated",
+        "JobScheduled",
+        "JobUnscheduled",
+        "JobProgressed",
+        "JobStarted",
+        "JobSuspended",
+        "JobResumed",
+        "JobCompleted",
+        "JobCancelled",
+    ];
+
     /// When it happened (the server's clock when the command was handled).
     pub fn occurred_at(&self) -> Timestamp {
         match self {
@@ -250,5 +264,27 @@ mod tests {
         assert_eq!(value["JobCancelled"]["reason"], "no access");
         assert_eq!(event.event_type(), "JobCancelled");
         assert_eq!(event.event_version(), "1.0");
+    }
+
+    #[test]
+    fn type_names_are_the_variants_names_once_each() {
+        let mut names = JobEvent::TYPE_NAMES.to_vec();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), JobEvent::TYPE_NAMES.len());
+        // serde names each variant by its type name: every listed name reads as a variant
+        // (the body is wrong for all of them, so the error names the variant's fields).
+        for name in JobEvent::TYPE_NAMES {
+            let error = serde_json::from_str::<JobEvent>(&format!(r#"{{"{name}": 1}}"#))
+                .unwrap_err()
+                .to_string();
+            assert!(!error.contains("unknown variant"), "{name}: {error}");
+        }
+        // And the list is whole: serde's refusal of an unknown name lists every variant.
+        let error = serde_json::from_str::<JobEvent>(r#"{"Nope": 1}"#)
+            .unwrap_err()
+            .to_string();
+        let listed = error.matches('`').count() / 2 - 1;
+        assert_eq!(listed, JobEvent::TYPE_NAMES.len(), "{error}");
     }
 }

@@ -2,10 +2,10 @@
 # scratch PostgreSQL database, and cleans everything up when the calling script exits.
 #
 #   prepare_runs NAME         a work directory, a PostgreSQL server, the EXIT cleanup
-#   start_server BINARY NAME URL
+#   start_server BINARY NAME URL [FLAG…]
 #                             starts it on a free port, rate limits off (a benchmark or a
-#                             fuzzer is one client sending as fast as it can); sets
-#                             server_pid and server_address
+#                             fuzzer is one client sending as fast as it can), with any
+#                             further flags; sets server_pid and server_address
 #   stop_server
 #   issue_token ADMIN URL CUSTOMER
 #                             registers a client with every scope for CUSTOMER (with the
@@ -37,8 +37,9 @@ prepare_runs() {
 
 start_server() {
   local binary=$1 name=$2 url=$3
+  shift 3
   "$binary" --listen 127.0.0.1:0 --database-url "$url" --data-dir "$work" \
-    --rate-limit 0 --token-rate-limit 0 \
+    --rate-limit 0 --token-rate-limit 0 "$@" \
     >"$work/$name.out" 2>"$work/$name.log" &
   server_pid=$!
   for _ in $(seq 1 100); do
@@ -60,7 +61,8 @@ stop_server() {
 issue_token() {
   local admin=$1 url=$2 customer=$3 created
   created=$("$admin" --database-url "$url" --data-dir "$work" clients create \
-    --name "scripts (customer $customer)" --scope jobs:read --scope jobs:write --customer "$customer")
+    --name "scripts (customer $customer)" --scope jobs:read --scope jobs:write \
+    --scope webhooks:manage --customer "$customer")
   client_id=$(awk '/^client_id:/ {print $2}' <<<"$created")
   client_secret=$(awk '/^client_secret:/ {print $2}' <<<"$created")
   access_token=$(curl -sf -X POST "$server_address/auth/tokens" -d grant_type=client_credentials \

@@ -7,6 +7,7 @@ mod events;
 mod keys;
 mod projection;
 mod table;
+mod webhooks;
 
 use crate::auth::clients::ClientAdminError;
 use crate::auth::Scope;
@@ -37,6 +38,9 @@ pub enum AdminCommand {
     /// Rotate and retire the token signing keys (servers pick changes up within seconds).
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Show webhook subscriptions: their status, lag and delivery state.
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
     /// Apply the database migrations not applied yet, and say which.
     Migrate,
     /// Show the audit trail of one job from the event store: who did what, when and why.
@@ -98,6 +102,19 @@ pub enum ClientsCommand {
     Revoke {
         /// The client's id.
         id: Uuid,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCommand {
+    /// List subscriptions (every customer's, or one's) with their lag: the customer's
+    /// events not yet delivered or passed over, counted now (up to 100000).
+    List {
+        /// Only this customer's subscriptions.
+        #[arg(long = "customer", value_parser = clap::value_parser!(i64).range(1..))]
+        customer: Option<i64>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
     },
 }
 
@@ -171,6 +188,9 @@ pub async fn run(cli: AdminCli, out: &mut impl Write) -> Result<(), AdminError> 
     match cli.command {
         AdminCommand::Keys(_) => Ok(()),
         AdminCommand::Clients(command) => clients::run(&store, command, out).await,
+        AdminCommand::Webhooks(WebhooksCommand::List { customer, format }) => {
+            webhooks::list(&store, customer, format, out).await
+        }
         AdminCommand::Migrate => projection::migrate(&store, out).await,
         AdminCommand::History { job_id, format } => {
             events::history(store.log().as_ref(), job_id, format, out).await

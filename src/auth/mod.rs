@@ -26,15 +26,19 @@ pub enum Scope {
     /// Every change under `/v1/jobs`.
     #[value(name = "jobs:write")]
     JobsWrite,
+    /// Everything under `/v1/webhooks`.
+    #[value(name = "webhooks:manage")]
+    WebhooksManage,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 2] = [Scope::JobsRead, Scope::JobsWrite];
+    pub const ALL: [Scope; 3] = [Scope::JobsRead, Scope::JobsWrite, Scope::WebhooksManage];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::JobsRead => "jobs:read",
             Scope::JobsWrite => "jobs:write",
+            Scope::WebhooksManage => "webhooks:manage",
         }
     }
 

@@ -35,6 +35,13 @@ impl RequiredScope for Write {
     const SCOPE: Scope = Scope::JobsWrite;
 }
 
+/// `webhooks:manage`: everything under `/v1/webhooks`.
+pub struct ManageWebhooks;
+
+impl RequiredScope for ManageWebhooks {
+    const SCOPE: Scope = Scope::WebhooksManage;
+}
+
 /// A caller whose token holds scope `R` and may act for `customer`.
 pub struct Authorized<R> {
     pub customer: CustomerId,

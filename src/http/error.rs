@@ -52,7 +52,8 @@ impl FieldErrors {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// 400 with a specific problem type (e.g. [`ProblemType::InvalidJobId`]).
+    /// A specific problem type, answered with that type's status: mostly 400 (e.g.
+    /// [`ProblemType::InvalidJobId`]), also 404 for [`ProblemType::WebhookNotFound`].
     #[error("{detail}")]
     BadRequest {
         problem: ProblemType,
@@ -121,6 +122,14 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn bad_request(problem: ProblemType, detail: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            problem,
+            detail: detail.into(),
+        }
+    }
+
+    /// A problem of `problem`'s type and status.
+    pub fn problem(problem: ProblemType, detail: impl Into<String>) -> Self {
         ApiError::BadRequest {
             problem,
             detail: detail.into(),

@@ -80,6 +80,33 @@ impl<S: Send + Sync> FromRequestParts<S> for JobId {
     }
 }
 
+/// The `{webhookId}` path segment, which must be a UUID.
+#[derive(Debug, Clone, Copy)]
+pub struct WebhookId(pub Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for WebhookId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let invalid = |detail: String| ApiError::bad_request(ProblemType::InvalidWebhookId, detail);
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| invalid("the webhook subscription id is missing".into()))?;
+        Uuid::parse_str(&raw)
+            .map(WebhookId)
+            .map_err(|_| invalid(format!("{} is not a UUID", excerpt(&raw))))
+    }
+}
+
+/// The OpenAPI description of the `{webhookId}` segment [`WebhookId`] reads.
+#[derive(IntoParams)]
+#[into_params(names("webhookId"), parameter_in = Path)]
+#[allow(dead_code)] // documentation only: read by `WebhookId`
+pub struct WebhookIdPath(
+    /// The subscription's id (a UUID); anything else answers 400.
+    uuid::Uuid,
+);
+
 /// The OpenAPI description of the `{jobId}` segment [`JobId`] reads.
 #[derive(IntoParams)]
 #[into_params(names("jobId"), parameter_in = Path)]

@@ -10,56 +10,21 @@ use crate::http::error::ApiError;
 use crate::http::extract::{CustomerIdHeader, QueryPairs};
 use crate::http::query::{FeedPaging, QueryParams};
 use crate::http::AppState;
+use crate::webhooks::event::FeedEvent;
 use axum::extract::State;
 use axum::Json;
-use chrono::{DateTime, Utc};
-use projections::log::{LogFilter, LoggedEvent};
+use projections::log::LogFilter;
 use serde::Serialize;
 use std::time::Duration;
 use tokio::time::Instant;
 use utoipa::ToSchema;
 
-/// How often a waiting feed request looks for new events.
+/// How often a waiting feed request looks for new events, when no commit of this server
+/// wakes it sooner (commits of other servers sharing the database).
 const FEED_POLL: Duration = Duration::from_millis(200);
 
 /// The longest a request is held: under the 30 s request timeout, whatever `wait` says.
 const LONGEST_HOLD: Duration = Duration::from_secs(29);
-
-/// One event of the feed.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct FeedEvent {
-    /// The job it happened to.
-    pub job_id: String,
-    /// Its place in the job's history (1, 2, …).
-    pub sequence: i64,
-    /// E.g. `JobCancelled`.
-    pub event_type: String,
-    pub event_version: String,
-    pub recorded_at: DateTime<Utc>,
-    /// The event's fields, e.g. `{"reason": "…", "occurredAt": "…"}` for `JobCancelled`.
-    pub payload: serde_json::Value,
-    /// The client that acted.
-    pub client_id: String,
-    /// The request it acted in (its `x-request-id`).
-    pub request_id: String,
-}
-
-impl FeedEvent {
-    fn from_logged(event: &LoggedEvent) -> Self {
-        let who = event.who();
-        FeedEvent {
-            job_id: event.aggregate_id.clone(),
-            sequence: event.sequence,
-            event_type: event.event_type.clone(),
-            event_version: event.event_version.clone(),
-            recorded_at: event.recorded_at,
-            payload: event.data(),
-            client_id: who.client_id,
-            request_id: who.request_id,
-        }
-    }
-}
 
 /// A page of the feed.
 #[derive(Debug, Serialize, ToSchema)]
@@ -102,7 +67,11 @@ pub async fn change_feed(
         customer_id: Some(access.customer.get()),
     };
     let held_until = Instant::now() + asked.wait.min(LONGEST_HOLD);
+    let commits = app.service.commit_signal();
     let events = loop {
+        // Registered before the read, so a commit between the read and the wait wakes it.
+        let committed = commits.notified();
+        let read_at = Instant::now();
         let events = app
             .service
             .log()
@@ -112,7 +81,14 @@ pub async fn change_feed(
         if !events.is_empty() || now >= held_until {
             break events;
         }
-        tokio::time::sleep(FEED_POLL.min(held_until - now)).await;
+        tokio::select! {
+            _ = committed => {
+                // Every commit of the server wakes every waiter: reads stay spaced, however
+                // fast others write.
+                tokio::time::sleep_until((read_at + crate::webhooks::delivery::LEAST_READ_GAP).min(held_until)).await;
+            }
+            _ = tokio::time::sleep(FEED_POLL.min(held_until - now)) => {}
+        }
     };
     let next = events.last().map_or(asked.after, |event| event.cursor);
     Ok(Json(FeedPage {

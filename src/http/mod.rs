@@ -18,6 +18,7 @@ pub mod query;
 pub mod rate_limits;
 pub mod requests;
 pub mod tokens;
+pub mod webhooks;
 
 use crate::auth::Authenticator;
 use crate::service::JobService;
@@ -29,6 +30,7 @@ use std::time::Duration;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 use utoipa_swagger_ui::SwaggerUi;
+use webhooks::*;
 
 /// Request bodies above this answer 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -41,6 +43,9 @@ pub struct AppState {
     pub service: Arc<JobService>,
     pub auth: Arc<Authenticator>,
     pub limits: Arc<rate_limits::RateLimits>,
+    /// Webhook subscriptions, and where they may point.
+    pub webhooks: Arc<dyn projections::webhooks::WebhookStore>,
+    pub webhook_targets: Arc<crate::webhooks::TargetPolicy>,
 }
 
 /// The service's routes. `/metrics` is among them unless `metrics_apart` (it is then served
@@ -61,6 +66,22 @@ pub fn router(state: AppState, metrics_apart: bool) -> Router {
         .route("/v1/jobs/{jobId}/statusHistory", get(status_history))
         .route("/v1/jobs/{jobId}/events", get(job_events))
         .route("/v1/events", get(feed::change_feed))
+        .route("/v1/webhooks", get(list_webhooks).post(create_webhook))
+        .route(
+            "/v1/webhooks/{webhookId}",
+            get(get_webhook)
+                .patch(update_webhook)
+                .delete(delete_webhook),
+        )
+        .route(
+            "/v1/webhooks/{webhookId}/secret",
+            post(rotate_webhook_secret),
+        )
+        .route(
+            "/v1/webhooks/{webhookId}/failedDeliveries",
+            get(failed_deliveries),
+        )
+        .route("/v1/webhooks/{webhookId}/redeliver", post(redeliver))
         .route("/auth/tokens", post(tokens::issue_token))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready));

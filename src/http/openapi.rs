@@ -33,6 +33,14 @@ use utoipa::OpenApi;
         crate::http::jobs::status_history,
         crate::http::jobs::job_events,
         crate::http::feed::change_feed,
+        crate::http::webhooks::create_webhook,
+        crate::http::webhooks::list_webhooks,
+        crate::http::webhooks::get_webhook,
+        crate::http::webhooks::update_webhook,
+        crate::http::webhooks::delete_webhook,
+        crate::http::webhooks::rotate_webhook_secret,
+        crate::http::webhooks::failed_deliveries,
+        crate::http::webhooks::redeliver,
         crate::http::tokens::issue_token,
         crate::http::health::live,
         crate::http::health::ready,
@@ -44,6 +52,9 @@ use utoipa::OpenApi;
         (name = "jobs", description = "Jobs and their lifecycle. Every operation needs an access token \
             (`Authorization: Bearer …`, from `POST /auth/tokens`) with the operation's scope and the \
             `Customer-Id` among its customers."),
+        (name = "webhooks", description = "A customer's webhook subscriptions: its events, signed \
+            (Standard Webhooks), POSTed to its receivers as they commit. Every operation needs the \
+            scope `webhooks:manage`."),
         (name = "auth", description = "OAuth 2.0 client credentials: access tokens for registered clients"),
         (name = "health", description = "Liveness, readiness and metrics"),
     ),
@@ -145,12 +156,17 @@ pub fn document() -> utoipa::openapi::OpenApi {
     )
     .build();
     for (path, item) in doc.paths.paths.iter_mut() {
+        let (read, write) = if path.starts_with("/v1/webhooks") {
+            (Scope::WebhooksManage, Scope::WebhooksManage)
+        } else {
+            (Scope::JobsRead, Scope::JobsWrite)
+        };
         let operations = [
-            (Scope::JobsRead, &mut item.get),
-            (Scope::JobsWrite, &mut item.put),
-            (Scope::JobsWrite, &mut item.post),
-            (Scope::JobsWrite, &mut item.patch),
-            (Scope::JobsWrite, &mut item.delete),
+            (read, &mut item.get),
+            (write, &mut item.put),
+            (write, &mut item.post),
+            (write, &mut item.patch),
+            (write, &mut item.delete),
         ];
         for (scope, operation) in operations {
             let Some(operation) = operation else { continue };
@@ -266,6 +282,10 @@ fn add_security_scheme(doc: &mut utoipa::openapi::OpenApi) {
             "Read jobs, their status history and events",
         ),
         (Scope::JobsWrite.as_str(), "Create and change jobs"),
+        (
+            Scope::WebhooksManage.as_str(),
+            "Manage the customer's webhook subscriptions",
+        ),
     ]);
     let flow = Flow::ClientCredentials(ClientCredentials::new("/auth/tokens", scopes));
     doc.components

@@ -62,6 +62,8 @@ problem_types! {
     NotFound => ("not-found", "Not found", NOT_FOUND),
     MethodNotAllowed => ("method-not-allowed", "Method not allowed", METHOD_NOT_ALLOWED),
     JobNotFound => ("job-not-found", "Job not found", NOT_FOUND),
+    InvalidWebhookId => ("invalid-webhook-id", "Invalid webhook subscription id", BAD_REQUEST),
+    WebhookNotFound => ("webhook-not-found", "Webhook subscription not found", NOT_FOUND),
     UnsupportedMediaType => ("unsupported-media-type", "Unsupported media type", UNSUPPORTED_MEDIA_TYPE),
     PayloadTooLarge => ("payload-too-large", "Request body too large", PAYLOAD_TOO_LARGE),
     HeadersTooLarge => ("headers-too-large", "Request headers too large", REQUEST_HEADER_FIELDS_TOO_LARGE),

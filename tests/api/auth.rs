@@ -146,7 +146,7 @@ backend_tests! {
         let body = reply.json();
         assert_eq!(body["token_type"], "Bearer");
         assert_eq!(body["expires_in"], 3600, "the default lifetime is an hour");
-        assert_eq!(body["scope"], "jobs:read jobs:write", "every scope the client holds");
+        assert_eq!(body["scope"], "jobs:read jobs:write webhooks:manage", "every scope the client holds");
         let token = body["access_token"].as_str().expect("a token");
 
         // The token carries what SPEC §2 lists.
@@ -164,7 +164,7 @@ backend_tests! {
         assert_eq!(claims["aud"], "jobs-api");
         assert_eq!(claims["sub"], client.id.to_string());
         assert_eq!(claims["customers"], json!([CUSTOMER]));
-        assert_eq!(claims["scope"], "jobs:read jobs:write");
+        assert_eq!(claims["scope"], "jobs:read jobs:write webhooks:manage");
         let exp = claims["exp"].as_i64().expect("exp");
         let now = chrono::Utc::now().timestamp();
         assert!((now + 3500..=now + 3700).contains(&exp), "expires in an hour: {exp} vs {now}");
@@ -217,7 +217,7 @@ backend_tests! {
         // An empty scope parameter asks for everything, like none.
         let reply = issue(&app, &client, Some("")).await;
         reply.assert_status(200);
-        assert_eq!(reply.json()["scope"], "jobs:read jobs:write");
+        assert_eq!(reply.json()["scope"], "jobs:read jobs:write webhooks:manage");
         let reply = issue(&app, &client, Some("jobs:write jobs:read")).await;
         assert_eq!(reply.json()["scope"], "jobs:read jobs:write");
     }

@@ -24,3 +24,4 @@ mod restore;
 mod server;
 mod snapshots;
 mod traffic;
+mod webhooks;

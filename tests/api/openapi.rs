@@ -17,6 +17,12 @@ enum Kind {
     Command,
     /// A read: 200.
     Read,
+    /// A change of a webhook subscription that answers it: 200 (PATCH).
+    Change,
+    /// A deletion: 204.
+    Delete,
+    /// A POST without a body on a subscription (rotate, redeliver): 2xx with JSON.
+    Action,
 }
 
 /// Every `/v1` operation of SPEC §4: method, path, kind, and its query parameters.
@@ -67,6 +73,24 @@ const OPERATIONS: &[(&str, &str, Kind, &[&str])] = &[
         "/v1/events",
         Kind::Read,
         &["cursor", "limit", "wait"],
+    ),
+    ("post", "/v1/webhooks", Kind::Create, &[]),
+    ("get", "/v1/webhooks", Kind::Read, &[]),
+    ("get", "/v1/webhooks/{webhookId}", Kind::Read, &[]),
+    ("patch", "/v1/webhooks/{webhookId}", Kind::Change, &[]),
+    ("delete", "/v1/webhooks/{webhookId}", Kind::Delete, &[]),
+    ("post", "/v1/webhooks/{webhookId}/secret", Kind::Action, &[]),
+    (
+        "get",
+        "/v1/webhooks/{webhookId}/failedDeliveries",
+        Kind::Read,
+        &[],
+    ),
+    (
+        "post",
+        "/v1/webhooks/{webhookId}/redeliver",
+        Kind::Action,
+        &[],
     ),
 ];
 
@@ -210,6 +234,12 @@ backend_tests! {
             } else {
                 assert!(find("jobId", "path").is_none(), "{name} has no jobId");
             }
+            if path.contains("{webhookId}") {
+                let id = find("webhookId", "path").unwrap_or_else(|| panic!("{name} declares webhookId"));
+                assert_eq!(id["required"], true);
+                assert_eq!(resolve(&doc, &id["schema"])["format"], "uuid", "{name}: webhookId is a UUID");
+            }
+            let names_one = path.contains("{jobId}") || path.contains("{webhookId}");
             for parameter in *query {
                 let declared = find(parameter, "query").unwrap_or_else(|| panic!("{name} declares ?{parameter}"));
                 assert_ne!(declared["required"], true, "{name}: ?{parameter} is optional");
@@ -222,7 +252,13 @@ backend_tests! {
             assert_problem_response(&doc, &name, responses, "401");
             assert_problem_response(&doc, &name, responses, "403");
             assert_problem_response(&doc, &name, responses, "500");
-            let scope = if *kind == Kind::Read { "jobs:read" } else { "jobs:write" };
+            let scope = if path.starts_with("/v1/webhooks") {
+                "webhooks:manage"
+            } else if *kind == Kind::Read {
+                "jobs:read"
+            } else {
+                "jobs:write"
+            };
             assert_eq!(
                 operation["security"],
                 serde_json::json!([{"oauth2": [scope]}]),
@@ -254,10 +290,28 @@ backend_tests! {
                 }
                 Kind::Read => {
                     assert_json_response(&doc, &name, responses, "200");
-                    if path.contains("{jobId}") {
+                    if names_one {
                         assert_problem_response(&doc, &name, responses, "404");
                     }
                     assert!(operation.get("requestBody").is_none(), "{name}: reads take no body");
+                }
+                Kind::Change => {
+                    assert_json_response(&doc, &name, responses, "200");
+                    for status in ["404", "413", "415", "422"] {
+                        assert_problem_response(&doc, &name, responses, status);
+                    }
+                    assert!(operation["requestBody"].pointer("/content/application~1json").is_some(), "{name}: JSON body");
+                }
+                Kind::Delete => {
+                    let done = resolve(&doc, &responses["204"]);
+                    assert!(done.is_object() && done.get("content").is_none(), "{name}: 204 without a body");
+                    assert_problem_response(&doc, &name, responses, "404");
+                }
+                Kind::Action => {
+                    let status = if path.ends_with("/redeliver") { "202" } else { "200" };
+                    assert_json_response(&doc, &name, responses, status);
+                    assert_problem_response(&doc, &name, responses, "404");
+                    assert!(operation.get("requestBody").is_none(), "{name}: takes no body");
                 }
             }
         }
@@ -280,7 +334,9 @@ backend_tests! {
         assert_eq!(scheme["type"], "oauth2", "{scheme}");
         let flow = &scheme["flows"]["clientCredentials"];
         assert_eq!(flow["tokenUrl"], "/auth/tokens");
-        assert!(flow["scopes"]["jobs:read"].is_string() && flow["scopes"]["jobs:write"].is_string());
+        for scope in ["jobs:read", "jobs:write", "webhooks:manage"] {
+            assert!(flow["scopes"][scope].is_string(), "{scope} is described: {flow}");
+        }
         // The token endpoint: a form body, a token or a problem.
         let token = &doc["paths"]["/auth/tokens"]["post"];
         assert!(token["requestBody"].pointer("/content/application~1x-www-form-urlencoded").is_some(), "{token}");
