@@ -119,6 +119,7 @@ impl Application {
             limits: Arc::new(RateLimits::new(&settings.rate_limits)),
             webhooks: store.webhooks(),
             webhook_targets: Arc::new(webhook_targets),
+            webhook_changes: deliverer.change_signal(),
         };
         Ok(Self {
             listener,

@@ -186,6 +186,58 @@ impl JobLocks {
     }
 }
 
+/// Tells waiting readers of the log that a customer's events were committed by this
+/// process. Readers of other customers are not woken into reading: each watches one
+/// customer. (Commits of other servers sharing the database are not seen; readers also
+/// poll, slowly, for those.)
+#[derive(Clone)]
+pub struct CommitSignal(tokio::sync::broadcast::Sender<i64>);
+
+/// Commits a watcher may fall behind by before it just counts as woken.
+const COMMIT_SIGNAL_BACKLOG: usize = 1024;
+
+impl CommitSignal {
+    fn new() -> Self {
+        CommitSignal(tokio::sync::broadcast::channel(COMMIT_SIGNAL_BACKLOG).0)
+    }
+
+    fn committed(&self, customer: i64) {
+        // No receiver is no error: nobody waits.
+        let _ = self.0.send(customer);
+    }
+
+    /// Watches for the customer's commits from now on: take it before reading the log, so
+    /// a commit between the read and the wait is not missed.
+    pub fn watch(&self, customer: i64) -> CommitWatch {
+        CommitWatch {
+            commits: self.0.subscribe(),
+            customer,
+        }
+    }
+}
+
+/// See [`CommitSignal::watch`].
+pub struct CommitWatch {
+    commits: tokio::sync::broadcast::Receiver<i64>,
+    customer: i64,
+}
+
+impl CommitWatch {
+    /// Completes once the customer has committed since the watch began (or when commits
+    /// came too fast to tell, which is as good as woken).
+    pub async fn committed(&mut self) {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            match self.commits.recv().await {
+                Ok(customer) if customer == self.customer => return,
+                Ok(_) => continue,
+                Err(RecvError::Lagged(_)) => return,
+                Err(RecvError::Closed) => std::future::pending().await,
+            }
+        }
+    }
+}
+
 pub struct JobService {
     commands: Arc<dyn CommandStore>,
     keys: Arc<dyn IdempotencyKeys>,
@@ -193,9 +245,9 @@ pub struct JobService {
     log: Arc<dyn projections::log::EventLog>,
     services: JobServices,
     locks: JobLocks,
-    /// Signalled after every commit of this process, so readers of the log (webhook
-    /// deliverers) need not poll hard for what this server writes.
-    commits: Arc<tokio::sync::Notify>,
+    /// Which customers' events this process commits, as it does: readers of the log (feed
+    /// waiters, webhook deliverers) wait on it instead of polling hard.
+    commits: CommitSignal,
 }
 
 impl JobService {
@@ -207,12 +259,12 @@ impl JobService {
             log: store.log(),
             services: JobServices::system_clock(),
             locks: JobLocks::new(),
-            commits: Arc::new(tokio::sync::Notify::new()),
+            commits: CommitSignal::new(),
         }
     }
 
-    /// Signalled (`notify_waiters`) after each commit of this process.
-    pub fn commit_signal(&self) -> Arc<tokio::sync::Notify> {
+    /// Told the customer of each command this process commits.
+    pub fn commit_signal(&self) -> CommitSignal {
         self.commits.clone()
     }
 
@@ -359,6 +411,7 @@ impl JobService {
         answering: Option<Answering<'_>>,
         mut loading: Loading,
     ) -> Result<JobVersion, ServiceError> {
+        let customer = metadata.customer_id;
         let metadata = serde_json::to_value(metadata.to_map())
             .map_err(|error| ServiceError::Internal(Box::new(error)))?;
         let deadline = tokio::time::Instant::now() + RETRY_BUDGET;
@@ -378,7 +431,10 @@ impl JobService {
             // Whatever raced this attempt is in the store now: read it.
             loading = Loading::Stored;
             match outcome {
-                Attempt::Done { version } => return Ok(version),
+                Attempt::Done { version } => {
+                    self.commits.committed(customer);
+                    return Ok(version);
+                }
                 Attempt::Stale => return Err(ServiceError::PreconditionFailed),
                 Attempt::Raced => {
                     let pause = backoff(attempt);
@@ -463,12 +519,9 @@ impl JobService {
             held: Some(Held::new(exclusive)),
         };
         match self.commands.append(commit).await {
-            Ok(()) => {
-                self.commits.notify_waiters();
-                Ok(Attempt::Done {
-                    version: new_version,
-                })
-            }
+            Ok(()) => Ok(Attempt::Done {
+                version: new_version,
+            }),
             Err(AppendError::Conflict) => Ok(Attempt::Raced),
             Err(AppendError::ClaimLost) => Err(ServiceError::KeyInFlight),
             Err(AppendError::OutcomeUnknown(error)) => {

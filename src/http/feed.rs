@@ -69,9 +69,8 @@ pub async fn change_feed(
     let held_until = Instant::now() + asked.wait.min(LONGEST_HOLD);
     let commits = app.service.commit_signal();
     let events = loop {
-        // Registered before the read, so a commit between the read and the wait wakes it.
-        let committed = commits.notified();
-        let read_at = Instant::now();
+        // Taken before the read, so a commit between the read and the wait wakes it.
+        let mut watch = commits.watch(access.customer.get());
         let events = app
             .service
             .log()
@@ -82,11 +81,7 @@ pub async fn change_feed(
             break events;
         }
         tokio::select! {
-            _ = committed => {
-                // Every commit of the server wakes every waiter: reads stay spaced, however
-                // fast others write.
-                tokio::time::sleep_until((read_at + crate::webhooks::delivery::LEAST_READ_GAP).min(held_until)).await;
-            }
+            _ = watch.committed() => {}
             _ = tokio::time::sleep(FEED_POLL.min(held_until - now)) => {}
         }
     };

@@ -46,6 +46,8 @@ pub struct AppState {
     /// Webhook subscriptions, and where they may point.
     pub webhooks: Arc<dyn projections::webhooks::WebhookStore>,
     pub webhook_targets: Arc<crate::webhooks::TargetPolicy>,
+    /// Told after a subscription is created or changed, so delivery starts at once.
+    pub webhook_changes: Arc<tokio::sync::Notify>,
 }
 
 /// The service's routes. `/metrics` is among them unless `metrics_apart` (it is then served

@@ -304,6 +304,7 @@ pub async fn create_webhook(
         );
         return Err(ApiError::Validation(errors));
     };
+    app.webhook_changes.notify_one();
     let location = format!("/v1/webhooks/{}", created.id);
     let body = CreatedWebhook {
         webhook: Webhook::from(&created),
@@ -422,6 +423,7 @@ pub async fn update_webhook(
         .update_subscription(customer, id, &settings)
         .await?
         .ok_or_else(not_found)?;
+    app.webhook_changes.notify_one();
     Ok(Json(Webhook::from(&updated)))
 }
 
@@ -519,7 +521,7 @@ pub async fn failed_deliveries(
 #[utoipa::path(post, path = "/v1/webhooks/{webhookId}/redeliver", tag = "webhooks",
     params(CustomerIdHeader, WebhookIdPath),
     responses(
-        (status = 202, description = "Delivery resumes within a second", body = Webhook),
+        (status = 202, description = "Delivery resumes at once", body = Webhook),
         (status = 400, description = "Invalid Customer-Id or id", body = crate::http::problem::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such subscription for this customer (`/problems/webhook-not-found`)", body = crate::http::problem::Problem, content_type = "application/problem+json"),
         (status = 500, description = "Unexpected error", body = crate::http::problem::Problem, content_type = "application/problem+json"),
@@ -545,5 +547,6 @@ pub async fn redeliver(
         .update_subscription(customer, id, &settings)
         .await?
         .ok_or_else(not_found)?;
+    app.webhook_changes.notify_one();
     Ok((StatusCode::ACCEPTED, Json(Webhook::from(&updated))))
 }

@@ -17,6 +17,7 @@
 use super::event::{event_id, FeedEvent};
 use super::signing::signature_header;
 use super::targets::{GuardedResolver, TargetPolicy};
+use crate::service::CommitSignal;
 use projections::log::{EventLog, LogFilter, LoggedEvent};
 use projections::webhooks::{
     AfterFailure, FailedDelivery, Subscription, SubscriptionStatus, WebhookStore,
@@ -42,11 +43,6 @@ const CLAIM_EVERY: Duration = Duration::from_secs(1);
 /// How often an idle subscription looks at the log when no commit of this server wakes it
 /// (commits of other servers sharing the database).
 const IDLE_POLL: Duration = Duration::from_millis(250);
-
-/// The least time between two reads of the log by one reader that commits wake: every
-/// commit of the server wakes every waiting reader, and they must not read at the rate all
-/// customers together write.
-pub const LEAST_READ_GAP: Duration = Duration::from_millis(25);
 
 /// How often each subscription's lag is measured for the metrics.
 const LAG_EVERY: Duration = Duration::from_secs(10);
@@ -80,7 +76,10 @@ struct AttemptFailed {
 pub struct Deliverer {
     store: Arc<dyn WebhookStore>,
     log: Arc<dyn EventLog>,
-    commits: Arc<Notify>,
+    commits: CommitSignal,
+    /// Told when a customer creates or changes a subscription, so it is claimed (and its
+    /// tasks see the change) at once rather than at the next tick.
+    changes: Arc<Notify>,
     policy: TargetPolicy,
     /// For hosts `--webhook-allowed-hosts` exempts; resolves as the system does.
     exempt_client: reqwest::Client,
@@ -95,7 +94,7 @@ impl Deliverer {
     pub fn new(
         store: Arc<dyn WebhookStore>,
         log: Arc<dyn EventLog>,
-        commits: Arc<Notify>,
+        commits: CommitSignal,
         policy: TargetPolicy,
         retry_window: Duration,
     ) -> Result<Self, reqwest::Error> {
@@ -114,12 +113,18 @@ impl Deliverer {
             store,
             log,
             commits,
+            changes: Arc::new(Notify::new()),
             policy,
             exempt_client: client().build()?,
             guarded_client: client().dns_resolver(GuardedResolver).build()?,
             owner: Uuid::now_v7().to_string(),
             retry_window,
         })
+    }
+
+    /// What to tell when a subscription was created or changed (see `changes`).
+    pub fn change_signal(&self) -> Arc<Notify> {
+        self.changes.clone()
     }
 
     /// Runs until `stop` completes; then stops its tasks and gives up its leases, so
@@ -135,21 +140,8 @@ impl Deliverer {
             tokio::select! {
                 _ = &mut stop => break,
                 _ = lags.tick() => self.measure_lags().await,
-                _ = ticks.tick() => {
-                    running.retain(|_, task| !task.is_finished());
-                    match self.store.claim_due(&self.owner, LEASE.as_millis() as i64).await {
-                        Ok(due) => {
-                            for subscription in due {
-                                running.entry(subscription.id).or_insert_with(|| {
-                                    tokio::spawn(self.clone().deliver(subscription))
-                                });
-                            }
-                        }
-                        Err(error) => {
-                            tracing::warn!(%error, "could not lease webhook subscriptions; trying again");
-                        }
-                    }
-                }
+                _ = self.changes.notified() => self.claim(&mut running).await,
+                _ = ticks.tick() => self.claim(&mut running).await,
             }
         }
         for (id, task) in running {
@@ -161,8 +153,30 @@ impl Deliverer {
         }
     }
 
-    /// Sends a subscription's events until it is caught up and idle for good: it stops
-    /// when its lease is lost, it is paused, deleted or failing, or an attempt failed.
+    /// Leases what is due (renewing what it holds) and starts a task for each subscription
+    /// it has no task for.
+    async fn claim(self: &Arc<Self>, running: &mut HashMap<Uuid, JoinHandle<()>>) {
+        running.retain(|_, task| !task.is_finished());
+        match self
+            .store
+            .claim_due(&self.owner, LEASE.as_millis() as i64)
+            .await
+        {
+            Ok(due) => {
+                for subscription in due {
+                    running
+                        .entry(subscription.id)
+                        .or_insert_with(|| tokio::spawn(self.clone().deliver(subscription)));
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "could not lease webhook subscriptions; trying again");
+            }
+        }
+    }
+
+    /// Sends a subscription's events for as long as this server holds it: it stops when
+    /// its lease is lost, it is paused, deleted or failing, or an attempt failed.
     async fn deliver(self: Arc<Self>, mut subscription: Subscription) {
         let id = subscription.id;
         let filter = LogFilter {
@@ -170,9 +184,8 @@ impl Deliverer {
         };
         let mut idle = false;
         loop {
-            // Registered before the read, so a commit between the read and the wait wakes it.
-            let committed = self.commits.notified();
-            let read_at = tokio::time::Instant::now();
+            // Taken before the read, so a commit between the read and the wait wakes it.
+            let mut watch = self.commits.watch(subscription.customer_id);
             let events = match self
                 .log
                 .read_after(subscription.checkpoint, &filter, BATCH)
@@ -188,7 +201,7 @@ impl Deliverer {
             if events.is_empty() {
                 idle = true;
                 tokio::select! {
-                    _ = committed => tokio::time::sleep_until(read_at + LEAST_READ_GAP).await,
+                    _ = watch.committed() => {},
                     _ = tokio::time::sleep(IDLE_POLL) => {},
                 }
                 continue;
