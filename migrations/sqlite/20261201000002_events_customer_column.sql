@@ -3,5 +3,7 @@
 -- of by filtering every event's metadata. On SQLite it is a virtual generated column: it
 -- costs nothing to add, holds for every event however it was inserted, and is stored only
 -- in the index the migration after next builds. The value is the metadata's `customerId`
--- as written (text).
-ALTER TABLE events ADD COLUMN customer_id text GENERATED ALWAYS AS (metadata ->> 'customerId') VIRTUAL;
+-- as written (text); NULL for metadata that is not JSON (`->>` would fail on it, and with
+-- it every insert of such an event and the index's build).
+ALTER TABLE events ADD COLUMN customer_id text
+    GENERATED ALWAYS AS (CASE WHEN json_valid(metadata) THEN metadata ->> 'customerId' END) VIRTUAL;

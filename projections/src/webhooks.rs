@@ -157,6 +157,14 @@ pub trait WebhookStore: Send + Sync {
         settings: &SubscriptionSettings,
     ) -> Result<Option<Subscription>, StoreError>;
 
+    /// Sets the subscription active with no retry wait and no failed attempts counted: it
+    /// is delivered from its checkpoint at once (a redelivery).
+    async fn redeliver(
+        &self,
+        customer_id: i64,
+        id: Uuid,
+    ) -> Result<Option<Subscription>, StoreError>;
+
     /// Makes `secret` the signing secret; the one before signs too for `grace_ms`.
     async fn rotate_secret(
         &self,

@@ -33,7 +33,7 @@ pub async fn metrics() -> Result<Response, ApiError> {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         )],
-        handle.render(),
+        handle.render() + &crate::webhooks::delivery::render_lags(),
     )
         .into_response())
 }

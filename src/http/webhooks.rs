@@ -531,20 +531,9 @@ pub async fn redeliver(
     access: Authorized<ManageWebhooks>,
     WebhookId(id): WebhookId,
 ) -> Result<(StatusCode, Json<Webhook>), ApiError> {
-    let customer = access.customer.get();
-    let current = app
-        .webhooks
-        .subscription(customer, id)
-        .await?
-        .ok_or_else(not_found)?;
-    let settings = SubscriptionSettings {
-        url: current.url,
-        event_types: current.event_types,
-        status: SubscriptionStatus::Active,
-    };
     let updated = app
         .webhooks
-        .update_subscription(customer, id, &settings)
+        .redeliver(access.customer.get(), id)
         .await?
         .ok_or_else(not_found)?;
     app.webhook_changes.notify_one();

@@ -133,17 +133,18 @@ impl Deliverer {
         let mut running: HashMap<Uuid, JoinHandle<()>> = HashMap::new();
         let mut ticks = tokio::time::interval(CLAIM_EVERY);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut lags = tokio::time::interval(LAG_EVERY);
-        lags.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Apart, so that however long counting takes, leases are renewed on time.
+        let measuring = tokio::spawn(self.clone().measure_lags());
         tokio::pin!(stop);
         loop {
             tokio::select! {
                 _ = &mut stop => break,
-                _ = lags.tick() => self.measure_lags().await,
                 _ = self.changes.notified() => self.claim(&mut running).await,
                 _ = ticks.tick() => self.claim(&mut running).await,
             }
         }
+        measuring.abort();
+        lag_boards().remove(&self.owner);
         for (id, task) in running {
             task.abort();
             let _ = task.await;
@@ -153,8 +154,9 @@ impl Deliverer {
         }
     }
 
-    /// Leases what is due (renewing what it holds) and starts a task for each subscription
-    /// it has no task for.
+    /// Leases what is due (renewing what it holds), starts a task for each subscription it
+    /// has no task for, and stops the tasks of those it no longer holds (paused, deleted,
+    /// failing, or leased to another server), idle ones included.
     async fn claim(self: &Arc<Self>, running: &mut HashMap<Uuid, JoinHandle<()>>) {
         running.retain(|_, task| !task.is_finished());
         match self
@@ -163,6 +165,15 @@ impl Deliverer {
             .await
         {
             Ok(due) => {
+                let held: std::collections::HashSet<Uuid> =
+                    due.iter().map(|subscription| subscription.id).collect();
+                running.retain(|id, task| {
+                    let keep = held.contains(id);
+                    if !keep {
+                        task.abort();
+                    }
+                    keep
+                });
                 for subscription in due {
                     running
                         .entry(subscription.id)
@@ -405,45 +416,86 @@ impl Deliverer {
         }
     }
 
-    /// Measures every subscription's lag (events of its customer after its checkpoint,
-    /// whatever their type) into `jobs_webhook_lag_events`, and counts subscriptions by
-    /// status into `jobs_webhook_subscriptions`.
-    async fn measure_lags(&self) {
-        let subscriptions = match self.store.subscriptions(None).await {
-            Ok(subscriptions) => subscriptions,
-            Err(error) => {
-                tracing::warn!(%error, "could not read webhook subscriptions to measure their lag");
-                return;
-            }
-        };
-        let mut by_status: HashMap<&'static str, u32> = HashMap::new();
-        for subscription in &subscriptions {
-            *by_status.entry(subscription.status.as_str()).or_default() += 1;
-            let filter = LogFilter {
-                customer_id: Some(subscription.customer_id),
-            };
-            match self
-                .log
-                .count_after(subscription.checkpoint, &filter, LAG_CAP)
-                .await
-            {
-                Ok(lag) => metrics::gauge!("jobs_webhook_lag_events", "subscription" => subscription.id.to_string())
-                    .set(lag as f64),
+    /// Every [`LAG_EVERY`]: measures every subscription's lag (events of its customer
+    /// after its checkpoint, whatever their type, up to [`LAG_CAP`]) onto this server's
+    /// board, which `/metrics` shows as `jobs_webhook_lag_events` (see [`render_lags`]),
+    /// and counts subscriptions by status into `jobs_webhook_subscriptions`. Every server
+    /// measures every subscription, held or not, so paused and failing ones show too.
+    async fn measure_lags(self: Arc<Self>) {
+        let mut ticks = tokio::time::interval(LAG_EVERY);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let subscriptions = match self.store.subscriptions(None).await {
+                Ok(subscriptions) => subscriptions,
                 Err(error) => {
-                    tracing::warn!(%error, subscription = %subscription.id, "could not measure a webhook's lag")
+                    tracing::warn!(%error, "could not read webhook subscriptions to measure their lag");
+                    continue;
+                }
+            };
+            let mut by_status: HashMap<&'static str, u32> = HashMap::new();
+            let mut board = Vec::with_capacity(subscriptions.len());
+            for subscription in &subscriptions {
+                *by_status.entry(subscription.status.as_str()).or_default() += 1;
+                let filter = LogFilter {
+                    customer_id: Some(subscription.customer_id),
+                };
+                match self
+                    .log
+                    .count_after(subscription.checkpoint, &filter, LAG_CAP)
+                    .await
+                {
+                    Ok(lag) => board.push((subscription.id, lag)),
+                    Err(error) => {
+                        tracing::warn!(%error, subscription = %subscription.id, "could not measure a webhook's lag")
+                    }
                 }
             }
-        }
-        for status in [
-            SubscriptionStatus::Active,
-            SubscriptionStatus::Paused,
-            SubscriptionStatus::Failing,
-        ] {
-            let count = by_status.get(status.as_str()).copied().unwrap_or(0);
-            metrics::gauge!("jobs_webhook_subscriptions", "status" => status.as_str())
-                .set(f64::from(count));
+            // Replaced whole, so a deleted subscription's series goes with it.
+            lag_boards().insert(self.owner.clone(), board);
+            for status in [
+                SubscriptionStatus::Active,
+                SubscriptionStatus::Paused,
+                SubscriptionStatus::Failing,
+            ] {
+                let count = by_status.get(status.as_str()).copied().unwrap_or(0);
+                metrics::gauge!("jobs_webhook_subscriptions", "status" => status.as_str())
+                    .set(f64::from(count));
+            }
         }
     }
+}
+
+/// Each deliverer's last lag measurements, by its owner id. A gauge of the metrics
+/// recorder would keep a deleted subscription's series for ever; these are replaced whole.
+type LagBoards = std::collections::BTreeMap<String, Vec<(Uuid, i64)>>;
+
+fn lag_boards() -> std::sync::MutexGuard<'static, LagBoards> {
+    static BOARDS: std::sync::Mutex<LagBoards> = std::sync::Mutex::new(LagBoards::new());
+    BOARDS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// `jobs_webhook_lag_events{subscription}` in Prometheus' text format, for `/metrics`.
+pub fn render_lags() -> String {
+    use std::fmt::Write;
+    let lags: std::collections::BTreeMap<Uuid, i64> =
+        lag_boards().values().flatten().copied().collect();
+    if lags.is_empty() {
+        return String::new();
+    }
+    let mut text = String::from(
+        "# HELP jobs_webhook_lag_events Events of the subscription's customer after its checkpoint (at most 100000)\n\
+         # TYPE jobs_webhook_lag_events gauge\n",
+    );
+    for (id, lag) in lags {
+        let _ = writeln!(
+            text,
+            "jobs_webhook_lag_events{{subscription=\"{id}\"}} {lag}"
+        );
+    }
+    text
 }
 
 /// A failed request in a line, with its causes (reqwest's own message is often just

@@ -44,9 +44,18 @@ impl FromStr for AllowedHost {
         if url.path() != "/" || url.query().is_some() || !url.username().is_empty() {
             return Err(format!("{text:?} is not a host or host:port"));
         }
+        // The port as written: the URL's own drops one that is its scheme's default
+        // (`host:80` would read as every port).
+        let port = match text.rsplit_once(':') {
+            Some((head, port)) if !head.ends_with(':') && !port.contains(']') => Some(
+                port.parse::<u16>()
+                    .map_err(|_| format!("{text:?} has no valid port"))?,
+            ),
+            _ => None,
+        };
         Ok(AllowedHost {
             host: host.to_owned(),
-            port: url.port(),
+            port,
         })
     }
 }
@@ -192,7 +201,9 @@ fn is_public_v6(address: Ipv6Addr) -> bool {
         || (first & 0xffc0) == 0xfe80 // link-local, fe80::/10
         || (first & 0xffc0) == 0xfec0 // site-local (deprecated), fec0::/10
         || first == 0x2001 && address.segments()[1] == 0x0db8 // documentation
-        || address.segments()[..6] == [0x64, 0xff9b, 0, 0, 0, 0] // NAT64 of any IPv4
+        || address.segments()[..2] == [0x64, 0xff9b] // NAT64 (64:ff9b::/96, 64:ff9b:1::/48)
+        || first == 0x2002 // 6to4: an IPv4 address behind it
+        || address.segments()[..2] == [0x2001, 0] // Teredo
         || address.segments()[..6] == [0, 0, 0, 0, 0, 0]) // IPv4-compatible, deprecated
 }
 
@@ -251,6 +262,9 @@ mod tests {
             "https://[fd00::1]/",
             "https://[::ffff:10.0.0.1]/",
             "https://[64:ff9b::a00:1]/",
+            "https://[64:ff9b:1::a00:1]/",
+            "https://[2002:a00:1::1]/",
+            "https://[2001:0:4136:e378::1]/",
             "https://localhost/",
             "https://api.LOCALHOST./",
             "https://2130706433/", // 127.0.0.1 written as a number
@@ -297,6 +311,26 @@ mod tests {
         assert!(allowing.check("http://receiver.test/").is_ok());
         assert!(allowing.check("http://receiver.test:81/").is_ok());
         assert!(allowing.check("https://[::1]:8443/").is_ok());
+        // A default port written out is that port only, not every port.
+        let port_80 = policy(&["10.0.0.5:80", "[fd00::5]:443"]);
+        assert!(port_80.check("http://10.0.0.5/").is_ok());
+        assert!(port_80.check("http://10.0.0.5:80/").is_ok());
+        assert_eq!(
+            port_80.check("http://10.0.0.5:6379/"),
+            Err(TargetError::NotHttps)
+        );
+        assert_eq!(
+            port_80.check("https://10.0.0.5:6379/"),
+            Err(TargetError::Internal)
+        );
+        assert!(port_80.check("https://[fd00::5]/").is_ok());
+        assert_eq!(
+            port_80.check("https://[fd00::5]:8443/"),
+            Err(TargetError::Internal)
+        );
+        assert!("[::1]"
+            .parse::<AllowedHost>()
+            .is_ok_and(|h| h.port.is_none()));
         assert!("not a host/path".parse::<AllowedHost>().is_err());
         assert!("a:b:c".parse::<AllowedHost>().is_err());
     }

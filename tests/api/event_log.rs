@@ -191,3 +191,46 @@ backend_tests! {
         assert_eq!(again.trim(), "nothing to apply: the schema is up to date");
     }
 }
+
+/// Servers starting together on a new database take turns at the migrations: the one that
+/// waits does not block inside a statement, which an index built CONCURRENTLY would wait
+/// for (a deadlock that left the index invalid). Every index ends valid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_migrating_together_leave_every_index_valid() {
+    let store = TestStore::new(Backend::Postgres).await;
+    let (first, second, third) = tokio::join!(
+        projections::connect(&store.database_url),
+        projections::connect(&store.database_url),
+        projections::connect(&store.database_url),
+    );
+    for migrated in [first, second, third] {
+        migrated.expect("each migrates, or finds the migrations applied");
+    }
+    let invalid = "SELECT count(*) FROM pg_index WHERE NOT indisvalid";
+    assert_eq!(store.count(invalid).await, 0);
+    assert_eq!(
+        store
+            .count("SELECT count(*) FROM pg_indexes WHERE indexname = 'events_by_customer'")
+            .await,
+        1
+    );
+}
+
+/// An index a migration left invalid (its build interrupted) is built again at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_left_invalid_is_built_again_at_start() {
+    let store = TestStore::new(Backend::Postgres).await;
+    store.open().await;
+    store
+        .execute_sql(
+            "UPDATE pg_index SET indisvalid = false \
+             WHERE indexrelid = 'events_by_customer'::regclass",
+        )
+        .await;
+    let invalid = "SELECT count(*) FROM pg_index WHERE NOT indisvalid";
+    assert_eq!(store.count(invalid).await, 1);
+    projections::connect(&store.database_url)
+        .await
+        .expect("migrates");
+    assert_eq!(store.count(invalid).await, 0);
+}

@@ -59,6 +59,15 @@ impl<B: Backend> WebhookStore for Store<B> {
         B::Db::update_subscription(&self.pool, B::NOW_MS, customer_id, id, settings).await
     }
 
+    async fn redeliver(
+        &self,
+        customer_id: i64,
+        id: Uuid,
+    ) -> Result<Option<Subscription>, StoreError> {
+        let _writer = self.backend.exclusive_writer().await;
+        B::Db::redeliver_subscription(&self.pool, B::NOW_MS, customer_id, id).await
+    }
+
     async fn rotate_secret(
         &self,
         customer_id: i64,

@@ -17,6 +17,12 @@ use sqlx::database::HasStatementCache;
 use sqlx::types::Json;
 use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row, Type};
 
+/// The advisory lock servers take turns at migrations by ("jobs migrate" in ASCII).
+const MIGRATION_TURN: i64 = 0x6a6f_6273_6d69_6772;
+
+/// How often a server waiting for another's migrations tries for its turn.
+const MIGRATION_TURN_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Rows per multi-row statement: well below SQLite's 32766 bound parameters at ten columns.
 const ROWS_PER_STATEMENT: usize = 500;
 
@@ -502,6 +508,34 @@ where
                 sqlx::query(lift).execute(&mut *connection).await?;
             }
         }
+        let postgres = DB::NAME == "PostgreSQL";
+        if postgres {
+            // sqlx's migrator waits for its advisory lock inside a statement. A server
+            // waiting so while another builds an index CONCURRENTLY (which waits for every
+            // open statement) deadlocks with it, leaving an invalid index. So servers take
+            // turns by trying a lock of their own, between short statements, and the one
+            // holding it meets no waiter on sqlx's lock.
+            let mut waited = std::time::Duration::ZERO;
+            loop {
+                let locked: i64 = sqlx::query_scalar(
+                    "SELECT CAST(CASE WHEN pg_try_advisory_lock($1) THEN 1 ELSE 0 END AS BIGINT)",
+                )
+                .bind(MIGRATION_TURN)
+                .fetch_one(&mut *connection)
+                .await?;
+                if locked == 1 {
+                    break;
+                }
+                if waited.as_millis().is_multiple_of(10_000) && !waited.is_zero() {
+                    tracing::info!(
+                        waited_s = waited.as_secs(),
+                        "waiting for another server's migrations"
+                    );
+                }
+                tokio::time::sleep(MIGRATION_TURN_POLL).await;
+                waited += MIGRATION_TURN_POLL;
+            }
+        }
         connection.ensure_migrations_table().await?;
         let before: std::collections::HashSet<i64> = connection
             .list_applied_migrations()
@@ -509,7 +543,27 @@ where
             .into_iter()
             .map(|migration| migration.version)
             .collect();
-        migrator.run_direct(connection).await?;
+        migrator.run_direct(&mut *connection).await?;
+        if postgres {
+            // An index built CONCURRENTLY by a migration that failed half way (a server
+            // killed meanwhile) stays, invalid: its `IF NOT EXISTS` then skips it, and
+            // queries scan instead. Build such indexes again. (The turn is released when this
+            // connection closes.)
+            let invalid: Vec<String> = sqlx::query_scalar(
+                "SELECT c.relname::text FROM pg_index i \
+                 JOIN pg_class c ON c.oid = i.indexrelid \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE NOT i.indisvalid AND n.nspname = current_schema()",
+            )
+            .fetch_all(&mut *connection)
+            .await?;
+            for index in invalid {
+                tracing::warn!(%index, "an index was left invalid by an interrupted build; building it again");
+                sqlx::query(&format!("REINDEX INDEX CONCURRENTLY \"{index}\""))
+                    .execute(&mut *connection)
+                    .await?;
+            }
+        }
         Ok(migrator
             .iter()
             .filter(|m| m.migration_type.is_up_migration() && !before.contains(&m.version))

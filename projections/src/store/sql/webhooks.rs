@@ -51,6 +51,13 @@ pub trait WebhookSql: Database {
         settings: &SubscriptionSettings,
     ) -> Result<Option<Subscription>, StoreError>;
 
+    async fn redeliver_subscription(
+        pool: &Pool<Self>,
+        now: &str,
+        customer_id: i64,
+        id: Uuid,
+    ) -> Result<Option<Subscription>, StoreError>;
+
     async fn rotate_subscription_secret(
         pool: &Pool<Self>,
         now: &str,
@@ -220,15 +227,17 @@ where
         settings: &SubscriptionSettings,
     ) -> Result<Option<Subscription>, StoreError> {
         let event_types = json_array(&settings.event_types)?;
-        // Setting it active (again) clears the retry wait: a failing subscription is
-        // redelivered from its checkpoint at once.
+        // Setting a paused or failing subscription active clears the retry wait: it is
+        // delivered (again) from its checkpoint at once. A change that leaves an active one
+        // active keeps its retry state.
         let sql = format!(
             "UPDATE webhook_subscriptions SET url = $3, event_types = $4, status = $5, \
              updated_at_ms = {now}, \
-             attempts = CASE WHEN $5 = 'active' THEN 0 ELSE attempts END, \
-             failing_since_ms = CASE WHEN $5 = 'active' THEN NULL ELSE failing_since_ms END, \
-             next_attempt_ms = CASE WHEN $5 = 'active' THEN NULL ELSE next_attempt_ms END \
-             WHERE subscription_id = $1 AND customer_id = $2 RETURNING {SUBSCRIPTION_COLUMNS}"
+             attempts = CASE WHEN {resumed} THEN 0 ELSE attempts END, \
+             failing_since_ms = CASE WHEN {resumed} THEN NULL ELSE failing_since_ms END, \
+             next_attempt_ms = CASE WHEN {resumed} THEN NULL ELSE next_attempt_ms END \
+             WHERE subscription_id = $1 AND customer_id = $2 RETURNING {SUBSCRIPTION_COLUMNS}",
+            resumed = "($5 = 'active' AND status <> 'active')"
         );
         let row = sqlx::query(&sql)
             .bind(id.to_string())
@@ -236,6 +245,25 @@ where
             .bind(settings.url.as_str())
             .bind(Json(&*event_types))
             .bind(settings.status.as_str())
+            .fetch_optional(pool)
+            .await?;
+        row.as_ref().map(subscription_from_row::<DB>).transpose()
+    }
+
+    async fn redeliver_subscription(
+        pool: &Pool<Self>,
+        now: &str,
+        customer_id: i64,
+        id: Uuid,
+    ) -> Result<Option<Subscription>, StoreError> {
+        let sql = format!(
+            "UPDATE webhook_subscriptions SET status = 'active', updated_at_ms = {now}, \
+             attempts = 0, failing_since_ms = NULL, next_attempt_ms = NULL \
+             WHERE subscription_id = $1 AND customer_id = $2 RETURNING {SUBSCRIPTION_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(id.to_string())
+            .bind(customer_id)
             .fetch_optional(pool)
             .await?;
         row.as_ref().map(subscription_from_row::<DB>).transpose()
