@@ -670,3 +670,45 @@ async fn created_and_cancelled(client: &reqwest::Client, address: String, token:
     assert_eq!(cancel.status(), 204);
     id
 }
+
+backend_tests! {
+    /// An https target is reached over TLS (rustls): a receiver that is no TLS server fails
+    /// the handshake, and the attempt is recorded with the error, not sent in clear.
+    async fn https_targets_are_reached_over_tls(store: TestStore) {
+        // A TCP server that reads what comes and answers with something that is not TLS.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let port = listener.local_addr().expect("an address").port();
+        let saw_client_hello = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let saw = saw_client_hello.clone();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut first = [0u8; 1];
+                if socket.read_exact(&mut first).await.is_ok() && first[0] == 0x16 {
+                    // 0x16: a TLS handshake record.
+                    saw.store(true, Ordering::SeqCst);
+                }
+                let _ = socket.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await;
+            }
+        });
+        let allowance = format!("--webhook-allowed-hosts=127.0.0.1:{port}");
+        let app = TestApp::with_settings(store, &[allowance.as_str()]).await;
+        let (id, _) = subscribe(&app, CUSTOMER, json!({"url": format!("https://127.0.0.1:{port}/hook")})).await;
+        let job = app.create_job(CUSTOMER).await;
+        let started = Instant::now();
+        let failure = loop {
+            let failures = app
+                .get(&format!("/v1/webhooks/{id}/failedDeliveries"), CUSTOMER)
+                .await
+                .json();
+            if let Some(first) = failures["items"].as_array().and_then(|items| items.last()) {
+                break first.clone();
+            }
+            assert!(started.elapsed() < PATIENCE, "{failures}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(failure["eventId"], format!("{job}:1"));
+        assert!(failure.get("responseStatus").is_none(), "{failure}");
+        assert!(saw_client_hello.load(Ordering::SeqCst), "a TLS ClientHello came first");
+    }
+}
