@@ -85,12 +85,12 @@ pub struct NewSubscription {
     pub secret: String,
 }
 
-/// The parts of a subscription its customer sets.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubscriptionSettings {
-    pub url: String,
-    pub event_types: Vec<String>,
-    pub status: SubscriptionStatus,
+/// A change of what a subscription's customer sets; `None` leaves a part as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SubscriptionChanges {
+    pub url: Option<String>,
+    pub event_types: Option<Vec<String>>,
+    pub status: Option<SubscriptionStatus>,
 }
 
 /// One failed attempt to deliver an event.
@@ -148,13 +148,14 @@ pub trait WebhookStore: Send + Sync {
         customer_id: Option<i64>,
     ) -> Result<Vec<Subscription>, StoreError>;
 
-    /// Sets what the customer sets. Setting a subscription active clears its retry wait,
-    /// so it is delivered again at once, from its checkpoint.
+    /// Changes what the customer sets, in one statement (so concurrent changes of other
+    /// parts, and the deliverer's, are kept). Setting a paused or failing subscription
+    /// active clears its retry wait, so it is delivered again at once, from its checkpoint.
     async fn update_subscription(
         &self,
         customer_id: i64,
         id: Uuid,
-        settings: &SubscriptionSettings,
+        changes: &SubscriptionChanges,
     ) -> Result<Option<Subscription>, StoreError>;
 
     /// Sets the subscription active with no retry wait and no failed attempts counted: it

@@ -18,7 +18,7 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use domain::JobEvent;
 use projections::webhooks::{
-    FailedDelivery, NewSubscription, Subscription, SubscriptionSettings, SubscriptionStatus,
+    FailedDelivery, NewSubscription, Subscription, SubscriptionChanges, SubscriptionStatus,
     FAILED_DELIVERIES_KEPT,
 };
 use serde::{Deserialize, Serialize};
@@ -388,31 +388,31 @@ pub async fn update_webhook(
     JsonBody(body, _): JsonBody<UpdateWebhookRequest>,
 ) -> Result<Json<Webhook>, ApiError> {
     let customer = access.customer.get();
-    let current = app
-        .webhooks
+    // 404 before 422, as for jobs.
+    app.webhooks
         .subscription(customer, id)
         .await?
         .ok_or_else(not_found)?;
     let mut errors = FieldErrors::default();
     let url = match body.url {
-        Some(url) => checked_url(&app, &mut errors, &url).await,
-        None => Some(current.url.clone()),
+        Some(url) => checked_url(&app, &mut errors, &url).await.map(Some),
+        None => Some(None),
     };
     let event_types = match body.event_types {
-        Some(names) => checked_event_types(&mut errors, names),
-        None => Some(current.event_types.clone()),
+        Some(names) => checked_event_types(&mut errors, names).map(Some),
+        None => Some(None),
     };
     let status = match body.status.as_deref() {
-        None => Some(current.status),
-        Some("active") => Some(SubscriptionStatus::Active),
-        Some("paused") => Some(SubscriptionStatus::Paused),
+        None => Some(None),
+        Some("active") => Some(Some(SubscriptionStatus::Active)),
+        Some("paused") => Some(Some(SubscriptionStatus::Paused)),
         Some(_) => {
             errors.add("status", "must be active or paused");
             None
         }
     };
-    let settings = errors.into_result(|| {
-        Some(SubscriptionSettings {
+    let changes = errors.into_result(|| {
+        Some(SubscriptionChanges {
             url: url?,
             event_types: event_types?,
             status: status?,
@@ -420,7 +420,7 @@ pub async fn update_webhook(
     })?;
     let updated = app
         .webhooks
-        .update_subscription(customer, id, &settings)
+        .update_subscription(customer, id, &changes)
         .await?
         .ok_or_else(not_found)?;
     app.webhook_changes.notify_one();

@@ -7,7 +7,7 @@ use super::sql::WebhookSql;
 use crate::error::StoreError;
 use crate::log::{EventLog, LogCursor};
 use crate::webhooks::{
-    AfterFailure, FailedDelivery, NewSubscription, Subscription, SubscriptionSettings, WebhookStore,
+    AfterFailure, FailedDelivery, NewSubscription, Subscription, SubscriptionChanges, WebhookStore,
 };
 use async_trait::async_trait;
 use uuid::Uuid;
@@ -53,10 +53,10 @@ impl<B: Backend> WebhookStore for Store<B> {
         &self,
         customer_id: i64,
         id: Uuid,
-        settings: &SubscriptionSettings,
+        changes: &SubscriptionChanges,
     ) -> Result<Option<Subscription>, StoreError> {
         let _writer = self.backend.exclusive_writer().await;
-        B::Db::update_subscription(&self.pool, B::NOW_MS, customer_id, id, settings).await
+        B::Db::update_subscription(&self.pool, B::NOW_MS, customer_id, id, changes).await
     }
 
     async fn redeliver(

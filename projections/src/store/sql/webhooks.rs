@@ -7,7 +7,7 @@ use super::keys::RowsAffected;
 use crate::error::StoreError;
 use crate::log::LogCursor;
 use crate::webhooks::{
-    AfterFailure, FailedDelivery, NewSubscription, Subscription, SubscriptionSettings,
+    AfterFailure, FailedDelivery, NewSubscription, Subscription, SubscriptionChanges,
     SubscriptionStatus, FAILED_DELIVERIES_KEPT,
 };
 use async_trait::async_trait;
@@ -48,7 +48,7 @@ pub trait WebhookSql: Database {
         now: &str,
         customer_id: i64,
         id: Uuid,
-        settings: &SubscriptionSettings,
+        changes: &SubscriptionChanges,
     ) -> Result<Option<Subscription>, StoreError>;
 
     async fn redeliver_subscription(
@@ -132,6 +132,8 @@ where
     for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
     for<'q> Option<i32>: Encode<'q, DB> + Type<DB>,
     for<'q> Json<&'q RawValue>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<Json<&'q RawValue>>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
     for<'r> String: Decode<'r, DB> + Type<DB>,
     for<'r> Option<String>: Decode<'r, DB> + Type<DB>,
     for<'r> i64: Decode<'r, DB> + Type<DB>,
@@ -224,14 +226,15 @@ where
         now: &str,
         customer_id: i64,
         id: Uuid,
-        settings: &SubscriptionSettings,
+        changes: &SubscriptionChanges,
     ) -> Result<Option<Subscription>, StoreError> {
-        let event_types = json_array(&settings.event_types)?;
+        let event_types = changes.event_types.as_deref().map(json_array).transpose()?;
         // Setting a paused or failing subscription active clears the retry wait: it is
         // delivered (again) from its checkpoint at once. A change that leaves an active one
         // active keeps its retry state.
         let sql = format!(
-            "UPDATE webhook_subscriptions SET url = $3, event_types = $4, status = $5, \
+            "UPDATE webhook_subscriptions SET url = coalesce($3, url), \
+             event_types = coalesce($4, event_types), status = coalesce($5, status), \
              updated_at_ms = {now}, \
              attempts = CASE WHEN {resumed} THEN 0 ELSE attempts END, \
              failing_since_ms = CASE WHEN {resumed} THEN NULL ELSE failing_since_ms END, \
@@ -242,9 +245,9 @@ where
         let row = sqlx::query(&sql)
             .bind(id.to_string())
             .bind(customer_id)
-            .bind(settings.url.as_str())
-            .bind(Json(&*event_types))
-            .bind(settings.status.as_str())
+            .bind(changes.url.as_deref())
+            .bind(event_types.as_deref().map(Json))
+            .bind(changes.status.map(SubscriptionStatus::as_str))
             .fetch_optional(pool)
             .await?;
         row.as_ref().map(subscription_from_row::<DB>).transpose()
@@ -297,20 +300,23 @@ where
         customer_id: i64,
         id: Uuid,
     ) -> Result<bool, StoreError> {
+        // One transaction, so no failed attempt is left without its subscription.
+        let mut transaction = pool.begin().await?;
         let deleted = sqlx::query(
             "DELETE FROM webhook_subscriptions WHERE subscription_id = $1 AND customer_id = $2",
         )
         .bind(id.to_string())
         .bind(customer_id)
-        .execute(pool)
+        .execute(&mut *transaction)
         .await?;
         if deleted.rows_affected() == 0 {
             return Ok(false);
         }
         sqlx::query("DELETE FROM webhook_failed_deliveries WHERE subscription_id = $1")
             .bind(id.to_string())
-            .execute(pool)
+            .execute(&mut *transaction)
             .await?;
+        transaction.commit().await?;
         Ok(true)
     }
 
@@ -404,9 +410,11 @@ where
                 next_attempt_ms: next_attempt_ms.unwrap_or_default(),
             }
         };
+        // Only while the subscription exists: one deleted meanwhile keeps no attempts.
         let insert = format!(
             "INSERT INTO webhook_failed_deliveries (subscription_id, {FAILURE_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 WHERE EXISTS \
+             (SELECT 1 FROM webhook_subscriptions WHERE subscription_id = $1)"
         );
         sqlx::query(&insert)
             .bind(id.to_string())
