@@ -5,6 +5,7 @@
 //! crate); this is what it, the HTTP handlers and `jobs-admin` need of a store.
 
 use crate::error::StoreError;
+use crate::idempotency::{KeyClaim, StoredAnswer};
 use crate::log::LogCursor;
 use async_trait::async_trait;
 use uuid::Uuid;
@@ -79,6 +80,9 @@ impl Subscription {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewSubscription {
     pub id: Uuid,
+    /// When it is made (Unix milliseconds): the caller's clock, so that an answer stored
+    /// for an idempotency key can say it before the subscription is written.
+    pub created_at_ms: i64,
     pub customer_id: i64,
     pub url: String,
     pub event_types: Vec<String>,
@@ -91,6 +95,16 @@ pub struct SubscriptionChanges {
     pub url: Option<String>,
     pub event_types: Option<Vec<String>>,
     pub status: Option<SubscriptionStatus>,
+}
+
+/// How a create ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Creation {
+    Created(Box<Subscription>),
+    /// The customer has as many subscriptions as it may: nothing was stored.
+    OverLimit,
+    /// The request's idempotency key was taken over by a retry: nothing was stored.
+    KeyTakenOver,
 }
 
 /// One failed attempt to deliver an event.
@@ -128,12 +142,15 @@ pub const FAILED_DELIVERIES_KEPT: i64 = 100;
 #[async_trait]
 pub trait WebhookStore: Send + Sync {
     /// Stores a subscription that starts at the log's head (see
-    /// [`crate::log::EventLog::head`]), unless its customer already has `most`; `None` then.
+    /// [`crate::log::EventLog::head`]), unless its customer already has `most`. With
+    /// `answering`, the request's answer is stored for its idempotency key in the same
+    /// transaction, if the claim still holds the key.
     async fn create_subscription(
         &self,
         new: &NewSubscription,
         most: i64,
-    ) -> Result<Option<Subscription>, StoreError>;
+        answering: Option<(&KeyClaim, &StoredAnswer)>,
+    ) -> Result<Creation, StoreError>;
 
     /// One subscription of a customer.
     async fn subscription(

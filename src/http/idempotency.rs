@@ -8,7 +8,7 @@
 //! (any 4xx or 5xx) releases it, so the client may correct the request and send it again
 //! with the same key.
 
-use crate::http::access::{Authorized, Write};
+use crate::http::access::Authorized;
 use crate::http::error::ApiError;
 use crate::http::extract::RawBody;
 use crate::http::problem::ProblemType;
@@ -42,7 +42,7 @@ pub struct IdempotencyKey {
 
 impl IdempotencyKey {
     /// The key as the store keeps it: the caller's, for the customer, for this request.
-    pub fn request(&self, access: &Authorized<Write>, body: &RawBody) -> KeyedRequest {
+    pub fn request<R>(&self, access: &Authorized<R>, body: &RawBody) -> KeyedRequest {
         KeyedRequest {
             customer_id: access.customer.get(),
             client_id: access.caller.client_id.to_string(),

@@ -7,19 +7,22 @@
 use crate::http::access::{Authorized, ManageWebhooks};
 use crate::http::error::{ApiError, FieldErrors};
 use crate::http::extract::{CustomerIdHeader, JsonBody, WebhookId, WebhookIdPath};
+use crate::http::idempotency::{answer_response, under_key, IdempotencyKeyHeader, RequestKey};
 use crate::http::problem::ProblemType;
 use crate::http::AppState;
+use crate::service::ServiceError;
 use crate::webhooks::signing::new_secret;
 use crate::webhooks::{MOST_SUBSCRIPTIONS, SECRET_GRACE};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use domain::JobEvent;
+use projections::idempotency::StoredAnswer;
 use projections::webhooks::{
-    FailedDelivery, NewSubscription, Subscription, SubscriptionChanges, SubscriptionStatus,
-    FAILED_DELIVERIES_KEPT,
+    Creation, FailedDelivery, NewSubscription, Subscription, SubscriptionChanges,
+    SubscriptionStatus, FAILED_DELIVERIES_KEPT,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -257,65 +260,106 @@ fn checked_event_types(errors: &mut FieldErrors, names: Vec<String>) -> Option<V
 /// HMAC-SHA256 of `{webhook-id}.{webhook-timestamp}.{body}` under the secret). Any 2xx
 /// within 10 s is success; anything else is retried with growing waits (1 s doubling to an
 /// hour, with jitter), later events waiting behind, for 24 h; then the subscription is
-/// marked failing until redelivered. A customer may have 25 subscriptions.
+/// marked failing until redelivered. A customer may have 25 subscriptions. With an
+/// `Idempotency-Key`, a retried create answers the first create's 201 again (with the same
+/// secret) instead of making a second subscription.
 #[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks",
-    params(CustomerIdHeader),
+    params(CustomerIdHeader, IdempotencyKeyHeader),
     request_body = CreateWebhookRequest,
     responses(
         (status = 201, description = "Created; the secret is shown this once", body = CreatedWebhook,
             headers(("Location" = String, description = "The subscription's URL"))),
         (status = 400, description = "Invalid Customer-Id or malformed body (`/problems/invalid-customer-id`, `/problems/malformed-body`)", body = crate::http::problem::Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 64 KiB (`/problems/payload-too-large`)", body = crate::http::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Another request with the same `Idempotency-Key` is running (`/problems/idempotency-key-in-flight`, `Retry-After`)", body = crate::http::problem::Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not application/json", body = crate::http::problem::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "An invalid or disallowed URL, an unknown event type, too many event types, or the customer already has 25 subscriptions (`/problems/validation`, with `errors`); nothing was stored", body = crate::http::problem::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "An invalid or disallowed URL, an unknown event type, too many event types, or the customer already has 25 subscriptions (`/problems/validation`, with `errors`); or the `Idempotency-Key` was used for another request (`/problems/idempotency-key-reused`); nothing was stored", body = crate::http::problem::Problem, content_type = "application/problem+json"),
         (status = 500, description = "Unexpected error", body = crate::http::problem::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_webhook(
     State(app): State<AppState>,
     access: Authorized<ManageWebhooks>,
-    JsonBody(body, _): JsonBody<CreateWebhookRequest>,
+    RequestKey(key): RequestKey,
+    JsonBody(body, raw): JsonBody<CreateWebhookRequest>,
 ) -> Result<Response, ApiError> {
-    let mut errors = FieldErrors::default();
-    let url = match body.url {
-        Some(url) => checked_url(&app, &mut errors, &url).await,
-        None => {
-            errors.add("url", "is required");
-            None
-        }
-    };
-    let event_types = checked_event_types(&mut errors, body.event_types.unwrap_or_default());
-    let (url, event_types) = errors.into_result(|| Some((url?, event_types?)))?;
-    let new = NewSubscription {
-        id: Uuid::now_v7(),
-        customer_id: access.customer.get(),
-        url,
-        event_types,
-        secret: new_secret(),
-    };
-    let Some(created) = app
-        .webhooks
-        .create_subscription(&new, MOST_SUBSCRIPTIONS)
-        .await?
-    else {
+    let keyed = key.map(|key| key.request(&access, &raw));
+    let service = app.service.clone();
+    under_key(&service, keyed, |claim| async move {
         let mut errors = FieldErrors::default();
-        errors.add(
-            "subscriptions",
-            format!("a customer may have at most {MOST_SUBSCRIPTIONS} webhook subscriptions"),
-        );
-        return Err(ApiError::Validation(errors));
-    };
-    app.webhook_changes.notify_one();
-    let location = format!("/v1/webhooks/{}", created.id);
+        let url = match body.url {
+            Some(url) => checked_url(&app, &mut errors, &url).await,
+            None => {
+                errors.add("url", "is required");
+                None
+            }
+        };
+        let event_types = checked_event_types(&mut errors, body.event_types.unwrap_or_default());
+        let (url, event_types) = errors.into_result(|| Some((url?, event_types?)))?;
+        let new = NewSubscription {
+            id: Uuid::now_v7(),
+            created_at_ms: Utc::now().timestamp_millis(),
+            customer_id: access.customer.get(),
+            url,
+            event_types,
+            secret: new_secret(),
+        };
+        let answer = created(&new)?;
+        let answering = claim.as_ref().map(|claim| (claim, &answer));
+        match app
+            .webhooks
+            .create_subscription(&new, MOST_SUBSCRIPTIONS, answering)
+            .await?
+        {
+            Creation::Created(_) => {
+                app.webhook_changes.notify_one();
+                answer_response(&answer, false)
+            }
+            Creation::OverLimit => {
+                let mut errors = FieldErrors::default();
+                errors.add(
+                    "subscriptions",
+                    format!(
+                        "a customer may have at most {MOST_SUBSCRIPTIONS} webhook subscriptions"
+                    ),
+                );
+                Err(ApiError::Validation(errors))
+            }
+            Creation::KeyTakenOver => Err(ServiceError::KeyInFlight.into()),
+        }
+    })
+    .await
+}
+
+/// The answer to a create: 201, where the subscription is, and it with its secret. Made
+/// before the subscription is stored, so that an idempotency key's answer is stored with it.
+fn created(new: &NewSubscription) -> Result<StoredAnswer, ApiError> {
+    let created_at = time(new.created_at_ms);
     let body = CreatedWebhook {
-        webhook: Webhook::from(&created),
-        secret: created.secret,
+        webhook: Webhook {
+            id: new.id,
+            url: new.url.clone(),
+            event_types: new.event_types.clone(),
+            status: WebhookStatus::Active,
+            created_at,
+            updated_at: created_at,
+            delivered: 0,
+            failed_attempts: 0,
+            failing_since: None,
+            next_attempt_at: None,
+        },
+        secret: new.secret.clone(),
     };
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(body),
-    )
-        .into_response())
+    Ok(StoredAnswer {
+        status: StatusCode::CREATED.as_u16(),
+        headers: vec![
+            (
+                header::LOCATION.to_string(),
+                format!("/v1/webhooks/{}", new.id),
+            ),
+            (header::CONTENT_TYPE.to_string(), "application/json".into()),
+        ],
+        body: Some(serde_json::to_string(&body).map_err(ApiError::internal)?),
+    })
 }
 
 /// The customer's subscriptions.

@@ -193,7 +193,9 @@ impl Deliverer {
         let filter = LogFilter {
             customer_id: Some(subscription.customer_id),
         };
-        let mut idle = false;
+        // As if it had waited: the settings it was claimed with may have changed since (a
+        // pause right after a create), so they are read again before the first send.
+        let mut idle = true;
         loop {
             // Taken before the read, so a commit between the read and the wait wakes it.
             let mut watch = self.commits.watch(subscription.customer_id);

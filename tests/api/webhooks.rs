@@ -712,3 +712,36 @@ backend_tests! {
         assert!(saw_client_hello.load(Ordering::SeqCst), "a TLS ClientHello came first");
     }
 }
+
+backend_tests! {
+    /// A create sent again with its Idempotency-Key answers the first 201 again — the same
+    /// subscription and secret — and makes no second one; the key with another body is
+    /// refused; a refused create keeps no answer, so the corrected one may use the key.
+    async fn a_retried_create_with_its_key_makes_one_subscription(app: TestApp) {
+        let keyed = |key: &str, body: Value| {
+            app.build(reqwest::Method::POST, "/v1/webhooks", Some(CUSTOMER), Some(&body))
+                .header("Idempotency-Key", key.to_owned())
+        };
+        let body = json!({"url": "https://93.184.216.34/hook", "eventTypes": ["JobCancelled"]});
+        let first = app.send(keyed("hook-1", body.clone())).await;
+        first.assert_status(201);
+        let again = app.send(keyed("hook-1", body.clone())).await;
+        again.assert_status(201);
+        assert_eq!(again.header("idempotent-replayed"), Some("true"));
+        assert_eq!(again.json(), first.json());
+        assert_eq!(again.header("location"), first.header("location"));
+        let listed = app.get("/v1/webhooks", CUSTOMER).await.json();
+        assert_eq!(listed["items"].as_array().map(Vec::len), Some(1), "{listed}");
+        app.send(keyed("hook-1", json!({"url": "https://93.184.216.34/other"})))
+            .await
+            .assert_problem(422, "/problems/idempotency-key-reused");
+        app.send(keyed("hook-2", json!({"url": "http://example.com/"})))
+            .await
+            .assert_problem(422, "/problems/validation");
+        app.send(keyed("hook-2", json!({"url": "https://93.184.216.34/second"})))
+            .await
+            .assert_status(201);
+        let listed = app.get("/v1/webhooks", CUSTOMER).await.json();
+        assert_eq!(listed["items"].as_array().map(Vec::len), Some(2), "{listed}");
+    }
+}

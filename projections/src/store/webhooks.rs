@@ -3,11 +3,13 @@
 //! head a new subscription starts from.
 
 use super::backend::{Backend, Store};
-use super::sql::WebhookSql;
+use super::sql::{KeySql, WebhookSql};
 use crate::error::StoreError;
+use crate::idempotency::{KeyClaim, StoredAnswer};
 use crate::log::{EventLog, LogCursor};
 use crate::webhooks::{
-    AfterFailure, FailedDelivery, NewSubscription, Subscription, SubscriptionChanges, WebhookStore,
+    AfterFailure, Creation, FailedDelivery, NewSubscription, Subscription, SubscriptionChanges,
+    WebhookStore,
 };
 use async_trait::async_trait;
 use uuid::Uuid;
@@ -18,16 +20,30 @@ impl<B: Backend> WebhookStore for Store<B> {
         &self,
         new: &NewSubscription,
         most: i64,
-    ) -> Result<Option<Subscription>, StoreError> {
+        answering: Option<(&KeyClaim, &StoredAnswer)>,
+    ) -> Result<Creation, StoreError> {
         let head = self.head().await?;
-        let created = {
+        {
             let _writer = self.backend.exclusive_writer().await;
-            B::Db::insert_subscription(&self.pool, B::NOW_MS, new, head, most).await?
-        };
-        if !created {
-            return Ok(None);
+            // Dropped without a commit, the transaction rolls back: nothing is stored.
+            let mut transaction = self.pool.begin().await?;
+            if !B::Db::insert_subscription(&mut transaction, new, head, most).await? {
+                return Ok(Creation::OverLimit);
+            }
+            if let Some((claim, answer)) = answering {
+                if !B::Db::answer_key(&mut transaction, claim, answer).await? {
+                    return Ok(Creation::KeyTakenOver);
+                }
+            }
+            transaction.commit().await?;
         }
-        self.subscription(new.customer_id, new.id).await
+        match self.subscription(new.customer_id, new.id).await? {
+            Some(subscription) => Ok(Creation::Created(Box::new(subscription))),
+            None => Err(StoreError::Corrupt(format!(
+                "subscription {} is gone right after it was made",
+                new.id
+            ))),
+        }
     }
 
     async fn subscription(

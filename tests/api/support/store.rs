@@ -91,6 +91,10 @@ pub struct TestStore {
 
 impl TestStore {
     pub async fn new(backend: Backend) -> TestStore {
+        // reqwest is built with rustls and no crypto provider of its own (as the server's
+        // webhook client is): a test's client needs the process's provider installed, which
+        // the server does when it starts — but a test may make its client first.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let unique = Uuid::now_v7().simple().to_string();
         let data_dir = std::env::temp_dir().join(format!("jobs-test-{unique}"));
         std::fs::create_dir_all(&data_dir).expect("temp dir");

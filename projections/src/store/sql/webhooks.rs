@@ -4,6 +4,7 @@
 //! on who delivers. Every change a deliverer makes names the lease it expects to hold.
 
 use super::keys::RowsAffected;
+use super::Connection;
 use crate::error::StoreError;
 use crate::log::LogCursor;
 use crate::webhooks::{
@@ -28,9 +29,9 @@ const FAILURE_COLUMNS: &str = "event_id, job_id, sequence, event_type, attempt, 
 /// (`Backend::NOW_MS`).
 #[async_trait]
 pub trait WebhookSql: Database {
+    /// Inserts the subscription unless its customer has `most`; `false` then.
     async fn insert_subscription(
-        pool: &Pool<Self>,
-        now: &str,
+        connection: &mut Connection<Self>,
         new: &NewSubscription,
         head: LogCursor,
         most: i64,
@@ -145,8 +146,7 @@ where
     usize: ColumnIndex<DB::Row>,
 {
     async fn insert_subscription(
-        pool: &Pool<Self>,
-        now: &str,
+        connection: &mut Connection<Self>,
         new: &NewSubscription,
         head: LogCursor,
         most: i64,
@@ -154,14 +154,13 @@ where
         let event_types = json_array(&new.event_types)?;
         // The count and the insert are one statement; concurrent creates of one customer
         // may still pass the bound together, by as many as race.
-        let sql = format!(
+        let sql =
             "INSERT INTO webhook_subscriptions (subscription_id, customer_id, url, event_types, \
              status, secret, created_at_ms, updated_at_ms, checkpoint_transaction, \
              checkpoint_position) \
-             SELECT $1, $2, $3, $4, 'active', $5, {now}, {now}, $6, $7 \
-             WHERE (SELECT count(*) FROM webhook_subscriptions WHERE customer_id = $2) < $8"
-        );
-        let done = sqlx::query(&sql)
+             SELECT $1, $2, $3, $4, 'active', $5, $9, $9, $6, $7 \
+             WHERE (SELECT count(*) FROM webhook_subscriptions WHERE customer_id = $2) < $8";
+        let done = sqlx::query(sql)
             .bind(new.id.to_string())
             .bind(new.customer_id)
             .bind(new.url.as_str())
@@ -170,7 +169,8 @@ where
             .bind(head.transaction)
             .bind(head.position)
             .bind(most)
-            .execute(pool)
+            .bind(new.created_at_ms)
+            .execute(connection)
             .await?;
         Ok(done.rows_affected() == 1)
     }
