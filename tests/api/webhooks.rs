@@ -745,3 +745,20 @@ backend_tests! {
         assert_eq!(listed["items"].as_array().map(Vec::len), Some(2), "{listed}");
     }
 }
+
+backend_tests! {
+    /// Creates racing for a customer's last places make exactly as many as it may have.
+    async fn the_subscription_cap_holds_under_racing_creates(app: TestApp) {
+        let creates = (0..40).map(|n| {
+            app.post("/v1/webhooks", CUSTOMER, json!({"url": format!("https://93.184.216.34/{n}")}))
+        });
+        let replies = futures::future::join_all(creates).await;
+        let created = replies.iter().filter(|reply| reply.status == 201).count();
+        assert_eq!(created, 25);
+        for reply in replies.iter().filter(|reply| reply.status != 201) {
+            reply.assert_problem(422, "/problems/validation");
+        }
+        let listed = app.get("/v1/webhooks", CUSTOMER).await.json();
+        assert_eq!(listed["items"].as_array().map(Vec::len), Some(25));
+    }
+}

@@ -67,6 +67,11 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// The database's clock, in Unix milliseconds (an SQL expression).
     const NOW_MS: &'static str;
 
+    /// Taken first in the transaction that creates a webhook subscription, with the
+    /// customer as `$1`, so that creates of one customer count its subscriptions one after
+    /// another; `None` where writers already go one at a time.
+    const SUBSCRIPTION_CREATE_LOCK: Option<&'static str>;
+
     // Transactions.
 
     /// Begins a write transaction (taking the write lock at once where that matters).

@@ -172,6 +172,11 @@ impl Backend for PostgresBackend {
 
     const COMMITTERS: usize = 2;
     const NOW_MS: &'static str = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
+    /// Two-key form, so it shares no key with the single-key locks of rebuild and
+    /// migrations ("hook" in ASCII, and the customer).
+    const SUBSCRIPTION_CREATE_LOCK: Option<&'static str> = Some(
+        "SELECT 1 FROM (SELECT pg_advisory_xact_lock(1752133483, hashtext($1::text))) AS locked",
+    );
 
     const WRITE_BEGIN: &'static str = "BEGIN";
     const SNAPSHOT_BEGIN: &'static str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";

@@ -27,6 +27,9 @@ impl<B: Backend> WebhookStore for Store<B> {
             let _writer = self.backend.exclusive_writer().await;
             // Dropped without a commit, the transaction rolls back: nothing is stored.
             let mut transaction = self.pool.begin().await?;
+            if let Some(lock) = B::SUBSCRIPTION_CREATE_LOCK {
+                B::Db::lock_customer(&mut transaction, lock, new.customer_id).await?;
+            }
             if !B::Db::insert_subscription(&mut transaction, new, head, most).await? {
                 return Ok(Creation::OverLimit);
             }

@@ -29,6 +29,13 @@ const FAILURE_COLUMNS: &str = "event_id, job_id, sequence, event_type, attempt, 
 /// (`Backend::NOW_MS`).
 #[async_trait]
 pub trait WebhookSql: Database {
+    /// Runs `lock` (a statement taking a lock for the customer `$1`, as text).
+    async fn lock_customer(
+        connection: &mut Connection<Self>,
+        lock: &str,
+        customer_id: i64,
+    ) -> Result<(), StoreError>;
+
     /// Inserts the subscription unless its customer has `most`; `false` then.
     async fn insert_subscription(
         connection: &mut Connection<Self>,
@@ -145,6 +152,18 @@ where
     for<'a> &'a str: ColumnIndex<DB::Row>,
     usize: ColumnIndex<DB::Row>,
 {
+    async fn lock_customer(
+        connection: &mut Connection<Self>,
+        lock: &str,
+        customer_id: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(lock)
+            .bind(customer_id.to_string())
+            .execute(connection)
+            .await?;
+        Ok(())
+    }
+
     async fn insert_subscription(
         connection: &mut Connection<Self>,
         new: &NewSubscription,
@@ -152,8 +171,8 @@ where
         most: i64,
     ) -> Result<bool, StoreError> {
         let event_types = json_array(&new.event_types)?;
-        // The count and the insert are one statement; concurrent creates of one customer
-        // may still pass the bound together, by as many as race.
+        // The count and the insert are one statement; creates of one customer are
+        // serialized by the caller (`Backend::SUBSCRIPTION_CREATE_LOCK`), so the bound holds.
         let sql =
             "INSERT INTO webhook_subscriptions (subscription_id, customer_id, url, event_types, \
              status, secret, created_at_ms, updated_at_ms, checkpoint_transaction, \

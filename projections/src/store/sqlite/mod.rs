@@ -145,6 +145,7 @@ impl Backend for SqliteBackend {
     /// fail at once (not after the busy timeout) when another connection wrote in between.
     const COMMITTERS: usize = 1;
     const NOW_MS: &'static str = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
+    const SUBSCRIPTION_CREATE_LOCK: Option<&'static str> = None;
 
     const WRITE_BEGIN: &'static str = "BEGIN IMMEDIATE";
     /// In WAL mode a read transaction sees one snapshot from its first read to its end.
