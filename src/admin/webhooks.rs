@@ -4,9 +4,8 @@
 
 use super::table::{short_time, write_table};
 use super::{AdminError, Format};
-use crate::webhooks::delivery::LAG_CAP;
-use chrono::{DateTime, Utc};
-use projections::log::LogFilter;
+use crate::webhooks::delivery::{lag_of, LAG_CAP};
+use crate::webhooks::time_of;
 use projections::webhooks::Subscription;
 use projections::JobStore;
 use serde_json::json;
@@ -22,12 +21,7 @@ pub async fn list(
     let log = store.log();
     let mut rows = Vec::with_capacity(subscriptions.len());
     for subscription in subscriptions {
-        let filter = LogFilter {
-            customer_id: Some(subscription.customer_id),
-        };
-        let lag = log
-            .count_after(subscription.checkpoint, &filter, LAG_CAP)
-            .await?;
+        let lag = lag_of(log.as_ref(), &subscription).await?;
         rows.push((subscription, lag));
     }
     match format {
@@ -54,7 +48,7 @@ pub async fn list(
                             .lease_owner
                             .as_ref()
                             .and(subscription.lease_until_ms)
-                            .map_or_else(|| "-".to_owned(), |ms| short_time(time(ms))),
+                            .map_or_else(|| "-".to_owned(), |ms| short_time(time_of(ms))),
                         subscription.url.clone(),
                     ]
                 })
@@ -86,10 +80,6 @@ fn lag_text(lag: i64) -> String {
     }
 }
 
-fn time(ms: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(ms).unwrap_or_default()
-}
-
 fn subscription_json(subscription: &Subscription, lag: i64) -> serde_json::Value {
     json!({
         "id": subscription.id,
@@ -101,10 +91,10 @@ fn subscription_json(subscription: &Subscription, lag: i64) -> serde_json::Value
         "lagCapped": lag >= LAG_CAP,
         "delivered": subscription.delivered,
         "failedAttempts": subscription.attempts,
-        "failingSince": subscription.failing_since_ms.map(time),
-        "nextAttemptAt": subscription.next_attempt_ms.map(time),
+        "failingSince": subscription.failing_since_ms.map(time_of),
+        "nextAttemptAt": subscription.next_attempt_ms.map(time_of),
         "leaseOwner": subscription.lease_owner,
-        "leasedUntil": subscription.lease_until_ms.map(time),
-        "createdAt": time(subscription.created_at_ms),
+        "leasedUntil": subscription.lease_until_ms.map(time_of),
+        "createdAt": time_of(subscription.created_at_ms),
     })
 }

@@ -8,11 +8,11 @@ use crate::http::access::{Authorized, ManageWebhooks};
 use crate::http::error::{ApiError, FieldErrors};
 use crate::http::extract::{CustomerIdHeader, JsonBody, WebhookId, WebhookIdPath};
 use crate::http::idempotency::{answer_response, under_key, IdempotencyKeyHeader, RequestKey};
-use crate::http::problem::ProblemType;
+use crate::http::problem::{Problem, ProblemType};
 use crate::http::AppState;
 use crate::service::ServiceError;
 use crate::webhooks::signing::new_secret;
-use crate::webhooks::{MOST_SUBSCRIPTIONS, SECRET_GRACE};
+use crate::webhooks::{time_of, MOST_SUBSCRIPTIONS, SECRET_GRACE};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::Response;
@@ -25,11 +25,27 @@ use projections::webhooks::{
     SubscriptionStatus, FAILED_DELIVERIES_KEPT,
 };
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoResponses, ToSchema};
 use uuid::Uuid;
 
 /// The most event types a subscription may name (there are fewer types; repeats count).
 const MOST_EVENT_TYPES: usize = 50;
+
+/// What an operation on one subscription can answer besides its success.
+#[derive(IntoResponses)]
+#[allow(dead_code)] // documentation only: named in the handlers' `responses(...)`
+pub enum OneWebhookResponses {
+    /// Invalid Customer-Id or id (`/problems/invalid-customer-id`,
+    /// `/problems/invalid-webhook-id`).
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(Problem),
+    /// No such subscription for this customer (`/problems/webhook-not-found`).
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(Problem),
+    /// Unexpected error (`/problems/internal`); the body never carries internals.
+    #[response(status = 500, content_type = "application/problem+json")]
+    Internal(Problem),
+}
 
 /// A subscription to create.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -117,10 +133,6 @@ pub struct Webhook {
     pub next_attempt_at: Option<DateTime<Utc>>,
 }
 
-fn time(ms: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(ms).unwrap_or_default()
-}
-
 impl From<&Subscription> for Webhook {
     fn from(subscription: &Subscription) -> Self {
         let failing = subscription.attempts > 0;
@@ -129,15 +141,18 @@ impl From<&Subscription> for Webhook {
             url: subscription.url.clone(),
             event_types: subscription.event_types.clone(),
             status: subscription.status.into(),
-            created_at: time(subscription.created_at_ms),
-            updated_at: time(subscription.updated_at_ms),
+            created_at: time_of(subscription.created_at_ms),
+            updated_at: time_of(subscription.updated_at_ms),
             delivered: subscription.delivered,
             failed_attempts: subscription.attempts,
-            failing_since: subscription.failing_since_ms.filter(|_| failing).map(time),
+            failing_since: subscription
+                .failing_since_ms
+                .filter(|_| failing)
+                .map(time_of),
             next_attempt_at: subscription
                 .next_attempt_ms
                 .filter(|_| failing && subscription.status == SubscriptionStatus::Active)
-                .map(time),
+                .map(time_of),
         }
     }
 }
@@ -197,7 +212,7 @@ impl From<FailedDelivery> for FailedDeliveryAttempt {
             sequence: failure.sequence,
             event_type: failure.event_type,
             attempt: failure.attempt,
-            attempted_at: time(failure.attempted_at_ms),
+            attempted_at: time_of(failure.attempted_at_ms),
             response_status: failure.response_status,
             error: failure.error,
         }
@@ -269,12 +284,12 @@ fn checked_event_types(errors: &mut FieldErrors, names: Vec<String>) -> Option<V
     responses(
         (status = 201, description = "Created; the secret is shown this once", body = CreatedWebhook,
             headers(("Location" = String, description = "The subscription's URL"))),
-        (status = 400, description = "Invalid Customer-Id or malformed body (`/problems/invalid-customer-id`, `/problems/malformed-body`)", body = crate::http::problem::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB (`/problems/payload-too-large`)", body = crate::http::problem::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Another request with the same `Idempotency-Key` is running (`/problems/idempotency-key-in-flight`, `Retry-After`)", body = crate::http::problem::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not application/json", body = crate::http::problem::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "An invalid or disallowed URL, an unknown event type, too many event types, or the customer already has 25 subscriptions (`/problems/validation`, with `errors`); or the `Idempotency-Key` was used for another request (`/problems/idempotency-key-reused`); nothing was stored", body = crate::http::problem::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Unexpected error", body = crate::http::problem::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid Customer-Id or malformed body (`/problems/invalid-customer-id`, `/problems/malformed-body`)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB (`/problems/payload-too-large`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Another request with the same `Idempotency-Key` is running (`/problems/idempotency-key-in-flight`, `Retry-After`)", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "An invalid or disallowed URL, an unknown event type, too many event types, or the customer already has 25 subscriptions (`/problems/validation`, with `errors`); or the `Idempotency-Key` was used for another request (`/problems/idempotency-key-reused`); nothing was stored", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Unexpected error", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_webhook(
     State(app): State<AppState>,
@@ -333,7 +348,7 @@ pub async fn create_webhook(
 /// The answer to a create: 201, where the subscription is, and it with its secret. Made
 /// before the subscription is stored, so that an idempotency key's answer is stored with it.
 fn created(new: &NewSubscription) -> Result<StoredAnswer, ApiError> {
-    let created_at = time(new.created_at_ms);
+    let created_at = time_of(new.created_at_ms);
     let body = CreatedWebhook {
         webhook: Webhook {
             id: new.id,
@@ -367,8 +382,8 @@ fn created(new: &NewSubscription) -> Result<StoredAnswer, ApiError> {
     params(CustomerIdHeader),
     responses(
         (status = 200, description = "The customer's subscriptions", body = WebhookList),
-        (status = 400, description = "Invalid Customer-Id (`/problems/invalid-customer-id`)", body = crate::http::problem::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Unexpected error", body = crate::http::problem::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid Customer-Id (`/problems/invalid-customer-id`)", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Unexpected error", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list_webhooks(
     State(app): State<AppState>,
@@ -395,9 +410,7 @@ fn not_found() -> ApiError {
     params(CustomerIdHeader, WebhookIdPath),
     responses(
         (status = 200, description = "The subscription", body = Webhook),
-        (status = 400, description = "Invalid Customer-Id or id (`/problems/invalid-customer-id`, `/problems/invalid-webhook-id`)", body = crate::http::problem::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such subscription for this customer (`/problems/webhook-not-found`)", body = crate::http::problem::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Unexpected error", body = crate::http::problem::Problem, content_type = "application/problem+json"),
+        OneWebhookResponses,
     ))]
 pub async fn get_webhook(
     State(app): State<AppState>,
@@ -418,12 +431,12 @@ pub async fn get_webhook(
     request_body = UpdateWebhookRequest,
     responses(
         (status = 200, description = "The subscription as changed", body = Webhook),
-        (status = 400, description = "Invalid Customer-Id, id or malformed body", body = crate::http::problem::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such subscription for this customer (`/problems/webhook-not-found`)", body = crate::http::problem::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB (`/problems/payload-too-large`)", body = crate::http::problem::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not application/json", body = crate::http::problem::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "An invalid or disallowed URL, an unknown event type, or a status other than active or paused (`/problems/validation`, with `errors`); nothing was changed", body = crate::http::problem::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Unexpected error", body = crate::http::problem::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid Customer-Id, id or malformed body", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such subscription for this customer (`/problems/webhook-not-found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB (`/problems/payload-too-large`)", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "An invalid or disallowed URL, an unknown event type, or a status other than active or paused (`/problems/validation`, with `errors`); nothing was changed", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Unexpected error", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn update_webhook(
     State(app): State<AppState>,
@@ -476,9 +489,7 @@ pub async fn update_webhook(
     params(CustomerIdHeader, WebhookIdPath),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, description = "Invalid Customer-Id or id", body = crate::http::problem::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such subscription for this customer (`/problems/webhook-not-found`)", body = crate::http::problem::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Unexpected error", body = crate::http::problem::Problem, content_type = "application/problem+json"),
+        OneWebhookResponses,
     ))]
 pub async fn delete_webhook(
     State(app): State<AppState>,
@@ -505,9 +516,7 @@ pub async fn delete_webhook(
     params(CustomerIdHeader, WebhookIdPath),
     responses(
         (status = 200, description = "The new secret, shown this once", body = RotatedSecret),
-        (status = 400, description = "Invalid Customer-Id or id", body = crate::http::problem::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such subscription for this customer (`/problems/webhook-not-found`)", body = crate::http::problem::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Unexpected error", body = crate::http::problem::Problem, content_type = "application/problem+json"),
+        OneWebhookResponses,
     ))]
 pub async fn rotate_webhook_secret(
     State(app): State<AppState>,
@@ -526,7 +535,7 @@ pub async fn rotate_webhook_secret(
         .ok_or_else(not_found)?;
     Ok(Json(RotatedSecret {
         secret: rotated.secret,
-        previous_secret_expires_at: time(rotated.previous_secret_until_ms.unwrap_or_default()),
+        previous_secret_expires_at: time_of(rotated.previous_secret_until_ms.unwrap_or_default()),
     }))
 }
 
@@ -535,9 +544,7 @@ pub async fn rotate_webhook_secret(
     params(CustomerIdHeader, WebhookIdPath),
     responses(
         (status = 200, description = "The newest failed attempts (at most 100)", body = FailedDeliveryList),
-        (status = 400, description = "Invalid Customer-Id or id", body = crate::http::problem::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such subscription for this customer (`/problems/webhook-not-found`)", body = crate::http::problem::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Unexpected error", body = crate::http::problem::Problem, content_type = "application/problem+json"),
+        OneWebhookResponses,
     ))]
 pub async fn failed_deliveries(
     State(app): State<AppState>,
@@ -566,9 +573,7 @@ pub async fn failed_deliveries(
     params(CustomerIdHeader, WebhookIdPath),
     responses(
         (status = 202, description = "Delivery resumes at once", body = Webhook),
-        (status = 400, description = "Invalid Customer-Id or id", body = crate::http::problem::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such subscription for this customer (`/problems/webhook-not-found`)", body = crate::http::problem::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Unexpected error", body = crate::http::problem::Problem, content_type = "application/problem+json"),
+        OneWebhookResponses,
     ))]
 pub async fn redeliver(
     State(app): State<AppState>,

@@ -18,7 +18,7 @@ use super::event::{event_id, FeedEvent};
 use super::signing::signature_header;
 use super::targets::{GuardedResolver, TargetPolicy};
 use crate::service::CommitSignal;
-use projections::log::{EventLog, LogFilter, LoggedEvent};
+use projections::log::{EventLog, LogCursor, LogFilter, LoggedEvent};
 use projections::webhooks::{
     AfterFailure, FailedDelivery, Subscription, SubscriptionStatus, WebhookStore,
 };
@@ -36,6 +36,9 @@ pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a lease lasts unrenewed: longer than a delivery may take, so a holder that is
 /// alive always renews in time; after a server dies, another takes over within this.
 pub const LEASE: Duration = Duration::from_secs(15);
+
+/// [`LEASE`] as the store counts it.
+const LEASE_MS: i64 = LEASE.as_millis() as i64;
 
 /// How often the deliverer leases what is due and renews what it holds.
 const CLAIM_EVERY: Duration = Duration::from_secs(1);
@@ -159,11 +162,7 @@ impl Deliverer {
     /// failing, or leased to another server), idle ones included.
     async fn claim(self: &Arc<Self>, running: &mut HashMap<Uuid, JoinHandle<()>>) {
         running.retain(|_, task| !task.is_finished());
-        match self
-            .store
-            .claim_due(&self.owner, LEASE.as_millis() as i64)
-            .await
-        {
+        match self.store.claim_due(&self.owner, LEASE_MS).await {
             Ok(due) => {
                 let held: std::collections::HashSet<Uuid> =
                     due.iter().map(|subscription| subscription.id).collect();
@@ -256,7 +255,6 @@ impl Deliverer {
         subscription: &mut Subscription,
         events: &[LoggedEvent],
     ) -> Result<bool, projections::StoreError> {
-        let lease_ms = LEASE.as_millis() as i64;
         // Past events of types it does not want; recorded with the next delivery.
         let mut passed = subscription.checkpoint;
         for event in events {
@@ -272,24 +270,17 @@ impl Deliverer {
                 Ok(()) => {
                     metrics::counter!("jobs_webhook_deliveries_total", "outcome" => "delivered")
                         .increment(1);
-                    match self
-                        .store
-                        .record_progress(subscription.id, &self.owner, event.cursor, 1, lease_ms)
-                        .await?
-                    {
-                        Some(now) if now.status == SubscriptionStatus::Active => {
-                            *subscription = now;
-                            passed = subscription.checkpoint;
-                        }
-                        _ => return Ok(false),
+                    if !self.advance(subscription, event.cursor, 1).await? {
+                        return Ok(false);
                     }
+                    passed = subscription.checkpoint;
                 }
                 Err(failed) => {
                     if passed != subscription.checkpoint {
                         // The failure is the next event's: record what was passed first.
                         match self
                             .store
-                            .record_progress(subscription.id, &self.owner, passed, 0, lease_ms)
+                            .record_progress(subscription.id, &self.owner, passed, 0, LEASE_MS)
                             .await?
                         {
                             Some(now) => *subscription = now,
@@ -301,17 +292,31 @@ impl Deliverer {
                 }
             }
         }
-        if passed != subscription.checkpoint {
-            match self
-                .store
-                .record_progress(subscription.id, &self.owner, passed, 0, lease_ms)
-                .await?
-            {
-                Some(now) if now.status == SubscriptionStatus::Active => *subscription = now,
-                _ => return Ok(false),
-            }
+        if passed != subscription.checkpoint && !self.advance(subscription, passed, 0).await? {
+            return Ok(false);
         }
         Ok(true)
+    }
+
+    /// Records that everything up to `to` was handled (`delivered` of it sent) and takes
+    /// the subscription as it now is; whether it is still this server's and active.
+    async fn advance(
+        &self,
+        subscription: &mut Subscription,
+        to: LogCursor,
+        delivered: i64,
+    ) -> Result<bool, projections::StoreError> {
+        match self
+            .store
+            .record_progress(subscription.id, &self.owner, to, delivered, LEASE_MS)
+            .await?
+        {
+            Some(now) if now.status == SubscriptionStatus::Active => {
+                *subscription = now;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     async fn record_failure(
@@ -439,14 +444,7 @@ impl Deliverer {
             let mut board = Vec::with_capacity(subscriptions.len());
             for subscription in &subscriptions {
                 *by_status.entry(subscription.status.as_str()).or_default() += 1;
-                let filter = LogFilter {
-                    customer_id: Some(subscription.customer_id),
-                };
-                match self
-                    .log
-                    .count_after(subscription.checkpoint, &filter, LAG_CAP)
-                    .await
-                {
+                match lag_of(self.log.as_ref(), subscription).await {
                     Ok(lag) => board.push((subscription.id, lag)),
                     Err(error) => {
                         tracing::warn!(%error, subscription = %subscription.id, "could not measure a webhook's lag")
@@ -466,6 +464,19 @@ impl Deliverer {
             }
         }
     }
+}
+
+/// A subscription's lag: the events of its customer after its checkpoint, whatever their
+/// type, counted up to [`LAG_CAP`].
+pub async fn lag_of(
+    log: &dyn EventLog,
+    subscription: &Subscription,
+) -> Result<i64, projections::StoreError> {
+    let filter = LogFilter {
+        customer_id: Some(subscription.customer_id),
+    };
+    log.count_after(subscription.checkpoint, &filter, LAG_CAP)
+        .await
 }
 
 /// Each deliverer's last lag measurements, by its owner id. A gauge of the metrics

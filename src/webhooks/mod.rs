@@ -18,6 +18,7 @@ pub mod targets;
 pub use delivery::Deliverer;
 pub use targets::{AllowedHost, TargetPolicy};
 
+use chrono::{DateTime, Utc};
 use std::time::Duration;
 
 /// The most subscriptions one customer may have.
@@ -25,6 +26,11 @@ pub const MOST_SUBSCRIPTIONS: i64 = 25;
 
 /// How long a rotated-out secret keeps signing beside the new one.
 pub const SECRET_GRACE: Duration = Duration::from_secs(24 * 3600);
+
+/// A time the store keeps as Unix milliseconds (subscriptions' and attempts' times).
+pub fn time_of(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
 
 /// The settings of webhook delivery (`--webhook-…`).
 #[derive(Debug, Clone, clap::Args)]

@@ -178,6 +178,23 @@ async fn subscription_once(app: &TestApp, id: &str, done: impl Fn(&Value) -> boo
     }
 }
 
+/// The subscription's failed attempts (newest first) as soon as there are `at_least`.
+async fn failed_attempts(app: &TestApp, id: &str, at_least: usize) -> Vec<Value> {
+    let started = Instant::now();
+    loop {
+        let failures = app
+            .get(&format!("/v1/webhooks/{id}/failedDeliveries"), CUSTOMER)
+            .await
+            .json();
+        let items = failures["items"].as_array().cloned().unwrap_or_default();
+        if items.len() >= at_least {
+            return items;
+        }
+        assert!(started.elapsed() < PATIENCE, "{failures}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The ids of a job's events `from..=to`.
 fn event_ids(job: Uuid, sequences: std::ops::RangeInclusive<i64>) -> Vec<String> {
     sequences
@@ -289,23 +306,12 @@ backend_tests! {
         let job = app.create_job(CUSTOMER).await;
         app.bring_to(CUSTOMER, job, "started").await;
         let events = app.events(CUSTOMER, job).await.len() as i64;
-        let started = Instant::now();
-        let failures = loop {
-            let failures = app
-                .get(&format!("/v1/webhooks/{id}/failedDeliveries"), CUSTOMER)
-                .await
-                .json();
-            if failures["items"].as_array().is_some_and(|items| items.len() >= 2) {
-                break failures;
-            }
-            assert!(started.elapsed() < PATIENCE, "{failures}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
-        let newest = &failures["items"][0];
+        let failures = failed_attempts(&app, &id, 2).await;
+        let newest = &failures[0];
         assert_eq!(newest["eventId"], format!("{job}:1"));
         assert_eq!(newest["responseStatus"], 503);
         assert_eq!(newest["attempt"], 2);
-        assert_eq!(failures["items"][1]["attempt"], 1);
+        assert_eq!(failures[1]["attempt"], 1);
         let subscription = app.get(&format!("/v1/webhooks/{id}"), CUSTOMER).await.json();
         assert_eq!(subscription["status"], "active");
         assert!(subscription["failedAttempts"].as_i64() >= Some(2), "{subscription}");
@@ -576,18 +582,8 @@ backend_tests! {
             ))
             .await;
         let job = app.create_job(CUSTOMER).await;
-        let started = Instant::now();
-        let failure = loop {
-            let failures = app
-                .get(&format!("/v1/webhooks/{id}/failedDeliveries"), CUSTOMER)
-                .await
-                .json();
-            if let Some(first) = failures["items"].as_array().and_then(|items| items.last()) {
-                break first.clone();
-            }
-            assert!(started.elapsed() < PATIENCE, "{failures}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        let failures = failed_attempts(&app, &id, 1).await;
+        let failure = failures.last().expect("an attempt");
         assert_eq!(failure["eventId"], format!("{job}:1"));
         assert!(failure["error"].as_str().is_some_and(|e| e.contains("internal")), "{failure}");
         assert!(failure.get("responseStatus").is_none());
@@ -695,18 +691,8 @@ backend_tests! {
         let app = TestApp::with_settings(store, &[allowance.as_str()]).await;
         let (id, _) = subscribe(&app, CUSTOMER, json!({"url": format!("https://127.0.0.1:{port}/hook")})).await;
         let job = app.create_job(CUSTOMER).await;
-        let started = Instant::now();
-        let failure = loop {
-            let failures = app
-                .get(&format!("/v1/webhooks/{id}/failedDeliveries"), CUSTOMER)
-                .await
-                .json();
-            if let Some(first) = failures["items"].as_array().and_then(|items| items.last()) {
-                break first.clone();
-            }
-            assert!(started.elapsed() < PATIENCE, "{failures}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        let failures = failed_attempts(&app, &id, 1).await;
+        let failure = failures.last().expect("an attempt");
         assert_eq!(failure["eventId"], format!("{job}:1"));
         assert!(failure.get("responseStatus").is_none(), "{failure}");
         assert!(saw_client_hello.load(Ordering::SeqCst), "a TLS ClientHello came first");
